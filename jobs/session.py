@@ -1,0 +1,29 @@
+"""Build or reuse the SparkSession: under spark-submit or in a notebook, their settings win over ours."""
+
+from __future__ import annotations
+
+from pyspark import SparkConf
+from pyspark.sql import SparkSession
+
+from jobs.config import SparkConfig
+
+# Defaults that suit every stage; any of them set by spark-submit --conf or the cluster is left alone.
+DEFAULTS = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",  # readable by delta-rs (not INT96)
+    "spark.python.worker.reuse": "true",  # keeps each worker's LLM engine alive across tasks
+}
+
+
+def get_session(cfg: SparkConfig) -> SparkSession:
+    active = SparkSession.getActiveSession()
+    if active is not None:  # Databricks notebooks and jobs: the platform owns the session
+        return active
+    conf = SparkConf()  # under spark-submit this already holds the --master/--conf values
+    builder = SparkSession.builder.appName(cfg.app_name)
+    if not conf.contains("spark.master"):
+        builder = builder.master(cfg.master)
+    for key, value in {**DEFAULTS, **cfg.conf}.items():
+        if not conf.contains(key):
+            builder = builder.config(key, str(value))
+    return builder.getOrCreate()

@@ -1,0 +1,246 @@
+"""The pipeline's stages, driver side: read input tables, skip keys already done, map, append, report.
+
+Each stage has a versioned name, reads and writes Delta tables through ``jobs.storage`` only, and is safe
+to re-run: its output rows are keyed by deterministic ids and ``Storage.append_new`` skips present keys.
+The executor-side work is in ``udfs.spark_udfs``; the fine-tuning in ``training``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from jobs.config import PipelineConfig
+from jobs.storage import Storage
+from training.bootstrap import build_base_model
+from training.config import TrainConfig
+from training.train import train
+from udfs import spark_udfs
+from udfs.config import load_config
+from udfs.ids import model_fingerprint, stable_id
+from udfs.prompts import PromptTemplate
+from udfs.readers import detect_format
+
+log = logging.getLogger(__name__)
+
+INPUT_SUFFIXES = (".warc", ".warc.gz", ".arc.gz", ".jsonl", ".jsonl.gz", ".json", ".html", ".htm")
+
+
+@dataclass
+class StageReport:
+    """What one stage did: rows written per status/reason, seconds, and stage-specific figures."""
+
+    stage: str
+    rows_written: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    spark: SparkSession
+    storage: Storage
+    cfg: PipelineConfig
+
+
+def keyed_id(key: str, salt: str):
+    """Spark expression for ``udfs.ids.stable_id``-style ids derived from a key column and a salt."""
+    return F.substring(F.sha2(F.concat_ws("|", F.col(key), F.lit(salt)), 256), 1, 32)
+
+
+def _status_counts(df: DataFrame) -> dict[str, int]:
+    rows = df.groupBy("status", "reason").count().collect()
+    return {f"{r['status']}:{r['reason']}" if r["reason"] else r["status"]: r["count"] for r in rows}
+
+
+def _append(ctx: Context, table: str, df: DataFrame, key: str, report: StageReport) -> None:
+    """Append the rows of ``df`` whose key is new. Stages feed it only keys not yet done, and ``df`` is cached
+    so the (possibly LLM-generated) rows are computed once for both the counts and the write."""
+    df = df.cache()
+    report.by_status = _status_counts(df)
+    report.rows_written = ctx.storage.append_new(table, df, key).rows
+    report.extra[f"{table}_version"] = ctx.storage.version(table)
+    df.unpersist()
+
+
+# --- ingest_v1 -------------------------------------------------------------------------------------------
+
+
+def list_input_files(pattern: str) -> list[str]:
+    """Files matching ``pattern`` (a file, a folder searched recursively, or a glob), sorted."""
+    paths = [pattern] if os.path.isfile(pattern) else sorted(glob.glob(pattern, recursive=True))
+    if os.path.isdir(pattern):
+        paths = sorted(str(p) for p in Path(pattern).rglob("*") if p.is_file())
+    files = [p for p in paths if os.path.isfile(p) and p.lower().endswith(INPUT_SUFFIXES)]
+    if not files:
+        raise FileNotFoundError(f"input.corpus: no WARC, HTML or JSONL files match {pattern!r}")
+    for f in files:
+        detect_format(f)  # fail fast on a file we cannot read, before any task starts
+    return [os.path.abspath(f) for f in files]
+
+
+def ingest(ctx: Context) -> StageReport:
+    report = StageReport("ingest_v1")
+    files = list_input_files(ctx.cfg.input.corpus)
+    report.extra["files"] = len(files)
+    paths = ctx.spark.createDataFrame([(f,) for f in files], "path string").repartition(len(files))
+    docs = paths.mapInPandas(spark_udfs.read_files(), spark_udfs.DOCUMENTS_SCHEMA)
+    _append(ctx, "documents", docs, "doc_id", report)
+    return report
+
+
+# --- segment_v1 ------------------------------------------------------------------------------------------
+
+
+def segment(ctx: Context) -> StageReport:
+    report = StageReport("segment_v1")
+    docs = ctx.storage.read("documents").where("status = 'ok'").select("doc_id", "url", "html")
+    done = ctx.storage.read("segments")
+    if done is not None:
+        docs = docs.join(done.select("doc_id").distinct(), on="doc_id", how="left_anti")
+    segments = docs.mapInPandas(spark_udfs.segment_documents(ctx.cfg.segment), spark_udfs.SEGMENTS_SCHEMA)
+    _append(ctx, "segments", exact_dedup(segments, done), "segment_id", report)
+    return report
+
+
+def exact_dedup(segments: DataFrame, stored: DataFrame | None) -> DataFrame:
+    """Mark as ``exact_duplicate`` every ok segment whose normalised text is already kept (earlier or here)."""
+    first = F.row_number().over(Window.partitionBy("text_hash").orderBy("segment_id")) == 1
+    marked = segments.withColumn("_first", F.when(F.col("status") == "ok", first).otherwise(F.lit(True)))
+    if stored is not None:
+        kept = stored.where("status = 'ok'").select("text_hash").distinct().withColumn("_stored", F.lit(True))
+        marked = marked.join(kept, on="text_hash", how="left")
+    else:
+        marked = marked.withColumn("_stored", F.lit(None).cast("boolean"))
+    dup = (F.col("status") == "ok") & (~F.col("_first") | F.col("_stored").isNotNull())
+    return (
+        marked.withColumn("reason", F.when(dup, F.lit("exact_duplicate")).otherwise(F.col("reason")))
+        .withColumn("status", F.when(dup, F.lit("dropped")).otherwise(F.col("status")))
+        .select(*[c.split()[0] for c in spark_udfs.SEGMENTS_SCHEMA.split(", ")])
+    )
+
+
+# --- models_v1: base model, M_yx and M0 ------------------------------------------------------------------
+
+
+def models(ctx: Context) -> StageReport:
+    report = StageReport("models_v1")
+    cfg = ctx.cfg
+    base = cfg.model_path("base")
+    if cfg.models.base is None:
+        texts = [r["text"] for r in ctx.storage.read("segments").where("status = 'ok'").select("text").orderBy("segment_id").collect()]
+        texts += [json.loads(line)["output"] for line in Path(cfg.input.seed).read_text().splitlines() if line.strip()]
+        start = time.monotonic()
+        build_base_model(texts, base, cfg.models.bootstrap)
+        report.extra["base_seconds"] = round(time.monotonic() - start, 1)
+    for role, recipe in (("backward", cfg.models.train_backward), ("seed_model", cfg.models.train_forward)):
+        if getattr(cfg.models, role) is None:
+            result = train(train_config(cfg, recipe, base, cfg.model_path(role)))
+            report.extra[role] = {"steps": result.steps, "examples": result.examples, "final_loss": result.final_loss}
+    report.extra["model_ids"] = {role: model_fingerprint(cfg.model_path(role)) for role in ("base", "backward", "seed_model")}
+    return report
+
+
+def train_config(cfg: PipelineConfig, recipe: str, base: str, output_dir: str, extra: tuple[str, ...] = ()) -> TrainConfig:
+    overrides = [f"base_model={base}", f"output_dir={output_dir}", f"seed.path={cfg.input.seed}", *cfg.models.train_overrides, *extra]
+    return load_config(TrainConfig, recipe, overrides)
+
+
+# --- augment_v1: M_yx writes one instruction per segment -------------------------------------------------
+
+
+def augment(ctx: Context) -> StageReport:
+    report = StageReport("augment_v1")
+    cfg = ctx.cfg
+    model_path = cfg.model_path("backward")
+    model_id = model_fingerprint(model_path)
+    template = PromptTemplate.load(cfg.augment.prompt)
+    salt = stable_id("generation", model_id, template.version, dataclasses.asdict(cfg.augment.sampling), cfg.augment.seed)
+    todo = ctx.storage.read("segments").where("status = 'ok'").select(keyed_id("segment_id", salt).alias("generation_id"), "segment_id", "text")
+    done = ctx.storage.read("candidates")
+    if done is not None:
+        todo = todo.join(done.select("generation_id"), on="generation_id", how="left_anti")
+    fn = spark_udfs.backtranslate(model_path, model_id, cfg.engine, cfg.augment.sampling, template, cfg.augment.max_instruction_chars)
+    _append(ctx, "candidates", _llm_partitions(todo, cfg).mapInPandas(fn, spark_udfs.CANDIDATES_SCHEMA), "generation_id", report)
+    report.extra["model_id"] = model_id
+    return report
+
+
+def _llm_partitions(df: DataFrame, cfg: PipelineConfig) -> DataFrame:
+    """One partition per engine copy: each partition's worker loads the model once."""
+    return df.repartition(cfg.engine.partitions) if cfg.engine.partitions else df
+
+
+# --- curate_v1: M0 grades every (instruction, segment) pair ----------------------------------------------
+
+
+def judge_id(cfg: PipelineConfig) -> str:
+    return model_fingerprint(cfg.model_path("seed_model"))
+
+
+def curate(ctx: Context) -> StageReport:
+    report = StageReport("curate_v1")
+    cfg = ctx.cfg
+    model_path = cfg.model_path("seed_model")
+    model_id = judge_id(cfg)
+    template = PromptTemplate.load(cfg.curate.prompt)
+    salt = stable_id("score", model_id, template.version, dataclasses.asdict(cfg.curate.sampling), cfg.curate.seed)
+    pairs = (
+        ctx.storage.read("candidates").where("status = 'ok'").select("generation_id", "segment_id", "instruction")
+        .join(ctx.storage.read("segments").select("segment_id", "text"), on="segment_id")
+        .select(keyed_id("generation_id", salt).alias("score_id"), "generation_id", "segment_id", "instruction", "text")
+    )
+    done = ctx.storage.read("scores")
+    if done is not None:
+        pairs = pairs.join(done.select("score_id"), on="score_id", how="left_anti")
+    fn = spark_udfs.judge(model_path, model_id, cfg.engine, cfg.curate.sampling, template)
+    _append(ctx, "scores", _llm_partitions(pairs, cfg).mapInPandas(fn, spark_udfs.SCORES_SCHEMA), "score_id", report)
+    report.extra["judge_model_id"] = model_id
+    return report
+
+
+# --- train_v1: M1 on seed + curated pairs at pinned table versions ---------------------------------------
+
+
+def train_m1(ctx: Context) -> StageReport:
+    report = StageReport("train_v1")
+    cfg = ctx.cfg
+    versions = {t: ctx.storage.version(t) for t in ("segments", "candidates", "scores")}
+    extra = [f"augmented.{t}_table={ctx.storage.path(t)}" for t in versions]
+    extra += [f"augmented.{t}_version={v}" for t, v in versions.items()]
+    extra += [f"augmented.judge_model_id={judge_id(cfg)}", f"augmented.score_column={cfg.curate.score_column}",
+              f"augmented.min_score={cfg.curate.min_score}"]
+    result = train(train_config(cfg, cfg.models.train_forward, cfg.model_path("base"), cfg.model_path("m1"), tuple(extra)))
+    report.extra.update(table_versions=versions, steps=result.steps, final_loss=result.final_loss, provenance=result.provenance,
+                        model_id=model_fingerprint(cfg.model_path("m1")))
+    return report
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[Context], StageReport]] = {
+    "ingest": ingest,
+    "segment": segment,
+    "models": models,
+    "augment": augment,
+    "curate": curate,
+    "train": train_m1,
+}
+
+
+def run_stage(ctx: Context, name: str) -> StageReport:
+    start = time.monotonic()
+    log.info("stage %s: start", name)
+    report = STAGE_FUNCTIONS[name](ctx)
+    report.seconds = round(time.monotonic() - start, 1)
+    log.info("stage %s: %d rows in %.1fs", name, report.rows_written, report.seconds)
+    return report

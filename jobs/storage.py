@@ -1,0 +1,142 @@
+"""Delta tables by name under one root: the only module that knows how tables are written.
+
+Two engines give the same Delta tables (``deltalake.DeltaTable(root/name)`` opens any of them):
+
+- ``delta-spark``: native ``format("delta")`` when the Delta jars are on the classpath (Databricks,
+  clusters started with ``--packages io.delta:delta-spark``).
+- ``delta-rs``: the offline embedded default. Spark writes Parquet files into a fresh folder inside the
+  table directory, then the driver commits all of them with delta-rs in one transaction. A crash before
+  the commit leaves only unreferenced files (invisible to readers, removed by VACUUM), never half a write.
+
+Every append is keyed: rows whose key is already in the table are skipped, so re-running or retrying a
+stage never duplicates rows (STYLE.md, "keyed, append-only artefacts").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+from deltalake import Schema as DeltaSchema
+from deltalake.transaction import AddAction, create_table_with_add_actions
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+log = logging.getLogger(__name__)
+
+Engine = Literal["auto", "delta-spark", "delta-rs"]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    rows: int
+    version: int | None  # table version after the write (None: nothing to write and no table yet)
+
+
+class Storage:
+    """Read and append the pipeline's Delta tables, by name, under ``root``."""
+
+    def __init__(self, spark: SparkSession, root: str, engine: Engine = "auto"):
+        self.spark = spark
+        self.engine = _resolve_engine(spark) if engine == "auto" else engine
+        if self.engine == "delta-rs":  # the embedded default: a local folder, shared by Spark and delta-rs
+            root = os.path.abspath(root.removeprefix("file://"))
+            Path(root).mkdir(parents=True, exist_ok=True)
+        self.root = root.rstrip("/")
+        log.info("storage: %s tables under %s", self.engine, self.root)
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def version(self, name: str) -> int | None:
+        """Current version of table ``name``, or None if it does not exist yet."""
+        if not DeltaTable.is_deltatable(self.path(name)):
+            return None
+        return DeltaTable(self.path(name), without_files=True).version()
+
+    def read(self, name: str, version: int | None = None) -> DataFrame | None:
+        """Table ``name`` (at ``version`` if given) as a DataFrame, or None if it does not exist."""
+        path = self.path(name)
+        if not DeltaTable.is_deltatable(path):
+            return None
+        if self.engine == "delta-spark":
+            reader = self.spark.read.format("delta")
+            if version is not None:
+                reader = reader.option("versionAsOf", version)
+            return reader.load(path)
+        table = DeltaTable(path, version=version)
+        schema = from_arrow_schema(_arrow_schema(table))
+        files = table.file_uris()
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        return self.spark.read.schema(schema).parquet(*files)
+
+    def append_new(self, name: str, df: DataFrame, key: str) -> WriteResult:
+        """Append the rows of ``df`` whose ``key`` is not in table ``name`` yet (one transaction).
+
+        ``df`` is deduplicated on ``key`` too, so a retried task or a re-run adds nothing twice.
+        """
+        existing = self.read(name)
+        new = df.dropDuplicates([key])
+        if existing is not None:
+            new = new.join(existing.select(key), on=key, how="left_anti")
+        return self._append(name, new)
+
+    def _append(self, name: str, df: DataFrame) -> WriteResult:
+        path = self.path(name)
+        if self.engine == "delta-spark":
+            df.write.format("delta").mode("append").save(path)
+            from delta.tables import DeltaTable as SparkDeltaTable  # only on clusters with delta-spark
+
+            last = SparkDeltaTable.forPath(self.spark, path).history(1).collect()[0]
+            rows = int((last["operationMetrics"] or {}).get("numOutputRows", 0))
+            return WriteResult(name, rows, int(last["version"]))
+        folder = f"w-{uuid.uuid4().hex}"
+        df.write.mode("errorifexists").parquet(f"{path}/{folder}")
+        actions = [_add_action(path, f"{folder}/{f}") for f in sorted(os.listdir(f"{path}/{folder}")) if f.endswith(".parquet")]
+        rows = sum(json.loads(a.stats)["numRecords"] for a in actions)
+        actions = [a for a in actions if json.loads(a.stats)["numRecords"] > 0]
+        if not actions:  # Spark writes a schema-only file for an empty DataFrame: nothing to commit
+            shutil.rmtree(f"{path}/{folder}")
+        schema = DeltaSchema.from_arrow(to_arrow_schema(df.schema, timezone="UTC"))
+        if not DeltaTable.is_deltatable(path):
+            create_table_with_add_actions(path, schema, actions, mode="append", name=name)
+        elif actions:
+            DeltaTable(path).create_write_transaction(actions, mode="append", schema=schema)
+        return WriteResult(name, rows, self.version(name))
+
+
+def _resolve_engine(spark: SparkSession) -> Engine:
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    if "DeltaSparkSessionExtension" in extensions or "DATABRICKS_RUNTIME_VERSION" in os.environ:
+        return "delta-spark"
+    return "delta-rs"
+
+
+def _arrow_schema(table: DeltaTable):
+    import pyarrow as pa
+
+    return pa.schema(table.schema().to_arrow())
+
+
+def _add_action(table_path: str, relative: str) -> AddAction:
+    full = f"{table_path}/{relative}"
+    stat = os.stat(full)
+    rows = pq.read_metadata(full).num_rows
+    return AddAction(
+        path=relative,
+        size=stat.st_size,
+        partition_values={},
+        modification_time=int(stat.st_mtime * 1000),
+        data_change=True,
+        stats=json.dumps({"numRecords": rows}),
+    )

@@ -1,0 +1,185 @@
+"""The whole job on tiny data: real Spark, real Delta (delta-rs path), real vLLM on CPU, real torch.
+
+One full run is shared by the tests of this module (it builds three tiny models); the re-run test
+then checks that the same command adds no row anywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from warcio.archiveiterator import ArchiveIterator
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from jobs.augment import main
+from tests.conftest import ROOT, SAMPLE_SEED, SAMPLE_WARC
+
+pytestmark = pytest.mark.slow
+
+PAGES = ("tutorial/appetite.html", "tutorial/interpreter.html", "library/bisect.html", "library/colorsys.html")
+
+# Tiny models and few steps: the point is every data path, not model quality.
+TINY = [
+    "models.bootstrap.hidden_size=128",
+    "models.bootstrap.num_heads=2",
+    "models.bootstrap.intermediate_size=256",
+    "models.bootstrap.num_layers=2",
+    "models.bootstrap.steps=15",
+    "models.bootstrap.warmup_steps=2",
+    "models.train_overrides=[optim.max_steps=4, optim.max_seq_len=768]",
+    "augment.sampling.max_tokens=24",
+    "curate.sampling.max_tokens=24",
+    "curate.score_column=expected_score",
+    "curate.min_score=1.0",  # every judged pair is curated, so M1 sees augmented data
+    "engine.batch_size=8",  # several batches per task: the engine must be reused
+]
+
+
+def write_warc(path: Path, pages: dict[str, bytes], extra: list[tuple[str, str, str, bytes]] = (), gzip: bool = True) -> Path:
+    """A crawl-style WARC: one response record per page (url -> html), plus (url, status, type, body) extras."""
+    with open(path, "wb") as out:
+        writer = WARCWriter(out, gzip=gzip)
+        items = [(url, "200 OK", "text/html; charset=utf-8", body) for url, body in pages.items()] + list(extra)
+        for url, status, ctype, body in items:
+            headers = StatusAndHeaders(status, [("Content-Type", ctype)], protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers))
+    return path
+
+
+def sample_pages(wanted=PAGES) -> dict[str, bytes]:
+    pages = {}
+    with open(SAMPLE_WARC, "rb") as f:
+        for record in ArchiveIterator(f):
+            url = record.rec_headers.get_header("WARC-Target-URI") or ""
+            if record.rec_type == "response" and url.endswith(wanted):
+                pages[url] = record.content_stream().read()
+    return pages
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    warc = write_warc(
+        root / "crawl.warc.gz",
+        sample_pages(),
+        extra=[
+            ("https://example.com/missing", "404 Not Found", "text/html", b"<html>gone</html>"),
+            ("https://example.com/logo.png", "200 OK", "image/png", b"\x89PNG\r\n\x1a\n"),
+        ],
+    )
+    seed = root / "seed.jsonl"
+    seed.write_text("".join(SAMPLE_SEED.read_text().splitlines(keepends=True)[:24]))
+    return warc, seed
+
+
+def run(inputs, root: Path, *extra: str) -> dict:
+    warc, seed = inputs
+    args = ["--config", str(ROOT / "conf/local.yaml"), "--set", f"input.corpus={warc}", "--set", f"input.seed={seed}",
+            "--set", f"storage.root={root}/tables", "--set", f"models.dir={root}/models"]
+    for item in [*TINY, *extra]:
+        args += ["--set", item]
+    start = time.monotonic()
+    summary = main(args)
+    summary["wall_seconds"] = time.monotonic() - start
+    return summary
+
+
+def table(root: Path, name: str):
+    return DeltaTable(str(root / "tables" / name)).to_pandas()
+
+
+@pytest.fixture(scope="module")
+def first_run(spark, inputs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    return root, run(inputs, root)
+
+
+def test_ingest_records_every_record_with_provenance(first_run):
+    root, _ = first_run
+    docs = table(root, "documents")
+    assert len(docs) == len(PAGES) + 2
+    reasons = dict(zip(docs["url"], docs["reason"]))
+    assert reasons["https://example.com/missing"] == "http_status_not_200"
+    assert reasons["https://example.com/logo.png"] == "not_html"
+    ok = docs[docs["status"] == "ok"]
+    assert len(ok) == len(PAGES) and ok["content_hash"].str.len().eq(64).all() and ok["fetch_date"].notna().all()
+    assert docs["doc_id"].is_unique
+
+
+def test_segments_follow_the_papers_rules(first_run):
+    root, _ = first_run
+    segments = table(root, "segments")
+    ok = segments[segments["status"] == "ok"]
+    assert len(ok) > 5 and segments["segment_id"].is_unique
+    assert ok["n_chars"].between(600, 3000).all()
+    assert set(segments.loc[segments["status"] == "dropped", "reason"]) <= {
+        "too_short", "too_long", "empty_header", "uppercase_header", "navigation_header", "repeated_sentences",
+        "no_header", "exact_duplicate",
+    }
+    assert ok["text_hash"].is_unique  # exact dedup
+
+
+def test_every_ok_segment_gets_one_candidate_and_every_candidate_one_score(first_run):
+    root, summary = first_run
+    segments, candidates, scores = table(root, "segments"), table(root, "candidates"), table(root, "scores")
+    assert set(candidates["segment_id"]) == set(segments.loc[segments["status"] == "ok", "segment_id"])
+    assert candidates["generation_id"].is_unique
+    assert candidates["prompt_version"].eq("backtranslate_v1").all() and candidates["model_id"].str.startswith("myx-").all()
+    assert set(json.loads(candidates["sampling"].iloc[0])) == {"temperature", "top_p", "max_tokens"}
+    ok_candidates = candidates[candidates["status"] == "ok"]
+    assert set(scores["generation_id"]) == set(ok_candidates["generation_id"])
+    judged = scores[scores["status"] == "ok"]
+    # The tiny judge writes no parseable score: every null score has a failure kind, every row an expected score.
+    assert (judged["score"].notna() | judged["parse_failure"].notna()).all()
+    assert judged["expected_score"].between(1, 5).all()
+    assert summary["curation"]["judged"] == len(judged)
+
+
+def test_m1_is_trained_on_seed_and_curated_pairs_at_pinned_versions(first_run):
+    root, summary = first_run
+    train = next(s for s in summary["stages"] if s["stage"] == "train_v1")
+    versions = train["extra"]["table_versions"]
+    assert versions == {t: DeltaTable(str(root / "tables" / t)).version() for t in ("segments", "candidates", "scores")}
+    meta = json.loads((root / "models/m1/training_meta.json").read_text())
+    assert meta["provenance"]["examples_by_source"]["augmented"] > 0
+    assert meta["provenance"]["examples_by_source"]["seed"] == 24
+    for name in ("base", "myx", "m0", "m1"):
+        assert (root / "models" / name / "config.json").is_file()
+
+
+def test_runs_table_has_the_summary(first_run):
+    root, summary = first_run
+    runs = table(root, "runs")
+    assert list(runs["run_id"]) == [summary["run_id"]]
+    stages = [s["stage"] for s in json.loads(runs["stages"].iloc[0])]
+    assert stages == ["ingest_v1", "segment_v1", "models_v1", "augment_v1", "curate_v1", "train_v1"]
+
+
+def test_rerun_adds_no_rows_and_is_faster(first_run, inputs):
+    root, summary = first_run
+    before = {t: DeltaTable(str(root / "tables" / t)).version() for t in ("documents", "segments", "candidates", "scores", "runs")}
+    again = run(inputs, root)
+    after = {t: DeltaTable(str(root / "tables" / t)).version() for t in before}
+    assert after == before
+    assert all(s["rows_written"] == 0 for s in again["stages"])
+    assert again["run_id"] == summary["run_id"] and not again["runs_row_written"]
+    assert again["wall_seconds"] < summary["wall_seconds"] / 2
+
+
+def test_any_crawl_style_warc_works(spark, tmp_path):
+    """An uncompressed WARC of pages the sample never had, into a new storage root."""
+    body = "".join(f"<p>Paragraph {i} about tidal energy, sediment transport and coastal engineering practice.</p>" for i in range(20))
+    pages = {f"https://other.example/{n}": f"<html><body><h2>Tides</h2>{body}</body></html>".encode() for n in range(3)}
+    warc = write_warc(tmp_path / "other.warc", pages, gzip=False)
+    summary = main(["--config", str(ROOT / "conf/local.yaml"), "--set", f"input.corpus={warc}",
+                    "--set", f"storage.root={tmp_path}/tables", "--stages", "ingest,segment"])
+    assert [s["rows_written"] for s in summary["stages"]][0] == 3
+    segments = table(tmp_path, "segments")
+    # the three pages share their text: one kept, the others are exact duplicates
+    assert sorted(segments["reason"].fillna("ok")) == ["exact_duplicate", "exact_duplicate", "ok"]

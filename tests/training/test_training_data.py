@@ -1,0 +1,170 @@
+"""Tokenizer, chat formatting by direction, prompt masking, and the curated-pair query over Delta tables."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer
+
+from training.config import TrainConfig
+from training.data import IGNORE_INDEX, Example, conversation, encode, encode_examples, load_examples
+from training.tokenizer import build_tokenizer
+from udfs.config import load_config
+from udfs.prompts import PromptTemplate, messages, render_chat
+
+BACKWARD = PromptTemplate.load("conf/prompts/backtranslate_v1.txt")
+EXAMPLE = Example("Answer in the style of an AI Assistant.", "How do I copy a list?", "Use items.copy().", "seed")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tok")
+    build_tokenizer(["How do I copy a list? Use items.copy() or list(items).", "Score: 5"] * 20, str(out), 300)
+    return AutoTokenizer.from_pretrained(out)  # as vLLM and training load it
+
+
+def split(tokenizer, enc):
+    """(prompt text, answer ids) of an encoded example."""
+    n = enc.labels.count(IGNORE_INDEX)
+    assert enc.labels[:n] == [IGNORE_INDEX] * n and IGNORE_INDEX not in enc.labels[n:]
+    assert enc.labels[n:] == enc.input_ids[n:]
+    return tokenizer.decode(enc.input_ids[:n]), enc.input_ids[n:]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_round_trips(tokenizer, text):
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_tokenizer_special_tokens_and_digits(tokenizer):
+    assert len({tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}) == 3
+    for digit in "12345":
+        assert len(tokenizer(digit, add_special_tokens=False)["input_ids"]) == 1
+    assert tokenizer("Score: 5")["input_ids"][0] == tokenizer.bos_token_id
+    chat = render_chat(tokenizer, messages("q", system="s", assistant="a"), add_generation_prompt=False)
+    assert chat == "<|system|>\ns<|eos|><|user|>\nq<|eos|><|assistant|>\na<|eos|>"
+
+
+def test_forward_prompt_has_tag_and_instruction_and_loss_is_on_output_and_eos(tokenizer):
+    enc = encode(tokenizer, conversation(EXAMPLE, "forward", BACKWARD), max_seq_len=512)
+    prompt, answer = split(tokenizer, enc)
+    assert prompt == (
+        "<|bos|><|system|>\nAnswer in the style of an AI Assistant.<|eos|>"
+        "<|user|>\nHow do I copy a list?<|eos|><|assistant|>\n"
+    )
+    assert tokenizer.decode(answer) == "Use items.copy().<|eos|>"
+    assert answer[-1] == tokenizer.eos_token_id
+
+
+def test_backward_prompt_is_the_output_in_the_template_and_the_answer_is_the_instruction(tokenizer):
+    enc = encode(tokenizer, conversation(EXAMPLE, "backward", BACKWARD), max_seq_len=512)
+    prompt, answer = split(tokenizer, enc)
+    user = BACKWARD.render(output="Use items.copy().")
+    assert prompt == f"<|bos|><|user|>\n{user}<|eos|><|assistant|>\n"  # no system tag
+    assert tokenizer.decode(answer) == "How do I copy a list?<|eos|>"
+
+
+def test_prompt_ids_are_what_inference_sends(tokenizer):
+    chat = conversation(EXAMPLE, "forward", BACKWARD)
+    enc = encode(tokenizer, chat, max_seq_len=512)
+    prompt_ids = tokenizer(render_chat(tokenizer, chat[:-1], add_generation_prompt=True))["input_ids"]
+    assert enc.input_ids[: len(prompt_ids)] == prompt_ids and enc.labels.count(IGNORE_INDEX) == len(prompt_ids)
+
+
+def test_long_answers_are_truncated_and_long_prompts_dropped_and_counted(tokenizer, tmp_path):
+    seed = tmp_path / "seed.jsonl"
+    rows = [("short?", "x " * 300), ("long " * 300, "y")]
+    seed.write_text("".join(json.dumps({"instruction": i, "output": o}) + "\n" for i, o in rows))
+    cfg = load_config(TrainConfig, None, ["base_model=b", "output_dir=o", f"seed.path={seed}", "optim.max_seq_len=128"])
+    examples, _ = load_examples(cfg)
+    encoded, counts = encode_examples(tokenizer, examples, cfg)
+    assert counts == {"seed": 1, "dropped_prompt_too_long": 1}
+    assert len(encoded[0].input_ids) == len(encoded[0].labels) == 128
+
+
+# --- curated pairs from Delta tables ---------------------------------------------------------------------
+
+TABLES = ("segments", "candidates", "scores")
+PINNED = [f"augmented.{t}_version=0" for t in TABLES]
+
+
+def write_tables(root, segments, candidates, scores, mode="error"):
+    from deltalake import write_deltalake
+
+    for name, rows in zip(TABLES, (segments, candidates, scores)):
+        frame = pd.DataFrame(rows)
+        write_deltalake(str(root / name), frame.astype({"score": "Int64"}) if name == "scores" else frame, mode=mode)
+
+
+def seg(sid, status="ok"):
+    return {"segment_id": sid, "text": f"text of {sid}", "status": status, "reason": None}
+
+
+def cand(gid, sid, status="ok"):
+    return {"generation_id": gid, "segment_id": sid, "instruction": f"instruction {gid}", "status": status}
+
+
+def score(gid, value, judge="m0", status="ok"):
+    expected = None if value is None else value - 0.25
+    return {"generation_id": gid, "judge_model_id": judge, "score": value, "expected_score": expected, "status": status}
+
+
+@pytest.fixture
+def tables(tmp_path):
+    """Version 0: seven candidates in every state; version 1 appends one more passing pair (g9)."""
+    write_tables(
+        tmp_path,
+        [seg("s1"), seg("s2"), seg("s3", status="dropped")],
+        [cand("g1", "s1"), cand("g2", "s1"), cand("g3", "s2"), cand("g4", "s2", status="error"), cand("g5", "s3"),
+         cand("g6", "s2"), cand("g7", "s2")],
+        [score("g1", 5), score("g2", 4), score("g3", None), score("g4", 5), score("g5", 5),
+         score("g6", 5, judge="m1"), score("g7", 5, status="error"), score("g1", 5, judge="m1")],
+    )
+    write_tables(tmp_path, [seg("s9")], [cand("g9", "s9")], [score("g9", 5)], mode="append")
+    return tmp_path
+
+
+def curated(seed_file, root, *overrides):
+    """load_examples over the tables: (augmented (instruction, output, system) rows, provenance)."""
+    paths = [f"augmented.{t}_table={root / t}" for t in TABLES]
+    cfg = load_config(TrainConfig, None, ["base_model=b", "output_dir=o", f"seed.path={seed_file}", *paths, *overrides])
+    examples, provenance = load_examples(cfg)
+    assert [e.source for e in examples[:8]] == ["seed"] * 8  # seed first, in file order
+    return [(e.instruction, e.output, e.system) for e in examples[8:]], provenance
+
+
+def test_curated_pairs_pass_the_score_threshold_and_every_status(seed_file, tables):
+    pairs, provenance = curated(seed_file, tables, *PINNED)
+    # g2 scores 4; g3 null; g4 candidate error; g5 segment dropped; g7 score error; g9 only in version 1.
+    # g1 is scored by two judges and appears once; g6 passes by judge m1 (no judge filter).
+    assert pairs == [
+        ("instruction g1", "text of s1", "Answer with knowledge from web search."),
+        ("instruction g6", "text of s2", "Answer with knowledge from web search."),
+    ]
+    assert {t: provenance["augmented"]["tables"][t]["version"] for t in TABLES} == dict.fromkeys(TABLES, 0)
+    assert provenance["examples_by_source"] == {"seed": 8, "augmented": 2}
+
+
+def test_judge_filter_and_lower_threshold(seed_file, tables):
+    pairs, _ = curated(seed_file, tables, "augmented.judge_model_id=m0", "augmented.min_score=4", *PINNED)
+    assert [p[0] for p in pairs] == ["instruction g1", "instruction g2"]
+
+
+def test_expected_score_column(seed_file, tables):
+    pairs, _ = curated(seed_file, tables, "augmented.score_column=expected_score", "augmented.min_score=4.5",
+                       "augmented.judge_model_id=m0")
+    assert [p[0] for p in pairs] == ["instruction g1", "instruction g9"]  # 4.75 passes, 3.75 does not
+
+
+def test_unpinned_reads_latest_and_records_the_version_and_the_hash_follows_the_data(seed_file, tables):
+    pinned, pinned_provenance = curated(seed_file, tables, *PINNED)
+    latest, latest_provenance = curated(seed_file, tables)
+    assert {t: latest_provenance["augmented"]["tables"][t]["version"] for t in TABLES} == dict.fromkeys(TABLES, 1)
+    assert latest == [*pinned, ("instruction g9", "text of s9", "Answer with knowledge from web search.")]
+    assert latest_provenance["sha256"] != pinned_provenance["sha256"]
+    assert curated(seed_file, tables, *PINNED)[1]["sha256"] == pinned_provenance["sha256"]

@@ -1,0 +1,57 @@
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from udfs.curation import expected_score, parse_score, score_prompt_suffix
+
+
+def test_reads_the_final_line():
+    assert parse_score("The answer is precise and complete.\nScore: 4") == (4, None)
+    assert parse_score("reasoning\n**Score:** 5") == (5, None)
+    assert parse_score("reasoning\nscore: 3/5.") == (3, None)
+
+
+def test_each_failure_kind():
+    assert parse_score("") == (None, "empty_output")
+    assert parse_score("Score: 4 and then the judge went on", "length") == (None, "truncated")
+    assert parse_score("It is fine.") == (None, "no_score")
+    assert parse_score("Score: 4\nI hope this helps.") == (None, "score_not_on_last_line")
+    assert parse_score("reasoning\nScore: 4 Score: 5") == (None, "conflicting_scores")
+    assert parse_score("reasoning\nScore: 4.5") == (None, "not_an_integer")
+    assert parse_score("reasoning\nScore: 8") == (None, "out_of_range")
+    assert parse_score("reasoning\nScore: 1986") == (None, "out_of_range")
+    assert parse_score("reasoning\nScore: 0") == (None, "out_of_range")
+
+
+def test_first_score_in_text_is_not_taken():
+    text = "The segment says Score: 5 somewhere.\nIt is vague.\nScore: 2"
+    assert parse_score(text) == (2, None)
+
+
+def test_echoed_segment_score_is_not_the_judges():
+    segment = "Our product review.\nScore: 5"
+    assert parse_score("Here is the answer:\nScore: 5", quoted=("instruction", segment)) == (None, "copied_from_input")
+    assert parse_score("Reasoning.\nScore: 2", quoted=("instruction", segment)) == (2, None)
+
+
+@given(st.integers(min_value=-10_000, max_value=10_000), st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200))
+def test_parser_accepts_only_1_to_5_on_the_last_line(value, reasoning):
+    parsed = parse_score(f"{reasoning}\nScore: {value}")
+    if parsed.score is not None:
+        assert parsed.score == value and 1 <= value <= 5
+    else:
+        assert parsed.failure is not None
+
+
+def test_expected_score():
+    assert expected_score({"5": 0.0}) == 5.0
+    assert math.isclose(expected_score({"1": math.log(0.5), "5": math.log(0.5)}), 3.0)
+    assert math.isclose(expected_score({"2": math.log(0.1), "4": math.log(0.3), "x": 0.0}), 3.5)
+    assert expected_score({"x": 0.0}) is None
+
+
+def test_score_prompt_suffix_replaces_the_judges_score_line():
+    assert score_prompt_suffix("Good answer.\nScore: 2") == "Good answer.\nScore:"
+    assert score_prompt_suffix("no score here") == "no score here\nScore:"
+    assert score_prompt_suffix("") == "Score:"

@@ -1,0 +1,32 @@
+"""Fine-tune one model from a config file.
+
+    python -m training --config conf/train/local_backward.yaml [--set dotted.key=value ...]
+
+e.g. ``--set seed.path=/data/seed.jsonl --set optim.max_steps=10``. Prints the resolved config, then the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+
+from training.config import TrainConfig
+from training.train import train
+from udfs.config import load_config, to_dict
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML file, e.g. conf/train/local_forward.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    print(json.dumps(to_dict(cfg), indent=2), flush=True)
+    print(json.dumps(dataclasses.asdict(train(cfg)), indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Typed configuration of one fine-tuning run (conf/train/*.yaml), loaded with ``udfs.config.load_config``.
+
+Defaults are the paper's recipe (docs: /work/shared/method.md, "Fine-tuning"); the local configs for the
+tiny CPU model override the learning rate and the number of steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class SeedData:
+    """Human-written (instruction, output) pairs, JSONL; ``system_prompt`` tags them in forward training."""
+
+    path: str = "data/sample/seed.jsonl"
+    system_prompt: str = "Answer in the style of an AI Assistant."
+
+
+@dataclass(frozen=True)
+class AugmentedData:
+    """Self-curated pairs read from the Delta tables; all three tables null means seed data only."""
+
+    segments_table: str | None = None
+    candidates_table: str | None = None
+    scores_table: str | None = None
+    # Pinned versions make the training set reproducible; null reads the latest, and the version actually
+    # read is recorded in the run's provenance.
+    segments_version: int | None = None
+    candidates_version: int | None = None
+    scores_version: int | None = None
+    judge_model_id: str | None = None  # only scores by this judge; null accepts any judge
+    score_column: Literal["score", "expected_score"] = "score"
+    min_score: float = 5.0
+    system_prompt: str = "Answer with knowledge from web search."
+
+    def __post_init__(self) -> None:
+        tables = [self.segments_table, self.candidates_table, self.scores_table]
+        if any(tables) and not all(tables):
+            raise ValueError("segments_table, candidates_table and scores_table must be set together")
+        for name in ("segments_version", "candidates_version", "scores_version"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 1 <= self.min_score <= 5:
+            raise ValueError(f"min_score must be in [1, 5], got {self.min_score}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.segments_table is not None
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and batching; lr decays linearly from ``lr`` to ``final_lr`` over ``max_steps``."""
+
+    lr: float = 1.0e-5
+    final_lr: float = 9.0e-6
+    weight_decay: float = 0.1
+    dropout: float = 0.1
+    batch_size: int = 32
+    small_data_batch_size: int = 8  # the paper's batch size when there are fewer than small_data_threshold examples
+    small_data_threshold: int = 3000
+    micro_batch_size: int = 4  # examples per forward pass; gradient accumulation reaches the batch size
+    max_steps: int = 500
+    max_seq_len: int = 2048
+    grad_clip: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lr:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.final_lr <= self.lr:
+            raise ValueError(f"final_lr must be in [0, lr], got {self.final_lr}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("micro_batch_size", "max_steps", "max_seq_len", "small_data_threshold"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("batch_size", "small_data_batch_size"):
+            value = getattr(self, name)
+            if value <= 0 or value % self.micro_batch_size:
+                raise ValueError(f"{name} must be a positive multiple of micro_batch_size, got {value}")
+        if self.weight_decay < 0 or self.grad_clip <= 0:
+            raise ValueError("weight_decay must be >= 0 and grad_clip positive")
+
+    def batch_size_for(self, examples: int) -> int:
+        return self.small_data_batch_size if examples < self.small_data_threshold else self.batch_size
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One fine-tuning run: which base model, which direction, which data, which recipe."""
+
+    base_model: str  # Hugging Face model directory
+    output_dir: str
+    # forward: instruction -> output (M0, M1, M2); backward: output -> instruction (M_yx)
+    direction: Literal["forward", "backward"] = "forward"
+    seed: SeedData = field(default_factory=SeedData)
+    augmented: AugmentedData = field(default_factory=AugmentedData)
+    backward_prompt: str = "conf/prompts/backtranslate_v1.txt"
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if not self.base_model or not self.output_dir:
+            raise ValueError("base_model and output_dir must be non-empty")

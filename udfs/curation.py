@@ -1,0 +1,93 @@
+"""Self-curation, the pure part: judge prompts, parsing the judge's score, and the expected score.
+
+The parser reads only the judge's own final line (public reproductions lost 45-67 % of judge outputs to
+loose regexes that took the first "Score:" anywhere, including inside the quoted web text). Every failure
+has a kind, counted in the run summary.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Literal, Mapping, NamedTuple
+
+from udfs.prompts import PromptTemplate, messages
+
+SCORE_TOKENS = ("1", "2", "3", "4", "5")
+
+# The whole final line must be the score: "Score: 4", "**Score:** 4", "score: 4/5", "Score: 4." ...
+_FINAL_LINE = re.compile(r"^[*_#\s]*score[*_\s]*[:：][*_\s]*(?P<value>[-+]?\d+(?:\.\d+)?)\s*(?:/\s*5)?[*_.\s]*$", re.I)
+_ANY_SCORE = re.compile(r"score[*_\s]*[:：][*_\s]*([-+]?\d+(?:\.\d+)?)", re.I)
+
+ParseFailure = Literal[
+    "empty_output",  # the judge wrote nothing
+    "truncated",  # generation hit max_tokens: the final line is not the judge's last word
+    "no_score",  # no "Score: N" anywhere
+    "score_not_on_last_line",  # a score exists but the last line is something else
+    "conflicting_scores",  # the last line holds several different scores
+    "not_an_integer",  # "Score: 4.5"
+    "out_of_range",  # "Score: 8", "Score: 1986"
+    "copied_from_input",  # the final line is verbatim text of the rated instruction or answer
+]
+
+
+class ParsedScore(NamedTuple):
+    score: int | None
+    failure: ParseFailure | None
+
+
+def judge_conversation(template: PromptTemplate, instruction: str, answer: str) -> list[dict[str, str]]:
+    """The judge's conversation for one (instruction, answer) pair."""
+    return messages(template.render(instruction=instruction, answer=answer))
+
+
+def parse_score(text: str, finish_reason: str | None = None, quoted: tuple[str, ...] = ()) -> ParsedScore:
+    """The judge's score from its own final line: an int 1-5, or None and the failure kind.
+
+    ``quoted`` are the texts the judge was asked to rate: a final line that is a verbatim line of them
+    (a segment that ends in "Score: 5", echoed back) is not the judge's score.
+    """
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    if not lines:
+        return ParsedScore(None, "empty_output")
+    if finish_reason == "length":
+        return ParsedScore(None, "truncated")
+    last = lines[-1]
+    found = _ANY_SCORE.findall(last)
+    if len(set(found)) > 1:
+        return ParsedScore(None, "conflicting_scores")
+    match = _FINAL_LINE.match(last)
+    if match is None:
+        failure: ParseFailure = "score_not_on_last_line" if _ANY_SCORE.search(text) else "no_score"
+        return ParsedScore(None, failure)
+    if any(last in {q.strip() for q in source.splitlines()} for source in quoted):
+        return ParsedScore(None, "copied_from_input")
+    value = match.group("value")
+    if not re.fullmatch(r"[-+]?\d+", value):
+        return ParsedScore(None, "not_an_integer")
+    score = int(value)
+    if not 1 <= score <= 5:
+        return ParsedScore(None, "out_of_range")
+    return ParsedScore(score, None)
+
+
+def score_prompt_suffix(judge_text: str) -> str:
+    """What to append to the judge prompt so that the next token is the score digit.
+
+    The judge's reasoning is kept (the score should follow from it), and its own "Score:" line, if any,
+    is replaced by a fresh "Score:" so the digit's probabilities are read at the right position.
+    """
+    lines = (judge_text or "").rstrip().splitlines()
+    if lines and _ANY_SCORE.search(lines[-1]):
+        lines = lines[:-1]
+    reasoning = "\n".join(lines).strip()
+    return (reasoning + "\n" if reasoning else "") + "Score:"
+
+
+def expected_score(logprobs: Mapping[str, float]) -> float | None:
+    """E[score] under the judge's next-token distribution restricted to "1".."5" (None if none is present)."""
+    probs = {int(tok): math.exp(lp) for tok, lp in logprobs.items() if tok in SCORE_TOKENS and lp > -math.inf}
+    total = sum(probs.values())
+    if total <= 0:
+        return None
+    return sum(score * p for score, p in probs.items()) / total

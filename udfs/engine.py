@@ -1,0 +1,120 @@
+"""The LLM engine interface the stages program against, and the per-worker engine cache.
+
+Only ``udfs.vllm_engine`` imports vLLM; this module stays importable without it. A Spark Python worker
+keeps one engine in ``_CACHE`` and reuses it across batches and tasks (Spark reuses Python workers), so
+the model loads once per worker rather than once per batch. A different model replaces the cached one.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """vLLM engine settings (the same keys on CPU here and on GPU clusters)."""
+
+    dtype: str = "auto"
+    max_model_len: int = 4096
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    kv_cache_memory_bytes: int | None = None  # set on CPU: vLLM would otherwise reserve most of RAM
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = True
+    max_num_seqs: int = 256
+    # None: vLLM's default. False on CPU: vLLM-CPU cannot rewind a seeded request's random generator after
+    # a partial prefill ("CPU Generator does not use offset"), and per-row seeds are what make retries exact.
+    enable_chunked_prefill: bool | None = None
+    trust_remote_code: bool = False  # remote code in a model directory runs only if this says so
+    batch_size: int = 512  # rows handed to one generate() call
+    partitions: int | None = None  # Spark partitions for LLM stages (= engine copies); None: Spark's default
+
+    def __post_init__(self):
+        if self.max_model_len < 16:
+            raise ValueError(f"max_model_len must be >= 16, got {self.max_model_len}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        for name in ("tensor_parallel_size", "max_num_seqs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.partitions is not None and self.partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {self.partitions}")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Sampling for one stage (paper, self-augmentation: nucleus sampling, T=0.7, top_p=0.9)."""
+
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_tokens: int = 256
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop" | "length" | "abort"
+    prompt_tokens: int
+    output_tokens: int
+
+
+class LLMEngine(Protocol):
+    model_path: str
+
+    def render_chat(self, conversation: Sequence[dict[str, str]]) -> str:
+        """The conversation as a prompt, ending with the assistant's turn opening."""
+
+    def count_tokens(self, prompts: Sequence[str]) -> list[int]: ...
+
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
+        """One completion per prompt, in input order; ``seeds`` make each row reproducible."""
+
+    def next_token_logprobs(self, prompts: Sequence[str], tokens: Sequence[str]) -> list[dict[str, float]]:
+        """Log-probabilities of each single-token string in ``tokens`` as the next token of each prompt."""
+
+
+_CACHE: dict[str, object] = {}
+_LOCK = threading.Lock()
+_LOADS = [0]  # engines created by this worker process (reported, and asserted by the reuse test)
+
+
+def engine_loads() -> int:
+    return _LOADS[0]
+
+
+def get_engine(model_path: str, cfg: EngineConfig) -> LLMEngine:
+    """This worker's engine for ``model_path``: created on first use, then reused."""
+    key = f"{model_path}|{cfg!r}"
+    with _LOCK:
+        if _CACHE.get("key") != key:
+            drop_engine()
+            from udfs.vllm_engine import VLLMEngine  # the one vLLM adapter; imported lazily
+
+            log.info("loading LLM engine for %s", model_path)
+            _CACHE.update(key=key, engine=VLLMEngine(model_path, cfg))
+            _LOADS[0] += 1
+        return _CACHE["engine"]  # type: ignore[return-value]
+
+
+def drop_engine() -> None:
+    """Forget the cached engine (a dead engine, or before loading another model) and free its memory."""
+    engine = _CACHE.pop("engine", None)
+    _CACHE.pop("key", None)
+    if engine is not None:
+        engine.close()  # type: ignore[attr-defined]
+        del engine
+        gc.collect()
