@@ -41,6 +41,7 @@ class StageReport:
     """What one stage did: rows written per status/reason, seconds, and stage-specific figures."""
 
     stage: str
+    rows_in: int = 0  # input units considered this run (files, documents, segments, pairs) after skipping done keys
     rows_written: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -55,7 +56,7 @@ class Context:
 
 
 def keyed_id(key: str, salt: str):
-    """Spark expression for ``udfs.ids.stable_id``-style ids derived from a key column and a salt."""
+    """Spark expression of ``udfs.ids.keyed_id`` over column ``key`` (the same ids, computed in the JVM)."""
     return F.substring(F.sha2(F.concat_ws("|", F.col(key), F.lit(salt)), 256), 1, 32)
 
 
@@ -65,13 +66,13 @@ def _status_counts(df: DataFrame) -> dict[str, int]:
 
 
 def _append(ctx: Context, table: str, df: DataFrame, key: str, report: StageReport) -> None:
-    """Append the rows of ``df`` whose key is new. Stages feed it only keys not yet done, and ``df`` is cached
-    so the (possibly LLM-generated) rows are computed once for both the counts and the write."""
-    df = df.cache()
-    report.by_status = _status_counts(df)
-    report.rows_written = ctx.storage.append_new(table, df, key).rows
+    """Append the rows of ``df`` whose key is new, counted by status/reason. The new rows are cached so that
+    (possibly LLM-generated) rows are computed once for both the counts and the write."""
+    new = ctx.storage.new_rows(table, df, key).cache()
+    report.by_status = _status_counts(new)
+    report.rows_written = ctx.storage.append(table, new).rows
     report.extra[f"{table}_version"] = ctx.storage.version(table)
-    df.unpersist()
+    new.unpersist()
 
 
 # --- ingest_v1 -------------------------------------------------------------------------------------------
@@ -94,6 +95,7 @@ def ingest(ctx: Context) -> StageReport:
     report = StageReport("ingest_v1")
     files = list_input_files(ctx.cfg.input.corpus)
     report.extra["files"] = len(files)
+    report.rows_in = len(files)
     paths = ctx.spark.createDataFrame([(f,) for f in files], "path string").repartition(len(files))
     docs = paths.mapInPandas(spark_udfs.read_files(), spark_udfs.DOCUMENTS_SCHEMA)
     _append(ctx, "documents", docs, "doc_id", report)
@@ -109,6 +111,7 @@ def segment(ctx: Context) -> StageReport:
     done = ctx.storage.read("segments")
     if done is not None:
         docs = docs.join(done.select("doc_id").distinct(), on="doc_id", how="left_anti")
+    report.rows_in = docs.count()
     segments = docs.mapInPandas(spark_udfs.segment_documents(ctx.cfg.segment), spark_udfs.SEGMENTS_SCHEMA)
     _append(ctx, "segments", exact_dedup(segments, done), "segment_id", report)
     return report
@@ -138,7 +141,9 @@ def models(ctx: Context) -> StageReport:
     report = StageReport("models_v1")
     cfg = ctx.cfg
     base = cfg.model_path("base")
-    if cfg.models.base is None:
+    # The local base model is built once, from the first corpus, like a downloaded base model: rebuilding it
+    # for every corpus drop would change every model id downstream and regenerate the whole pool.
+    if cfg.models.base is None and not (Path(base) / "config.json").is_file():
         texts = [r["text"] for r in ctx.storage.read("segments").where("status = 'ok'").select("text").orderBy("segment_id").collect()]
         texts += [json.loads(line)["output"] for line in Path(cfg.input.seed).read_text().splitlines() if line.strip()]
         start = time.monotonic()
@@ -171,6 +176,7 @@ def augment(ctx: Context) -> StageReport:
     done = ctx.storage.read("candidates")
     if done is not None:
         todo = todo.join(done.select("generation_id"), on="generation_id", how="left_anti")
+    report.rows_in = todo.count()
     fn = spark_udfs.backtranslate(model_path, model_id, cfg.engine, cfg.augment.sampling, template, cfg.augment.max_instruction_chars)
     _append(ctx, "candidates", _llm_partitions(todo, cfg).mapInPandas(fn, spark_udfs.CANDIDATES_SCHEMA), "generation_id", report)
     report.extra["model_id"] = model_id
@@ -204,6 +210,7 @@ def curate(ctx: Context) -> StageReport:
     done = ctx.storage.read("scores")
     if done is not None:
         pairs = pairs.join(done.select("score_id"), on="score_id", how="left_anti")
+    report.rows_in = pairs.count()
     fn = spark_udfs.judge(model_path, model_id, cfg.engine, cfg.curate.sampling, template)
     _append(ctx, "scores", _llm_partitions(pairs, cfg).mapInPandas(fn, spark_udfs.SCORES_SCHEMA), "score_id", report)
     report.extra["judge_model_id"] = model_id
@@ -222,6 +229,7 @@ def train_m1(ctx: Context) -> StageReport:
     extra += [f"augmented.judge_model_id={judge_id(cfg)}", f"augmented.score_column={cfg.curate.score_column}",
               f"augmented.min_score={cfg.curate.min_score}"]
     result = train(train_config(cfg, cfg.models.train_forward, cfg.model_path("base"), cfg.model_path("m1"), tuple(extra)))
+    report.rows_in = result.examples
     report.extra.update(table_versions=versions, steps=result.steps, final_loss=result.final_loss, provenance=result.provenance,
                         model_id=model_fingerprint(cfg.model_path("m1")))
     return report

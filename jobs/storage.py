@@ -80,18 +80,18 @@ class Storage:
             return self.spark.createDataFrame([], schema)
         return self.spark.read.schema(schema).parquet(*files)
 
-    def append_new(self, name: str, df: DataFrame, key: str) -> WriteResult:
-        """Append the rows of ``df`` whose ``key`` is not in table ``name`` yet (one transaction).
-
-        ``df`` is deduplicated on ``key`` too, so a retried task or a re-run adds nothing twice.
-        """
+    def new_rows(self, name: str, df: DataFrame, key: str) -> DataFrame:
+        """The rows of ``df`` whose ``key`` is not in table ``name`` yet, one per key."""
         existing = self.read(name)
         new = df.dropDuplicates([key])
-        if existing is not None:
-            new = new.join(existing.select(key), on=key, how="left_anti")
-        return self._append(name, new)
+        return new if existing is None else new.join(existing.select(key), on=key, how="left_anti")
 
-    def _append(self, name: str, df: DataFrame) -> WriteResult:
+    def append_new(self, name: str, df: DataFrame, key: str) -> WriteResult:
+        """Append the rows of ``df`` whose ``key`` is new (one transaction): re-runs and retries add nothing twice."""
+        return self.append(name, self.new_rows(name, df, key))
+
+    def append(self, name: str, df: DataFrame) -> WriteResult:
+        """Append all of ``df`` in one transaction (callers pass keyed new rows: see ``new_rows``)."""
         path = self.path(name)
         if self.engine == "delta-spark":
             df.write.format("delta").mode("append").save(path)

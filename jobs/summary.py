@@ -55,7 +55,7 @@ def summarize(ctx: Context, reports: list[StageReport]) -> dict:
 def format_summary(summary: dict) -> str:
     lines = [f"run {summary['run_id']}"]
     for s in summary["stages"]:
-        lines.append(f"  {s['stage']:<12} {s['rows_written']:>7} rows  {s['seconds']:>7.1f}s  {json.dumps(s['by_status'], sort_keys=True)}")
+        lines.append(f"  {s['stage']:<12} {s['rows_in']:>6} in {s['rows_written']:>6} out {s['seconds']:>7.1f}s  {json.dumps(s['by_status'], sort_keys=True)}")
     lines.append(f"  tables: {json.dumps(summary['tables'])}")
     if summary["curation"]:
         lines.append(f"  curation: {json.dumps(summary['curation'], sort_keys=True, default=str)}")

@@ -14,7 +14,7 @@ import logging
 
 from training.config import TrainConfig
 from training.train import train
-from udfs.config import load_config, to_dict
+from udfs.config import ConfigError, load_config, to_dict
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = load_config(TrainConfig, args.config, args.overrides)
+    try:
+        cfg = load_config(TrainConfig, args.config, args.overrides)
+    except ConfigError as exc:
+        parser.error(str(exc))
     print(json.dumps(to_dict(cfg), indent=2), flush=True)
     print(json.dumps(dataclasses.asdict(train(cfg)), indent=2, default=str))
 

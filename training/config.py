@@ -1,6 +1,6 @@
 """Typed configuration of one fine-tuning run (conf/train/*.yaml), loaded with ``udfs.config.load_config``.
 
-Defaults are the paper's recipe (docs: /work/shared/method.md, "Fine-tuning"); the local configs for the
+Defaults are the paper's fine-tuning recipe (Li et al., 2023); the local configs for the
 tiny CPU model override the learning rate and the number of steps.
 """
 

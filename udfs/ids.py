@@ -14,6 +14,15 @@ def stable_id(*parts: Any, length: int = 32) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:length]
 
 
+def keyed_id(key: str, salt: str) -> str:
+    """The id of a row derived from its parent's key and a salt (model, prompt version, sampling, seed).
+
+    ``jobs.stages.keyed_id`` computes the same value as a Spark expression, so ids can be made before any
+    Python worker runs, and recomputed anywhere.
+    """
+    return hashlib.sha256(f"{key}|{salt}".encode("utf-8")).hexdigest()[:32]
+
+
 def seed_from_id(row_id: str) -> int:
     """A per-row sampling seed derived from the row's id, so a retried task regenerates identical text."""
     return int(row_id[:8], 16) & 0x7FFFFFFF

@@ -104,8 +104,8 @@ def backtranslate(
     sampling_json = _json(sampling)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        engine = get_engine(model_path, engine_cfg)
         for batch in _chunks(batches, engine_cfg.batch_size):
+            engine = get_engine(model_path, engine_cfg)  # cached: loads once per worker, on the first rows
             prompts = [engine.render_chat(backward_conversation(template, text)) for text in batch["text"]]
             seeds = [seed_from_id(g) for g in batch["generation_id"]]
             fits, completions, n_tokens = _generate_fitting(engine, prompts, seeds, sampling, engine_cfg.max_model_len)
@@ -133,8 +133,8 @@ def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: Sa
     """
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        engine = get_engine(model_path, engine_cfg)
         for batch in _chunks(batches, engine_cfg.batch_size):
+            engine = get_engine(model_path, engine_cfg)
             pairs = list(zip(batch["instruction"], batch["text"]))
             prompts = [engine.render_chat(judge_conversation(template, ins, ans)) for ins, ans in pairs]
             seeds = [seed_from_id(s) for s in batch["score_id"]]

@@ -41,3 +41,10 @@ def test_overrides_are_typed_and_nested():
 def test_missing_required_key():
     with pytest.raises(ConfigError, match=r"input\.seed: required"):
         load_pipeline_config(str(CONF / "local.yaml"), ["input={corpus: x}"])
+
+
+def test_exponent_floats_without_a_dot_are_floats():
+    cfg = load_pipeline_config(str(CONF / "local.yaml"), ["curate.sampling.temperature=5e-1"])
+    assert cfg.curate.sampling.temperature == 0.5
+    with pytest.raises(ConfigError, match=r"curate\.sampling\.temperature: expected float"):
+        load_pipeline_config(str(CONF / "local.yaml"), ["curate.sampling.temperature=warm"])
