@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -69,10 +70,36 @@ def _append(ctx: Context, table: str, df: DataFrame, key: str, report: StageRepo
     """Append the rows of ``df`` whose key is new, counted by status/reason. The new rows are cached so that
     (possibly LLM-generated) rows are computed once for both the counts and the write."""
     new = ctx.storage.new_rows(table, df, key).cache()
-    report.by_status = _status_counts(new)
-    report.rows_written = ctx.storage.append(table, new).rows
+    for status, count in _status_counts(new).items():
+        report.by_status[status] = report.by_status.get(status, 0) + count
+    report.rows_written += ctx.storage.append(table, new).rows
     report.extra[f"{table}_version"] = ctx.storage.version(table)
     new.unpersist()
+
+
+def _append_in_chunks(ctx: Context, table: str, todo: DataFrame, key: str, fn, schema: str, report: StageReport) -> None:
+    """Run an LLM batch function over ``todo`` and commit every ``engine.commit_rows`` rows.
+
+    A job killed mid-generation keeps every committed chunk; the next run's ``todo`` no longer holds those
+    keys, so at most the chunks in flight are generated again. Chunks are hash buckets of the key: a
+    deterministic split that needs no sort.
+    """
+    report.rows_in = todo.count()
+    chunks = max(1, -(-report.rows_in // ctx.cfg.engine.commit_rows))
+    bucketed = todo.withColumn("_chunk", F.pmod(F.xxhash64(key), F.lit(chunks)))
+    for chunk in range(chunks):
+        rows = bucketed.where(F.col("_chunk") == chunk).drop("_chunk")
+        parts = ctx.cfg.engine.partitions
+        rows = rows.repartition(parts) if parts else rows
+        _append(ctx, table, rows.mapInPandas(fn, schema, profile=_gpu_profile(ctx.cfg.engine.task_gpus)), key, report)
+        log.info("%s: chunk %d/%d committed (%d rows so far)", table, chunk + 1, chunks, report.rows_written)
+
+
+def _gpu_profile(task_gpus: float | None) -> ResourceProfile | None:
+    """A stage-level resource profile giving each LLM task ``task_gpus`` GPUs (CPU stages keep none)."""
+    if not task_gpus:
+        return None
+    return ResourceProfileBuilder().require(TaskResourceRequests().resource("gpu", task_gpus)).build
 
 
 # --- ingest_v1 -------------------------------------------------------------------------------------------
@@ -176,16 +203,10 @@ def augment(ctx: Context) -> StageReport:
     done = ctx.storage.read("candidates")
     if done is not None:
         todo = todo.join(done.select("generation_id"), on="generation_id", how="left_anti")
-    report.rows_in = todo.count()
     fn = spark_udfs.backtranslate(model_path, model_id, cfg.engine, cfg.augment.sampling, template, cfg.augment.max_instruction_chars)
-    _append(ctx, "candidates", _llm_partitions(todo, cfg).mapInPandas(fn, spark_udfs.CANDIDATES_SCHEMA), "generation_id", report)
+    _append_in_chunks(ctx, "candidates", todo, "generation_id", fn, spark_udfs.CANDIDATES_SCHEMA, report)
     report.extra["model_id"] = model_id
     return report
-
-
-def _llm_partitions(df: DataFrame, cfg: PipelineConfig) -> DataFrame:
-    """One partition per engine copy: each partition's worker loads the model once."""
-    return df.repartition(cfg.engine.partitions) if cfg.engine.partitions else df
 
 
 # --- curate_v1: M0 grades every (instruction, segment) pair ----------------------------------------------
@@ -210,9 +231,8 @@ def curate(ctx: Context) -> StageReport:
     done = ctx.storage.read("scores")
     if done is not None:
         pairs = pairs.join(done.select("score_id"), on="score_id", how="left_anti")
-    report.rows_in = pairs.count()
     fn = spark_udfs.judge(model_path, model_id, cfg.engine, cfg.curate.sampling, template)
-    _append(ctx, "scores", _llm_partitions(pairs, cfg).mapInPandas(fn, spark_udfs.SCORES_SCHEMA), "score_id", report)
+    _append_in_chunks(ctx, "scores", pairs, "score_id", fn, spark_udfs.SCORES_SCHEMA, report)
     report.extra["judge_model_id"] = model_id
     return report
 

@@ -7,6 +7,7 @@ tiny CPU model override the learning rate and the number of steps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Literal
 
 
@@ -26,10 +27,12 @@ class AugmentedData:
     candidates_table: str | None = None
     scores_table: str | None = None
     # Pinned versions make the training set reproducible; null reads the latest, and the version actually
-    # read is recorded in the run's provenance.
+    # read is recorded in the run's provenance. ``as_of`` (ISO 8601, UTC if no offset) pins all three tables
+    # to their latest version committed at or before that time instead.
     segments_version: int | None = None
     candidates_version: int | None = None
     scores_version: int | None = None
+    as_of: str | datetime | None = None  # YAML reads an unquoted timestamp as a datetime
     judge_model_id: str | None = None  # only scores by this judge; null accepts any judge
     score_column: Literal["score", "expected_score"] = "score"
     min_score: float = 5.0
@@ -39,15 +42,29 @@ class AugmentedData:
         tables = [self.segments_table, self.candidates_table, self.scores_table]
         if any(tables) and not all(tables):
             raise ValueError("segments_table, candidates_table and scores_table must be set together")
-        for name in ("segments_version", "candidates_version", "scores_version"):
+        versions = ("segments_version", "candidates_version", "scores_version")
+        for name in versions:
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.as_of is not None:
+            if any(getattr(self, name) is not None for name in versions):
+                raise ValueError("as_of and *_version pin the tables two ways; set one of them")
+            parse_timestamp(self.as_of)
         if not 1 <= self.min_score <= 5:
             raise ValueError(f"min_score must be in [1, 5], got {self.min_score}")
 
     @property
     def enabled(self) -> bool:
         return self.segments_table is not None
+
+
+def parse_timestamp(value: str | datetime) -> datetime:
+    """An ISO 8601 timestamp, timezone-aware (UTC when it has no offset, as Delta commit times are)."""
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"as_of must be an ISO 8601 timestamp, got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,10 @@ class OptimConfig:
     max_seq_len: int = 2048
     grad_clip: float = 1.0
     seed: int = 0
+    # Steps between checkpoints in <output_dir>.ckpt/ (0: none); a killed run resumes from the last one.
+    checkpoint_every: int = 50
+    # auto: bf16 autocast on a CUDA device that supports it, else fp32 (CPUs here); weights stay fp32.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def __post_init__(self) -> None:
         if not 0 < self.lr:
@@ -83,9 +104,31 @@ class OptimConfig:
                 raise ValueError(f"{name} must be a positive multiple of micro_batch_size, got {value}")
         if self.weight_decay < 0 or self.grad_clip <= 0:
             raise ValueError("weight_decay must be >= 0 and grad_clip positive")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
     def batch_size_for(self, examples: int) -> int:
         return self.small_data_batch_size if examples < self.small_data_threshold else self.batch_size
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow tracking of the run (params, per-step metrics, input tables, the model); rank 0 only."""
+
+    enabled: bool = True
+    uri: str | None = None  # null: a local file store, <output_dir>/../mlruns
+    experiment: str = "humpback"
+    # Copying the model directory into the tracking store doubles its disk use (14 GB for 7B in bf16),
+    # so by default only its path is recorded (tag model_dir) with training_meta.json as an artefact.
+    log_model: bool = False
+
+
+@dataclass(frozen=True)
+class DistributedConfig:
+    """How a multi-process run (torchrun, TorchDistributor) shares the model; ignored in one process."""
+
+    # ddp: a full replica per process; fsdp: parameters, gradients and optimizer state sharded (big models).
+    strategy: Literal["ddp", "fsdp"] = "ddp"
 
 
 @dataclass(frozen=True)
@@ -100,6 +143,8 @@ class TrainConfig:
     augmented: AugmentedData = field(default_factory=AugmentedData)
     backward_prompt: str = "conf/prompts/backtranslate_v1.txt"
     optim: OptimConfig = field(default_factory=OptimConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         if not self.base_model or not self.output_dir:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from training.artifacts import sha256_texts
-from training.config import AugmentedData, TrainConfig
+from training.config import AugmentedData, TrainConfig, parse_timestamp
 from udfs.prompts import CONF_DIR, PromptTemplate, messages, render_chat
 
 IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt and padding); torch's cross-entropy default
@@ -71,8 +71,10 @@ def read_seed(path: Path, system_prompt: str) -> list[Example]:
 
 
 def read_curated(aug: AugmentedData) -> tuple[list[Example], dict[str, Any]]:
-    """Curated pairs from the Delta tables at the configured versions, and what was read."""
+    """Curated pairs from the Delta tables at the configured versions (or as of a time), and what was read."""
     from deltalake import DeltaTable  # only runs that use augmented data need the Delta reader
+
+    as_of = parse_timestamp(aug.as_of) if aug.as_of is not None else None
 
     columns = {
         "segments": ["segment_id", "text", "status"],
@@ -83,9 +85,13 @@ def read_curated(aug: AugmentedData) -> tuple[list[Example], dict[str, Any]]:
     for name, cols in columns.items():
         path = getattr(aug, f"{name}_table")
         table = DeltaTable(path, version=getattr(aug, f"{name}_version"))
+        if as_of is not None:
+            table.load_as_version(as_of)  # the latest version committed at or before as_of
         # Only ok rows can make a pair; filtering in the reader skips the text of dropped segments.
         frames[name] = table.to_pandas(columns=cols, filters=[("status", "=", "ok")])
         tables[name] = {"path": path, "version": table.version(), "ok_rows": len(frames[name])}
+        if as_of is not None:
+            tables[name]["as_of"] = as_of.isoformat()
     pairs = select_curated(
         frames["segments"], frames["candidates"], frames["scores"],
         score_column=aug.score_column, min_score=aug.min_score, judge_model_id=aug.judge_model_id,

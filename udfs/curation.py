@@ -91,3 +91,19 @@ def expected_score(logprobs: Mapping[str, float]) -> float | None:
     if total <= 0:
         return None
     return sum(score * p for score, p in probs.items()) / total
+
+
+# Web text that talks to the judge. It is rated, never obeyed (the prompt delimits it as data), and the
+# parser ignores an echoed score line; the flags make such rows visible for audits.
+_INJECTION_PATTERNS = {
+    "score_line": re.compile(r"^[*_#\s]*score[*_\s]*[:：]\s*\d", re.I | re.M),
+    "instruction_override": re.compile(
+        r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier)\b.{0,20}\b(instructions?|prompts?|rules)\b", re.I | re.S
+    ),
+    "role_marker": re.compile(r"^\s*(system|assistant)\s*:|<\|(system|assistant|user)\|>", re.I | re.M),
+}
+
+
+def injection_flags(text: str) -> list[str]:
+    """Names of the judge-directed patterns found in a web text (empty for ordinary text)."""
+    return [name for name, pattern in _INJECTION_PATTERNS.items() if pattern.search(text or "")]

@@ -11,7 +11,7 @@ import gc
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Literal, Protocol, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +34,18 @@ class EngineConfig:
     trust_remote_code: bool = False  # remote code in a model directory runs only if this says so
     batch_size: int = 512  # rows handed to one generate() call
     partitions: int | None = None  # Spark partitions for LLM stages (= engine copies); None: Spark's default
+    commit_rows: int = 20000  # rows per Delta commit in LLM stages: a killed job redoes at most one chunk
+    # GPUs each LLM task asks for through a stage-level resource profile, so only the LLM stages hold GPUs
+    # (null: no profile; the cluster's default task resources apply, as on CPU here).
+    task_gpus: float | None = None
+    overflow: Literal["drop", "truncate"] = "truncate"  # a prompt over max_model_len: cut the web text, or drop the row
 
     def __post_init__(self):
         if self.max_model_len < 16:
             raise ValueError(f"max_model_len must be >= 16, got {self.max_model_len}")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
-        for name in ("tensor_parallel_size", "max_num_seqs", "batch_size"):
+        for name in ("tensor_parallel_size", "max_num_seqs", "batch_size", "commit_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.partitions is not None and self.partitions < 1:
@@ -79,6 +84,9 @@ class LLMEngine(Protocol):
         """The conversation as a prompt, ending with the assistant's turn opening."""
 
     def count_tokens(self, prompts: Sequence[str]) -> list[int]: ...
+
+    def truncate(self, text: str, n_tokens: int) -> str:
+        """The first ``n_tokens`` tokens of ``text``, as text."""
 
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
         """One completion per prompt, in input order; ``seeds`` make each row reproducible."""

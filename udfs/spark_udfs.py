@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import pandas as pd
+from pyspark import TaskContext
 
 from udfs.augment import backward_conversation, clean_instruction
-from udfs.curation import SCORE_TOKENS, expected_score, judge_conversation, parse_score, score_prompt_suffix
-from udfs.engine import EngineConfig, SamplingConfig, get_engine
+from udfs.curation import SCORE_TOKENS, expected_score, injection_flags, judge_conversation, parse_score, score_prompt_suffix
+from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine
 from udfs.ids import seed_from_id, stable_id
 from udfs.prompts import PromptTemplate
 from udfs.readers import read_records
@@ -35,13 +38,13 @@ SEGMENTS_SCHEMA = (
 )
 CANDIDATES_SCHEMA = (
     "generation_id string, segment_id string, instruction string, raw_text string, finish_reason string, "
-    "prompt_tokens int, output_tokens int, model_id string, prompt_version string, sampling string, seed long, "
-    "status string, reason string"
+    "prompt_tokens int, truncated_tokens int, output_tokens int, model_id string, prompt_version string, sampling string, "
+    "seed long, status string, reason string"
 )
 SCORES_SCHEMA = (
     "score_id string, generation_id string, segment_id string, judge_model_id string, prompt_version string, "
     "score int, expected_score double, parse_failure string, raw_text string, finish_reason string, "
-    "prompt_tokens int, output_tokens int, status string, reason string"
+    "prompt_tokens int, truncated_tokens int, output_tokens int, input_flags string, status string, reason string"
 )
 
 
@@ -100,20 +103,21 @@ def _segment_row(doc_id, url, index, level, header, text, status, reason) -> dic
 def backtranslate(
     model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate, max_instruction_chars: int
 ) -> BatchFn:
-    """Input: (generation_id, segment_id, text). Output: CANDIDATES_SCHEMA rows, one per input row."""
+    """Input: (generation_id, segment_id, text). Output: CANDIDATES_SCHEMA rows, one per input row, in order."""
     sampling_json = _json(sampling)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in _chunks(batches, engine_cfg.batch_size):
-            engine = get_engine(model_path, engine_cfg)  # cached: loads once per worker, on the first rows
-            prompts = [engine.render_chat(backward_conversation(template, text)) for text in batch["text"]]
+            engine = _engine(model_path, engine_cfg)  # cached: loads once per worker, on the first rows
+            fits = [_fit_prompt(engine, lambda t: backward_conversation(template, t), text, sampling, engine_cfg) for text in batch["text"]]
             seeds = [seed_from_id(g) for g in batch["generation_id"]]
-            fits, completions, n_tokens = _generate_fitting(engine, prompts, seeds, sampling, engine_cfg.max_model_len)
+            completions = _generate(engine, fits, seeds, sampling)
             rows = []
             for i, (gen_id, seg_id) in enumerate(zip(batch["generation_id"], batch["segment_id"])):
                 row = {"generation_id": gen_id, "segment_id": seg_id, "model_id": model_id, "prompt_version": template.version,
-                       "sampling": sampling_json, "seed": seeds[i], "prompt_tokens": n_tokens[i]}
-                if not fits[i]:
+                       "sampling": sampling_json, "seed": seeds[i], "prompt_tokens": fits[i].n_tokens,
+                       "truncated_tokens": fits[i].truncated_tokens}
+                if fits[i].prompt is None:
                     rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
                     continue
                 out = completions[i]
@@ -122,11 +126,11 @@ def backtranslate(
                              "output_tokens": out.output_tokens, "status": cleaned.status, "reason": cleaned.reason})
             yield _frame(rows, CANDIDATES_SCHEMA)
 
-    return run
+    return _dropping_engine_on_failure(run)
 
 
 def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate) -> BatchFn:
-    """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES_SCHEMA rows.
+    """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES_SCHEMA rows, in order.
 
     Two reads of the judge per pair: its written reasoning and "Score: N" (parsed), then the probabilities
     of "1".."5" right after "Score:" (expected score), which gives every judged row a score.
@@ -134,41 +138,95 @@ def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: Sa
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in _chunks(batches, engine_cfg.batch_size):
-            engine = get_engine(model_path, engine_cfg)
+            engine = _engine(model_path, engine_cfg)
             pairs = list(zip(batch["instruction"], batch["text"]))
-            prompts = [engine.render_chat(judge_conversation(template, ins, ans)) for ins, ans in pairs]
+            fits = [_fit_prompt(engine, lambda a, ins=ins: judge_conversation(template, ins, a), ans, sampling, engine_cfg) for ins, ans in pairs]
             seeds = [seed_from_id(s) for s in batch["score_id"]]
-            fits, completions, n_tokens = _generate_fitting(engine, prompts, seeds, sampling, engine_cfg.max_model_len)
-            ok = [i for i, f in enumerate(fits) if f]
-            followups = [prompts[i] + score_prompt_suffix(completions[i].text) for i in ok]
-            # The follow-up prompt may exceed the context when the reasoning was long: score those as missing.
-            follow_fits = [n < engine_cfg.max_model_len for n in engine.count_tokens(followups)]
-            logprobs = iter(engine.next_token_logprobs([p for p, f in zip(followups, follow_fits) if f], SCORE_TOKENS))
-            expected = {i: (expected_score(next(logprobs)) if f else None) for i, f in zip(ok, follow_fits)}
+            completions = _generate(engine, fits, seeds, sampling)
+            expected = _expected_scores(engine, {i: fits[i].prompt + score_prompt_suffix(c.text) for i, c in completions.items()}, engine_cfg)
             rows = []
             for i, (score_id, gen_id, seg_id) in enumerate(zip(batch["score_id"], batch["generation_id"], batch["segment_id"])):
+                flags = injection_flags(pairs[i][1])
                 row = {"score_id": score_id, "generation_id": gen_id, "segment_id": seg_id, "judge_model_id": model_id,
-                       "prompt_version": template.version, "prompt_tokens": n_tokens[i]}
-                if not fits[i]:
+                       "prompt_version": template.version, "prompt_tokens": fits[i].n_tokens,
+                       "truncated_tokens": fits[i].truncated_tokens, "input_flags": ",".join(flags) or None}
+                if fits[i].prompt is None:
                     rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
                     continue
                 out = completions[i]
                 parsed = parse_score(out.text, out.finish_reason, quoted=pairs[i])
-                rows.append({**row, "score": parsed.score, "expected_score": expected[i], "parse_failure": parsed.failure,
+                rows.append({**row, "score": parsed.score, "expected_score": expected.get(i), "parse_failure": parsed.failure,
                              "raw_text": out.text, "finish_reason": out.finish_reason, "output_tokens": out.output_tokens,
                              "status": "ok", "reason": None})
             yield _frame(rows, SCORES_SCHEMA)
 
-    return run
+    return _dropping_engine_on_failure(run)
 
 
-def _generate_fitting(engine, prompts, seeds, sampling: SamplingConfig, max_model_len: int):
-    """Generate for the prompts that fit the context window; the others are reported, never sent."""
-    n_tokens = engine.count_tokens(prompts)
-    fits = [n + sampling.max_tokens <= max_model_len for n in n_tokens]
-    idx = [i for i, f in enumerate(fits) if f]
-    outs = engine.generate([prompts[i] for i in idx], sampling, [seeds[i] for i in idx]) if idx else []
-    return fits, dict(zip(idx, outs)), n_tokens
+@dataclass(frozen=True)
+class _Fit:
+    prompt: str | None  # None: does not fit even after truncation (or truncation is off)
+    n_tokens: int
+    truncated_tokens: int | None  # tokens cut from the end of the web text to fit, when any
+
+
+def _fit_prompt(engine, conversation, text: str, sampling: SamplingConfig, cfg: EngineConfig) -> _Fit:
+    """Render ``conversation(text)`` so that prompt + max_tokens fits the context window.
+
+    With ``cfg.overflow == "truncate"`` the web text (never the template) is cut at a token boundary and the
+    cut is recorded; with "drop" the row is reported as too long. A long row never fails its batch.
+    """
+    budget = cfg.max_model_len - sampling.max_tokens
+    prompt = engine.render_chat(conversation(text))
+    n = engine.count_tokens([prompt])[0]
+    if n <= budget:
+        return _Fit(prompt, n, None)
+    if cfg.overflow == "drop":
+        return _Fit(None, n, None)
+    tokens = engine.count_tokens([text])[0]
+    keep = tokens - (n - budget) - 8  # a few tokens of slack: re-tokenising at the cut can merge differently
+    if keep > 0:
+        prompt = engine.render_chat(conversation(engine.truncate(text, keep)))
+        n_cut = engine.count_tokens([prompt])[0]
+        if n_cut <= budget:
+            return _Fit(prompt, n_cut, tokens - keep)
+    return _Fit(None, n, None)
+
+
+def _generate(engine, fits: list[_Fit], seeds: list[int], sampling: SamplingConfig) -> dict:
+    """Completions by row index for the rows whose prompt fits; the others are reported, never sent."""
+    idx = [i for i, f in enumerate(fits) if f.prompt is not None]
+    outs = engine.generate([fits[i].prompt for i in idx], sampling, [seeds[i] for i in idx]) if idx else []
+    return dict(zip(idx, outs))
+
+
+def _expected_scores(engine, prompts: dict, cfg: EngineConfig) -> dict:
+    """E[score] by row index; a follow-up prompt past the context (very long reasoning) gets none."""
+    fitting = {i: p for i, p, n in zip(prompts, prompts.values(), engine.count_tokens(list(prompts.values()))) if n < cfg.max_model_len}
+    logprobs = engine.next_token_logprobs(list(fitting.values()), SCORE_TOKENS) if fitting else []
+    return {i: expected_score(lp) for i, lp in zip(fitting, logprobs)}
+
+
+def _engine(model_path: str, cfg: EngineConfig):
+    """This worker's engine, on the GPUs Spark gave this task (when the cluster schedules GPUs)."""
+    context = TaskContext.get()
+    gpus = context.resources().get("gpu") if context is not None else None
+    if gpus is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus.addresses)
+    return get_engine(model_path, cfg)
+
+
+def _dropping_engine_on_failure(run: BatchFn) -> BatchFn:
+    """An engine that raised may be dead (CUDA error, OOM): forget it so the retried task builds a new one."""
+
+    def guarded(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        try:
+            yield from run(batches)
+        except Exception:
+            drop_engine()
+            raise
+
+    return guarded
 
 
 def _chunks(batches: Iterator[pd.DataFrame], size: int) -> Iterator[pd.DataFrame]:

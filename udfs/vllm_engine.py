@@ -11,6 +11,8 @@ from typing import Sequence
 
 # In-process engine core: ~3 s start on CPU, and no extra process inside a Spark Python worker.
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+# Tensor-parallel workers must be spawned, not forked: a Spark Python worker is itself a fork with threads.
+os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
 
 from vllm import LLM, SamplingParams  # noqa: E402
 
@@ -42,6 +44,9 @@ class VLLMEngine:
     def count_tokens(self, prompts: Sequence[str]) -> list[int]:
         # Chat templates already carry the special tokens: count exactly what generate() will see.
         return [len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+
+    def truncate(self, text: str, n_tokens: int) -> str:
+        return self.tokenizer.decode(self.tokenizer.encode(text, add_special_tokens=False)[:n_tokens])
 
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
         params = [

@@ -43,15 +43,26 @@ def test_same_seed_same_text(tiny_model):
     assert set(logprobs) == {"1", "2", "3", "4", "5"} and all(v <= 0 for v in logprobs.values())
 
 
-def test_a_prompt_over_the_context_is_dropped_with_a_reason_not_a_failed_batch(tiny_model):
+def test_a_prompt_over_the_context_is_truncated_or_dropped_never_a_failed_batch(tiny_model):
+    import dataclasses
+
     import pandas as pd
 
     from udfs.prompts import PromptTemplate
     from udfs.spark_udfs import backtranslate
 
-    fn = backtranslate(tiny_model, "tiny", ENGINE, SamplingConfig(0.7, 0.9, 8), PromptTemplate("b_v1", "Instruction for:\n{output}"), 2000)
+    template = PromptTemplate("b_v1", "Instruction for:\n{output}")
     batch = pd.DataFrame({"generation_id": ["a" * 32, "b" * 32], "segment_id": ["s1", "s2"], "text": ["short text", "word " * 2000]})
-    out = pd.concat(fn(iter([batch])))
-    assert list(out["generation_id"]) == ["a" * 32, "b" * 32]
-    assert out["reason"].iloc[1] == "prompt_too_long" and out["status"].iloc[1] == "dropped"
-    assert out["status"].iloc[0] in {"ok", "dropped"} and out["raw_text"].iloc[0] is not None
+
+    def run(cfg):
+        fn = backtranslate(tiny_model, "tiny", cfg, SamplingConfig(0.7, 0.9, 8), template, 2000)
+        return pd.concat(fn(iter([batch])))
+
+    dropped = run(dataclasses.replace(ENGINE, overflow="drop"))
+    assert list(dropped["generation_id"]) == ["a" * 32, "b" * 32]  # order and count match the input
+    assert (dropped["status"].iloc[1], dropped["reason"].iloc[1]) == ("dropped", "prompt_too_long")
+    assert dropped["raw_text"].iloc[0] is not None and pd.isna(dropped["truncated_tokens"].iloc[0])
+
+    truncated = run(dataclasses.replace(ENGINE, overflow="truncate"))
+    assert truncated["raw_text"].iloc[1] is not None and truncated["truncated_tokens"].iloc[1] > 1000
+    assert truncated["prompt_tokens"].iloc[1] + 8 <= ENGINE.max_model_len

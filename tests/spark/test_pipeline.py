@@ -6,23 +6,17 @@ then checks that the same command adds no row anywhere.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
-from warcio.archiveiterator import ArchiveIterator
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
 
 from jobs.augment import main
-from tests.conftest import ROOT, SAMPLE_SEED, SAMPLE_WARC
+from tests.conftest import ROOT, SAMPLE_PAGES as PAGES, SAMPLE_SEED, sample_pages, write_warc
 
 pytestmark = pytest.mark.slow
-
-PAGES = ("tutorial/appetite.html", "tutorial/interpreter.html", "library/bisect.html", "library/colorsys.html")
 
 # Tiny models and few steps: the point is every data path, not model quality.
 TINY = [
@@ -39,27 +33,6 @@ TINY = [
     "curate.min_score=1.0",  # every judged pair is curated, so M1 sees augmented data
     "engine.batch_size=8",  # several batches per task: the engine must be reused
 ]
-
-
-def write_warc(path: Path, pages: dict[str, bytes], extra: list[tuple[str, str, str, bytes]] = (), gzip: bool = True) -> Path:
-    """A crawl-style WARC: one response record per page (url -> html), plus (url, status, type, body) extras."""
-    with open(path, "wb") as out:
-        writer = WARCWriter(out, gzip=gzip)
-        items = [(url, "200 OK", "text/html; charset=utf-8", body) for url, body in pages.items()] + list(extra)
-        for url, status, ctype, body in items:
-            headers = StatusAndHeaders(status, [("Content-Type", ctype)], protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers))
-    return path
-
-
-def sample_pages(wanted=PAGES) -> dict[str, bytes]:
-    pages = {}
-    with open(SAMPLE_WARC, "rb") as f:
-        for record in ArchiveIterator(f):
-            url = record.rec_headers.get_header("WARC-Target-URI") or ""
-            if record.rec_type == "response" and url.endswith(wanted):
-                pages[url] = record.content_stream().read()
-    return pages
 
 
 @pytest.fixture(scope="module")
