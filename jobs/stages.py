@@ -34,6 +34,7 @@ from udfs.readers import detect_format
 
 log = logging.getLogger(__name__)
 
+TOKEN_COLUMNS = ("prompt_tokens", "cached_tokens", "output_tokens")
 INPUT_SUFFIXES = (".warc", ".warc.gz", ".arc.gz", ".jsonl", ".jsonl.gz", ".json", ".html", ".htm")
 
 
@@ -72,6 +73,12 @@ def _append(ctx: Context, table: str, df: DataFrame, key: str, report: StageRepo
     new = ctx.storage.new_rows(table, df, key).cache()
     for status, count in _status_counts(new).items():
         report.by_status[status] = report.by_status.get(status, 0) + count
+    if "prompt_tokens" in new.columns:  # LLM stages: tokens in/out and prefix-cache hits
+        sums = new.agg(*[F.sum(c).alias(c) for c in TOKEN_COLUMNS]).first().asDict()
+        tokens = report.extra.setdefault("tokens", dict.fromkeys(TOKEN_COLUMNS, 0))
+        for c in TOKEN_COLUMNS:
+            tokens[c] += sums[c] or 0
+        tokens["prefix_cache_hit_rate"] = round(tokens["cached_tokens"] / tokens["prompt_tokens"], 4) if tokens["prompt_tokens"] else 0.0
     report.rows_written += ctx.storage.append(table, new).rows
     report.extra[f"{table}_version"] = ctx.storage.version(table)
     new.unpersist()

@@ -75,6 +75,7 @@ class Completion:
     finish_reason: str  # "stop" | "length" | "abort"
     prompt_tokens: int
     output_tokens: int
+    cached_tokens: int = 0  # prompt tokens served from vLLM's prefix cache
 
 
 class LLMEngine(Protocol):

@@ -38,13 +38,13 @@ SEGMENTS_SCHEMA = (
 )
 CANDIDATES_SCHEMA = (
     "generation_id string, segment_id string, instruction string, raw_text string, finish_reason string, "
-    "prompt_tokens int, truncated_tokens int, output_tokens int, model_id string, prompt_version string, sampling string, "
+    "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, model_id string, prompt_version string, sampling string, "
     "seed long, status string, reason string"
 )
 SCORES_SCHEMA = (
     "score_id string, generation_id string, segment_id string, judge_model_id string, prompt_version string, "
     "score int, expected_score double, parse_failure string, raw_text string, finish_reason string, "
-    "prompt_tokens int, truncated_tokens int, output_tokens int, input_flags string, status string, reason string"
+    "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, input_flags string, status string, reason string"
 )
 
 
@@ -123,7 +123,8 @@ def backtranslate(
                 out = completions[i]
                 cleaned = clean_instruction(out.text, out.finish_reason, max_instruction_chars)
                 rows.append({**row, "instruction": cleaned.text, "raw_text": out.text, "finish_reason": out.finish_reason,
-                             "output_tokens": out.output_tokens, "status": cleaned.status, "reason": cleaned.reason})
+                             "output_tokens": out.output_tokens, "cached_tokens": out.cached_tokens,
+                             "status": cleaned.status, "reason": cleaned.reason})
             yield _frame(rows, CANDIDATES_SCHEMA)
 
     return _dropping_engine_on_failure(run)
@@ -157,7 +158,7 @@ def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: Sa
                 parsed = parse_score(out.text, out.finish_reason, quoted=pairs[i])
                 rows.append({**row, "score": parsed.score, "expected_score": expected.get(i), "parse_failure": parsed.failure,
                              "raw_text": out.text, "finish_reason": out.finish_reason, "output_tokens": out.output_tokens,
-                             "status": "ok", "reason": None})
+                             "cached_tokens": out.cached_tokens, "status": "ok", "reason": None})
             yield _frame(rows, SCORES_SCHEMA)
 
     return _dropping_engine_on_failure(run)

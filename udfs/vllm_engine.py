@@ -37,6 +37,7 @@ class VLLMEngine:
             **({} if cfg.enable_chunked_prefill is None else {"enable_chunked_prefill": cfg.enable_chunked_prefill}),
         )
         self.tokenizer = self.llm.get_tokenizer()
+        self.prefix_caching = cfg.enable_prefix_caching
 
     def render_chat(self, conversation: Sequence[dict[str, str]]) -> str:
         return render_chat(self.tokenizer, conversation, add_generation_prompt=True)
@@ -53,6 +54,10 @@ class VLLMEngine:
             SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=seed)
             for seed in seeds
         ]
+        if self.prefix_caching and len(prompts) > 1:
+            # Prefill one prompt first: its blocks then serve every request sharing its prefix (the judge's
+            # rubric), where a cold batch would compute that prefix once per request scheduled in step one.
+            self.llm.generate([prompts[0]], SamplingParams(max_tokens=1), use_tqdm=False)
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
         return [
             Completion(
@@ -60,6 +65,7 @@ class VLLMEngine:
                 finish_reason=out.outputs[0].finish_reason or "abort",
                 prompt_tokens=len(out.prompt_token_ids or ()),
                 output_tokens=len(out.outputs[0].token_ids),
+                cached_tokens=out.num_cached_tokens or 0,
             )
             for out in outputs
         ]

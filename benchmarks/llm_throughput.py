@@ -1,0 +1,149 @@
+"""LLM throughput: the Spark pandas-UDF path vs bare vLLM, vLLM vs Hugging Face generate, and the judge with and
+without prefix caching, on the same model and prompts. Prints one line per figure.
+
+    python benchmarks/llm_throughput.py [--model work/models/myx] [--judge work/models/m0] [--segments 96]
+
+The models default to those `make demo` builds; on a GPU node pass real model directories and bigger numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+import pandas as pd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from udfs.augment import backward_conversation  # noqa: E402
+from udfs.curation import judge_conversation  # noqa: E402
+from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine  # noqa: E402
+from udfs.ids import seed_from_id, stable_id  # noqa: E402
+from udfs.prompts import PromptTemplate  # noqa: E402
+from udfs.readers import read_records  # noqa: E402
+from udfs.segment import SegmentConfig, segment_document  # noqa: E402
+
+
+def sample_segments(n: int) -> list[str]:
+    texts = []
+    for record in read_records(str(ROOT / "data/sample/python-docs-sample.warc.gz")):
+        if record.status == "ok":
+            texts += [c.text for c in segment_document(record.html, SegmentConfig()) if c.status == "ok"]
+    return (texts * (n // max(1, len(texts)) + 1))[:n]
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def spark_vs_bare(model: str, engine: EngineConfig, texts: list[str], sampling: SamplingConfig) -> None:
+    from pyspark.sql import SparkSession
+
+    from udfs.spark_udfs import backtranslate
+
+    template = PromptTemplate.load(ROOT / "conf/prompts/backtranslate_v1.txt")
+    rows = pd.DataFrame({"generation_id": [stable_id("bench", i) for i in range(len(texts))],
+                         "segment_id": [f"s{i}" for i in range(len(texts))], "text": texts})
+    llm = get_engine(model, engine)
+    prompts = [llm.render_chat(backward_conversation(template, t)) for t in texts]
+    seeds = [seed_from_id(g) for g in rows["generation_id"]]
+    llm.generate(prompts[:4], sampling, seeds[:4])  # warm-up
+    outs, bare_s = timed(lambda: llm.generate(prompts, sampling, seeds))
+    bare_tokens = sum(o.output_tokens for o in outs)
+    drop_engine()  # the Spark worker loads its own copy: never two on the same cores at once
+
+    spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    df = spark.createDataFrame(rows).repartition(1)  # one engine copy, as in conf/local.yaml
+    fn = backtranslate(model, "bench", engine, sampling, template, 10_000)
+    df.limit(4).mapInPandas(fn, _schema()).collect()  # loads the engine in the (reused) Python worker
+    result, spark_s = timed(lambda: df.mapInPandas(fn, _schema()).toPandas())
+    spark_tokens = int(result["output_tokens"].sum())
+    spark.stop()
+    print(f"generation, bare LLM.generate: {bare_tokens / bare_s:,.0f} output tokens/s ({bare_tokens} tokens, {bare_s:.1f} s)")
+    print(f"generation, Spark pandas UDF:  {spark_tokens / spark_s:,.0f} output tokens/s ({spark_tokens} tokens, {spark_s:.1f} s)")
+    print(f"Spark path / bare vLLM: {(spark_tokens / spark_s) / (bare_tokens / bare_s):.2f}x (target >= 0.9x)")
+
+
+def _schema() -> str:
+    from udfs.spark_udfs import CANDIDATES_SCHEMA
+
+    return CANDIDATES_SCHEMA
+
+
+def vllm_vs_hf(model: str, engine: EngineConfig, texts: list[str], max_tokens: int) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    template = PromptTemplate.load(ROOT / "conf/prompts/backtranslate_v1.txt")
+    llm = get_engine(model, engine)
+    prompts = [llm.render_chat(backward_conversation(template, t)) for t in texts]
+    greedy = SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=max_tokens)
+    outs, vllm_s = timed(lambda: llm.generate(prompts, greedy, [0] * len(prompts)))
+    vllm_tokens = sum(o.output_tokens for o in outs)
+    drop_engine()
+
+    tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
+    hf = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+    hf_tokens, start = 0, time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(prompts), 16):
+            batch = tokenizer(prompts[i : i + 16], return_tensors="pt", padding=True, add_special_tokens=False)
+            out = hf.generate(**batch, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            for row in out[:, batch["input_ids"].shape[1]:].tolist():  # generated tokens up to and with eos
+                hf_tokens += row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
+    hf_s = time.perf_counter() - start
+    print(f"vLLM generate: {vllm_tokens / vllm_s:,.0f} tokens/s; HF generate (batch 16): {hf_tokens / hf_s:,.0f} tokens/s; "
+          f"vLLM / HF: {(vllm_tokens / vllm_s) / (hf_tokens / hf_s):.2f}x")
+
+
+def judge_prefix_caching(model: str, engine: EngineConfig, texts: list[str]) -> None:
+    template = PromptTemplate.load(ROOT / "conf/prompts/score_v1.txt")
+    sampling = SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=8)
+    rates = {}
+    for caching in (False, True):
+        llm = get_engine(model, dataclasses.replace(engine, enable_prefix_caching=caching))
+        prompts = [llm.render_chat(judge_conversation(template, "How do I use this?", t[:1200])) for t in texts]
+        llm.generate(prompts[:2], sampling, [0, 0])  # warm-up; the timed batch starts with a cold cache for its texts
+        outs, seconds = timed(lambda: llm.generate(prompts, sampling, [0] * len(prompts)))
+        prompt_tokens = sum(o.prompt_tokens for o in outs)
+        hits = sum(o.cached_tokens for o in outs) / prompt_tokens
+        rates[caching] = len(prompts) / seconds
+        print(f"judge, prefix caching {'on ' if caching else 'off'}: {rates[caching]:.1f} pairs/s, "
+              f"{prompt_tokens / seconds:,.0f} prompt tokens/s, prefix-cache hit rate {hits:.0%}")
+        drop_engine()
+    print(f"judge with / without prefix caching: {rates[True] / rates[False]:.2f}x (target >= 1.5x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(ROOT / "work/models/myx"))
+    parser.add_argument("--judge", default=str(ROOT / "work/models/m0"))
+    parser.add_argument("--segments", type=int, default=480, help="prompts per comparison (HF generate gets a fifth)")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args()
+    for path in (args.model, args.judge):
+        if not (Path(path) / "config.json").is_file():
+            sys.exit(f"no model at {path}: run `make demo` first, or pass --model/--judge")
+    engine = EngineConfig(dtype="float32", max_model_len=2048, kv_cache_memory_bytes=512 * 2**20, enforce_eager=True,
+                          enable_chunked_prefill=False, max_num_seqs=64, batch_size=256)
+    texts = sample_segments(args.segments)
+    print(f"{len(texts)} segments; model {args.model}; judge {args.judge}")
+    spark_vs_bare(args.model, engine, texts, SamplingConfig(0.7, 0.9, args.max_tokens))
+    vllm_vs_hf(args.model, engine, texts[: max(16, len(texts) // 5)], args.max_tokens)
+    judge_prefix_caching(args.judge, engine, texts)
+
+
+if __name__ == "__main__":
+    main()
