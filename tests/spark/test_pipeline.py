@@ -26,8 +26,8 @@ TINY = [
     "models.bootstrap.num_layers=2",
     "models.bootstrap.steps=15",
     "models.bootstrap.warmup_steps=2",
-    "models.train_overrides=[optim.max_steps=4, optim.max_seq_len=768]",
-    "augment.sampling.max_tokens=24",
+    "models.train_overrides=[optim.max_steps=12, optim.max_seq_len=768]",
+    "augment.sampling.max_tokens=48",
     "curate.sampling.max_tokens=24",
     "curate.score_column=expected_score",
     "curate.min_score=1.0",  # every judged pair is curated, so M1 sees augmented data
@@ -120,7 +120,11 @@ def test_m1_is_trained_on_seed_and_curated_pairs_at_pinned_versions(first_run):
     versions = train["extra"]["table_versions"]
     assert versions == {t: DeltaTable(str(root / "tables" / t)).version() for t in ("segments", "candidates", "scores")}
     meta = json.loads((root / "models/m1/training_meta.json").read_text())
-    assert meta["provenance"]["examples_by_source"]["augmented"] > 0
+    # M1's augmented examples are exactly the curated pairs in the tables (k = 1: every judged ok pair).
+    segments, candidates, scores = table(root, "segments"), table(root, "candidates"), table(root, "scores")
+    ok_ids = set(candidates.loc[(candidates["status"] == "ok") & candidates["segment_id"].isin(segments.loc[segments["status"] == "ok", "segment_id"]), "generation_id"])
+    curated = scores[(scores["status"] == "ok") & scores["expected_score"].ge(1.0) & scores["generation_id"].isin(ok_ids)]
+    assert meta["provenance"]["examples_by_source"].get("augmented", 0) == len(curated) == summary["curation"]["curated"]
     assert meta["provenance"]["examples_by_source"]["seed"] == 24
     for name in ("base", "myx", "m0", "m1"):
         assert (root / "models" / name / "config.json").is_file()

@@ -4,13 +4,16 @@ fine-tuned model shared by the end-to-end and vLLM tests."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 from training.bootstrap import BaseModelConfig, build_base_model
 from training.config import TrainConfig
-from udfs.config import load_config
+from udfs.config import load_config, to_dict
 
 PAIRS = [
     ("How do I reverse a list?",
@@ -38,6 +41,21 @@ TINY_BASE = BaseModelConfig(
 )
 
 
+@pytest.fixture(scope="package", autouse=True)
+def one_thread():
+    """Torch on one thread here and in the subprocesses the tests start. These models are too small to gain
+    from two, and on a shared machine two OpenMP threads wait on each other: steps get 10x slower."""
+    threads, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    torch.set_num_threads(threads)
+    if env is None:
+        del os.environ["OMP_NUM_THREADS"]
+    else:
+        os.environ["OMP_NUM_THREADS"] = env
+
+
 @pytest.fixture(scope="session")
 def base_texts() -> list[str]:
     return [f"{i}\n{o}" for i, o in PAIRS] * 4  # about 5 KB
@@ -57,10 +75,10 @@ def seed_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def make_config(tiny_base, seed_file):
-    """A TrainConfig for the tiny model: local_forward.yaml plus overrides."""
+    """A TrainConfig for the tiny model: local_forward.yaml plus overrides, MLflow off unless turned on."""
 
     def make(output_dir: str | Path, *overrides: str, config: str = "conf/train/local_forward.yaml") -> TrainConfig:
-        base = [f"base_model={tiny_base}", f"output_dir={output_dir}", f"seed.path={seed_file}"]
+        base = [f"base_model={tiny_base}", f"output_dir={output_dir}", f"seed.path={seed_file}", "tracking.enabled=false"]
         return load_config(TrainConfig, Path(__file__).parents[2] / config, [*base, *overrides])
 
     return make
@@ -68,9 +86,21 @@ def make_config(tiny_base, seed_file):
 
 @pytest.fixture(scope="session")
 def trained(make_config, tmp_path_factory):
-    """One forward model trained for a few steps at a high learning rate: (config, result)."""
+    """One forward model trained for a few steps at a high learning rate, recorded in MLflow's default local
+    store next to it: (config, result)."""
     from training.train import train
 
     cfg = make_config(tmp_path_factory.mktemp("runs") / "m0", "optim.max_steps=12", "optim.lr=3.0e-3",
-                      "optim.final_lr=1.0e-3", "optim.dropout=0.0", "optim.max_seq_len=256")
+                      "optim.final_lr=1.0e-3", "optim.dropout=0.0", "optim.max_seq_len=256", "tracking.enabled=true")
     return cfg, train(cfg)
+
+
+@pytest.fixture(scope="session")
+def write_config():
+    """Writes a resolved TrainConfig as YAML for ``python -m training --config``; returns the path."""
+
+    def write(cfg: TrainConfig, path: Path) -> Path:
+        path.write_text(yaml.safe_dump(to_dict(cfg)))
+        return path
+
+    return write

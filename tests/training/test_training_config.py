@@ -1,11 +1,12 @@
 """Every conf/train/*.yaml loads; bad values are errors that name the key."""
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from training.bootstrap import BaseModelConfig
-from training.config import OptimConfig, TrainConfig
+from training.config import OptimConfig, TrainConfig, parse_timestamp
 from udfs.config import ConfigError, load_config
 
 CONF = Path(__file__).parents[2] / "conf/train"
@@ -42,6 +43,11 @@ def test_overrides_apply_and_scientific_notation_parses():
         ("optim.micro_batch_size=3", "optim"),  # batch sizes must be multiples of it
         ("optim.final_lr=1.0", "optim"),  # above lr: the schedule only decays
         ("optim.max_steps=many", "optim.max_steps"),
+        ("optim.checkpoint_every=-1", "optim"),
+        ("optim.precision=fp16", "optim.precision"),
+        ("distributed.strategy=tp", "distributed.strategy"),
+        ("tracking.enabled=maybe", "tracking.enabled"),
+        ("augmented.as_of=yesterday", "augmented"),
     ],
 )
 def test_bad_values_name_the_key(override, key):
@@ -59,3 +65,10 @@ def test_base_model_config_validates_itself():
         BaseModelConfig(hidden_size=100, num_heads=3)
     with pytest.raises(ValueError, match="seq_len"):
         BaseModelConfig(seq_len=4096)
+
+
+def test_as_of_is_an_alternative_to_versions_not_an_addition():
+    cfg = load_config(TrainConfig, CONF / "forward.yaml", ["augmented.as_of=2026-01-02T03:04:05"])
+    assert parse_timestamp(cfg.augmented.as_of) == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    with pytest.raises(ConfigError, match="as_of and \\*_version"):
+        load_config(TrainConfig, CONF / "forward.yaml", ["augmented.as_of=2026-01-02", "augmented.scores_version=3"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pandas as pd
 import pytest
@@ -168,3 +169,27 @@ def test_unpinned_reads_latest_and_records_the_version_and_the_hash_follows_the_
     assert latest == [*pinned, ("instruction g9", "text of s9", "Answer with knowledge from web search.")]
     assert latest_provenance["sha256"] != pinned_provenance["sha256"]
     assert curated(seed_file, tables, *PINNED)[1]["sha256"] == pinned_provenance["sha256"]
+
+
+def test_as_of_pins_every_table_to_its_version_at_that_time(seed_file, tables):
+    from deltalake import DeltaTable
+
+    # history() is newest first: the last entry is version 0. The latest of the three tables' version 0.
+    committed = max(DeltaTable(str(tables / t)).history()[-1]["timestamp"] for t in TABLES)
+    as_of = datetime.fromtimestamp(committed / 1000, timezone.utc).isoformat()
+    pairs, provenance = curated(seed_file, tables, f"augmented.as_of={as_of}")
+    assert pairs == curated(seed_file, tables, *PINNED)[0]
+    read = provenance["augmented"]["tables"]
+    assert [(read[t]["version"], read[t]["as_of"]) for t in TABLES] == [(0, as_of)] * 3
+
+
+def test_tables_are_mlflow_dataset_inputs_at_the_version_read(seed_file, tables):
+    from training.tracking import dataset_inputs
+
+    _, provenance = curated(seed_file, tables, *PINNED)
+    inputs = {i.dataset.name: (json.loads(i.dataset.source), i.dataset.digest) for i in dataset_inputs(provenance)}
+    assert inputs["seed"][0] == {"uri": str(seed_file)}
+    assert inputs["scores"][0]["path"] == str(tables / "scores") and inputs["scores"][1] == "v0"
+    latest = {i.dataset.name: json.loads(i.dataset.source) for i in dataset_inputs(curated(seed_file, tables)[1])}
+    assert latest["scores"] == {"path": str(tables / "scores"), "delta_table_version": 1}
+    assert set(inputs) == {"seed", *TABLES}

@@ -1,20 +1,21 @@
 """The recipe end to end on the tiny model: loss on answers only, loss goes down, the output loads,
-re-runs are cheap."""
+re-runs are cheap, the run is recorded in MLflow."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from training.__main__ import main
 from training.bootstrap import BaseModelConfig, build_base_model
+from training.config import DistributedConfig, TrackingConfig
 from training.data import IGNORE_INDEX, encode_examples, load_examples
-from training.train import collate, length_grouped_batches, token_loss, train
+from training.train import autocast_dtype, collate, length_grouped_batches, token_loss, train
 from udfs.config import to_dict
 
 pytestmark = pytest.mark.slow
@@ -57,6 +58,22 @@ def test_length_grouped_batches_cover_every_example_once_per_epoch():
         assert all(max(lengths[i] for i in b) - min(lengths[i] for i in b) <= 3 for b in epoch)
 
 
+def test_batches_are_always_full_and_the_left_over_examples_change_every_epoch():
+    batches = length_grouped_batches(list(range(9)), batch_size=2, seed=0)
+    epochs = [[next(batches) for _ in range(4)] for _ in range(4)]
+    assert all(len(b) == 2 for epoch in epochs for b in epoch)
+    left_out = [set(range(9)) - {i for b in epoch for i in b} for epoch in epochs]
+    assert all(len(s) == 1 for s in left_out) and len(set(map(frozenset, left_out))) > 1
+    with pytest.raises(ValueError, match="batch_size"):
+        next(length_grouped_batches([1, 2], batch_size=3, seed=0))
+
+
+def test_precision_auto_is_fp32_on_cpu_and_bf16_when_asked():
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16
+
+
 def test_training_lowers_the_loss_and_saves_a_loadable_model(trained, tiny_base):
     cfg, result = trained
     assert result.steps == 12 and result.examples == 8
@@ -70,15 +87,36 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(trained, tiny_base)
     assert meta["provenance"] == result.provenance and meta["provenance"]["examples_by_source"] == {"seed": 8}
     assert meta["trained"] == {"seed": 8, "dropped_prompt_too_long": 0} and meta["batch_size"] == 8
     assert meta["config"] == to_dict(cfg) and len(meta["losses"]) == 12
-    assert [p.name for p in Path(result.output_dir).parent.iterdir()] == ["m0"]  # no temporary directories left
+    assert meta["precision"] == "fp32" and meta["world_size"] == 1 and meta["resumed_from_step"] == 0
+    # One batch of the 8 pairs (similar lengths), in micro-batches of 4.
+    assert 0 < meta["padding_waste"] <= 0.05 and meta["tokens_per_second"] > 0
+    # No temporary directories or checkpoints left; mlruns is the default local MLflow store.
+    assert sorted(p.name for p in Path(result.output_dir).parent.iterdir()) == ["m0", "mlruns"]
 
 
-def test_rerun_with_same_config_and_data_skips_training(trained, tmp_path, capsys):
+def test_the_run_is_recorded_in_mlflow(trained):
+    from mlflow import MlflowClient
+
+    cfg, result = trained
+    meta = json.loads((Path(result.output_dir) / "training_meta.json").read_text())
+    client = MlflowClient(f"sqlite:///{Path(result.output_dir).parent / 'mlruns' / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("humpback").experiment_id])
+    assert run.info.run_id == meta["tracking_run_id"] and run.info.status == "FINISHED"
+    assert run.data.params["optim.max_steps"] == "12" and run.data.params["direction"] == "forward"
+    assert run.data.tags["data_sha256"] == result.provenance["sha256"] and run.data.tags["examples.seed"] == "8"
+    assert run.data.tags["model_dir"] == str(Path(result.output_dir).resolve())
+    losses = client.get_metric_history(run.info.run_id, "loss")
+    assert [(m.step, m.value) for m in losses] == list(enumerate(meta["losses"], 1))
+    [seed] = run.inputs.dataset_inputs
+    assert seed.dataset.name == "seed" and json.loads(seed.dataset.source)["uri"] == str(cfg.seed.path)
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["training_meta.json"]
+
+
+def test_rerun_with_same_config_and_data_skips_training(trained, write_config, tmp_path, capsys):
     cfg, result = trained
     weights = Path(result.output_dir) / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
-    path = tmp_path / "m0.yaml"
-    path.write_text(yaml.safe_dump(to_dict(cfg)))  # the resolved config round-trips through YAML
+    path = write_config(cfg, tmp_path / "m0.yaml")  # the resolved config round-trips through YAML
     main(["--config", str(path)])
     printed = capsys.readouterr().out
     resolved, end = json.JSONDecoder().raw_decode(printed)
@@ -92,6 +130,18 @@ def test_changed_config_retrains(make_config, tmp_path):
     first = train(make_config(out, "optim.max_steps=1"))
     again = train(make_config(out, "optim.max_steps=2"))
     assert (first.steps, again.steps) == (1, 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["m0"]  # tracking off: no MLflow store
+
+
+def test_tracking_checkpointing_and_sharding_settings_do_not_make_a_model_stale(trained):
+    cfg, result = trained
+    other = dataclasses.replace(
+        cfg, tracking=TrackingConfig(enabled=False), distributed=DistributedConfig(strategy="fsdp"),
+        optim=dataclasses.replace(cfg.optim, checkpoint_every=7),
+    )
+    weights = Path(result.output_dir) / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    assert train(other).final_loss == result.final_loss and weights.stat().st_mtime_ns == mtime
 
 
 def test_bootstrap_is_cached(tiny_base, base_texts):
@@ -101,3 +151,11 @@ def test_bootstrap_is_cached(tiny_base, base_texts):
     assert build_base_model(base_texts, tiny_base, BaseModelConfig(**meta["fingerprint"]["config"])) == tiny_base
     assert weights.stat().st_mtime_ns == mtime
     assert meta["final_loss"] < meta["first_loss"]
+
+
+def test_bf16_autocast_runs_where_asked(make_config, tmp_path):
+    result = train(make_config(tmp_path / "m0", "optim.max_steps=2", "optim.precision=bf16", "optim.max_seq_len=256"))
+    meta = json.loads((Path(result.output_dir) / "training_meta.json").read_text())
+    assert meta["precision"] == "bf16" and all(0 < loss < 10 for loss in meta["losses"])
+    weights = AutoModelForCausalLM.from_pretrained(result.output_dir).lm_head.weight
+    assert weights.dtype == torch.float32  # autocast computes in bf16; the weights stay fp32
