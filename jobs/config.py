@@ -12,6 +12,7 @@ from typing import Literal, Sequence
 
 from training.bootstrap import BaseModelConfig
 from udfs.config import load_config
+from udfs.curation import CurationRule
 from udfs.engine import EngineConfig, SamplingConfig
 from udfs.segment import SegmentConfig
 
@@ -64,8 +65,9 @@ class CurateConfig:
     prompt: str = "conf/prompts/score_v1.txt"
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=256))
     seed: int = 0
-    score_column: Literal["score", "expected_score"] = "score"  # parsed "Score: N", or E[score] from logprobs
-    min_score: float = 5.0  # k: curated = score_column >= k (paper: 5; A4 = 4; A5 = 4.5 needs expected_score)
+    # "score": the parsed "Score: N"; "expected_score": E[score] from the judge's logprobs; "both": both >= k
+    score_column: CurationRule = "score"
+    min_score: float = 5.0  # k (paper: 5; A4 = 4; A5 = 4.5 needs expected_score)
 
     def __post_init__(self):
         if not 1 <= self.min_score <= 5:

@@ -6,10 +6,14 @@ import dataclasses
 import json
 from datetime import datetime, timezone
 
+from functools import reduce
+from operator import and_
+
 from pyspark.sql import functions as F
 
 from jobs.stages import Context, StageReport, judge_id
 from udfs.config import to_dict
+from udfs.curation import RULE_COLUMNS
 from udfs.ids import stable_id
 
 TABLES = ("documents", "segments", "candidates", "scores")
@@ -25,7 +29,7 @@ def curation_summary(ctx: Context) -> dict:
     column, k = ctx.cfg.curate.score_column, ctx.cfg.curate.min_score
     total = scores.count()
     judged = scores.where("status = 'ok'")
-    curated = judged.where(F.col(column) >= k).count()
+    curated = judged.where(reduce(and_, [F.col(c) >= k for c in RULE_COLUMNS[column]])).count()
     histogram = {str(r["score"]): r["count"] for r in judged.groupBy("score").count().collect()}
     failures = {r["parse_failure"]: r["count"] for r in judged.where("parse_failure is not null").groupBy("parse_failure").count().collect()}
     mean_expected = judged.agg(F.avg("expected_score")).first()[0]

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Literal
 
+from udfs.curation import CurationRule
+
 
 @dataclass(frozen=True)
 class SeedData:
@@ -34,7 +36,7 @@ class AugmentedData:
     scores_version: int | None = None
     as_of: str | datetime | None = None  # YAML reads an unquoted timestamp as a datetime
     judge_model_id: str | None = None  # only scores by this judge; null accepts any judge
-    score_column: Literal["score", "expected_score"] = "score"
+    score_column: CurationRule = "score"  # "score", "expected_score" or "both" (udfs.curation.RULE_COLUMNS)
     min_score: float = 5.0
     system_prompt: str = "Answer with knowledge from web search."
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from training.artifacts import sha256_texts
 from training.config import AugmentedData, TrainConfig, parse_timestamp
+from udfs.curation import RULE_COLUMNS
 from udfs.prompts import CONF_DIR, PromptTemplate, messages, render_chat
 
 IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt and padding); torch's cross-entropy default
@@ -79,7 +80,7 @@ def read_curated(aug: AugmentedData) -> tuple[list[Example], dict[str, Any]]:
     columns = {
         "segments": ["segment_id", "text", "status"],
         "candidates": ["generation_id", "segment_id", "instruction", "status"],
-        "scores": ["generation_id", "judge_model_id", aug.score_column, "status"],
+        "scores": ["generation_id", "judge_model_id", *RULE_COLUMNS[aug.score_column], "status"],
     }
     frames, tables = {}, {}
     for name, cols in columns.items():
@@ -113,8 +114,9 @@ def select_curated(
 
     Null scores (unparseable judge output) never pass; with no judge given, a score by any judge passes.
     """
-    passing = scores[(scores["status"] == "ok") & scores[score_column].notna()]
-    passing = passing[passing[score_column] >= min_score]
+    passing = scores[scores["status"] == "ok"]
+    for column in RULE_COLUMNS[score_column]:
+        passing = passing[passing[column].notna() & (passing[column] >= min_score)]
     if judge_model_id is not None:
         passing = passing[passing["judge_model_id"] == judge_model_id]
     ok_candidates = candidates[(candidates["status"] == "ok") & candidates["instruction"].notna()]

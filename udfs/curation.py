@@ -36,6 +36,11 @@ class ParsedScore(NamedTuple):
     failure: ParseFailure | None
 
 
+# The curation rule: curated = every listed column >= k ("both": the parsed score and the expected score).
+CurationRule = Literal["score", "expected_score", "both"]
+RULE_COLUMNS: dict[str, tuple[str, ...]] = {"score": ("score",), "expected_score": ("expected_score",), "both": ("score", "expected_score")}
+
+
 def judge_conversation(template: PromptTemplate, instruction: str, answer: str) -> list[dict[str, str]]:
     """The judge's conversation for one (instruction, answer) pair."""
     return messages(template.render(instruction=instruction, answer=answer))

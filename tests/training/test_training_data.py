@@ -162,6 +162,15 @@ def test_expected_score_column(seed_file, tables):
     assert [p[0] for p in pairs] == ["instruction g1", "instruction g9"]  # 4.75 passes, 3.75 does not
 
 
+def test_both_rule_needs_the_parsed_and_the_expected_score(seed_file, tables):
+    # expected = score - 0.25: with k = 4.5, g2 (4 / 3.75) fails both, g1 and g9 (5 / 4.75) pass both.
+    both = curated(seed_file, tables, "augmented.score_column=both", "augmented.min_score=4.5", "augmented.judge_model_id=m0")[0]
+    assert [p[0] for p in both] == ["instruction g1", "instruction g9"]
+    # with k = 4.8 the parsed 5 passes but the expected 4.75 does not: "both" keeps nothing
+    assert curated(seed_file, tables, "augmented.score_column=both", "augmented.min_score=4.8", "augmented.judge_model_id=m0")[0] == []
+    assert [p[0] for p in curated(seed_file, tables, "augmented.min_score=4.8", "augmented.judge_model_id=m0")[0]] == ["instruction g1", "instruction g9"]
+
+
 def test_unpinned_reads_latest_and_records_the_version_and_the_hash_follows_the_data(seed_file, tables):
     pinned, pinned_provenance = curated(seed_file, tables, *PINNED)
     latest, latest_provenance = curated(seed_file, tables)
