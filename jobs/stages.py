@@ -85,12 +85,16 @@ def _append(ctx: Context, table: str, df: DataFrame, key: str, report: StageRepo
 
 
 def _append_in_chunks(ctx: Context, table: str, todo: DataFrame, key: str, fn, schema: str, report: StageReport) -> None:
-    """Run an LLM batch function over ``todo`` and commit every ``engine.commit_rows`` rows.
+    """Run an LLM batch function over the rows of ``todo`` whose key is not in ``table`` yet, committing every
+    ``engine.commit_rows`` rows.
 
-    A job killed mid-generation keeps every committed chunk; the next run's ``todo`` no longer holds those
-    keys, so at most the chunks in flight are generated again. Chunks are hash buckets of the key: a
-    deterministic split that needs no sort.
+    A job killed mid-generation keeps every committed chunk; the next run no longer finds those keys to do,
+    so at most the chunks in flight are generated again. Chunks are hash buckets of the key: a deterministic
+    split that needs no sort.
     """
+    done = ctx.storage.read(table)
+    if done is not None:  # skip before generating: the LLM is the expensive part
+        todo = todo.join(done.select(key), on=key, how="left_anti")
     report.rows_in = todo.count()
     chunks = max(1, -(-report.rows_in // ctx.cfg.engine.commit_rows))
     bucketed = todo.withColumn("_chunk", F.pmod(F.xxhash64(key), F.lit(chunks)))
@@ -207,9 +211,6 @@ def augment(ctx: Context) -> StageReport:
     template = PromptTemplate.load(cfg.augment.prompt)
     salt = stable_id("generation", model_id, template.version, dataclasses.asdict(cfg.augment.sampling), cfg.augment.seed)
     todo = ctx.storage.read("segments").where("status = 'ok'").select(keyed_id("segment_id", salt).alias("generation_id"), "segment_id", "text")
-    done = ctx.storage.read("candidates")
-    if done is not None:
-        todo = todo.join(done.select("generation_id"), on="generation_id", how="left_anti")
     fn = spark_udfs.backtranslate(model_path, model_id, cfg.engine, cfg.augment.sampling, template, cfg.augment.max_instruction_chars)
     _append_in_chunks(ctx, "candidates", todo, "generation_id", fn, spark_udfs.CANDIDATES_SCHEMA, report)
     report.extra["model_id"] = model_id
@@ -235,9 +236,6 @@ def curate(ctx: Context) -> StageReport:
         .join(ctx.storage.read("segments").select("segment_id", "text"), on="segment_id")
         .select(keyed_id("generation_id", salt).alias("score_id"), "generation_id", "segment_id", "instruction", "text")
     )
-    done = ctx.storage.read("scores")
-    if done is not None:
-        pairs = pairs.join(done.select("score_id"), on="score_id", how="left_anti")
     fn = spark_udfs.judge(model_path, model_id, cfg.engine, cfg.curate.sampling, template)
     _append_in_chunks(ctx, "scores", pairs, "score_id", fn, spark_udfs.SCORES_SCHEMA, report)
     report.extra["judge_model_id"] = model_id
