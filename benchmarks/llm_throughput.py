@@ -63,7 +63,9 @@ def spark_vs_bare(model: str, engine: EngineConfig, texts: list[str], sampling: 
     bare_tokens = sum(o.output_tokens for o in outs)
     drop_engine()  # the Spark worker loads its own copy: never two on the same cores at once
 
-    spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+    # As conf/local.yaml: the one LLM task may use every core (Spark gives Python workers OMP_NUM_THREADS=1).
+    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+             .config("spark.executorEnv.OMP_NUM_THREADS", str(os.cpu_count())).getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     df = spark.createDataFrame(rows).repartition(1)  # one engine copy, as in conf/local.yaml
     fn = backtranslate(model, "bench", engine, sampling, template, 10_000)
