@@ -11,7 +11,7 @@ import gc
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class LLMEngine(Protocol):
         """Log-probabilities of each single-token string in ``tokens`` as the next token of each prompt."""
 
 
-_CACHE: dict[str, object] = {}
+_CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
 _LOADS = [0]  # engines created by this worker process (reported, and asserted by the reuse test)
 
@@ -105,16 +105,36 @@ def engine_loads() -> int:
     return _LOADS[0]
 
 
+def engine_args(model_path: str, cfg: EngineConfig) -> dict:
+    """The engine's constructor arguments: what makes two engines the same. Batching, chunking and
+    scheduling settings (batch_size, partitions, commit_rows, task_gpus, overflow) are not among them."""
+    args = {
+        "model": model_path,
+        "dtype": cfg.dtype,
+        "max_model_len": cfg.max_model_len,
+        "tensor_parallel_size": cfg.tensor_parallel_size,
+        "gpu_memory_utilization": cfg.gpu_memory_utilization,
+        "kv_cache_memory_bytes": cfg.kv_cache_memory_bytes,
+        "enforce_eager": cfg.enforce_eager,
+        "enable_prefix_caching": cfg.enable_prefix_caching,
+        "max_num_seqs": cfg.max_num_seqs,
+        "trust_remote_code": cfg.trust_remote_code,
+    }
+    if cfg.enable_chunked_prefill is not None:  # None: the engine's own default
+        args["enable_chunked_prefill"] = cfg.enable_chunked_prefill
+    return args
+
+
 def get_engine(model_path: str, cfg: EngineConfig) -> LLMEngine:
     """This worker's engine for ``model_path``: created on first use, then reused."""
-    key = f"{model_path}|{cfg!r}"
+    args = engine_args(model_path, cfg)
     with _LOCK:
-        if _CACHE.get("key") != key:
+        if _CACHE.get("key") != args:
             drop_engine()
             from udfs.vllm_engine import VLLMEngine  # the one vLLM adapter; imported lazily
 
             log.info("loading LLM engine for %s", model_path)
-            _CACHE.update(key=key, engine=VLLMEngine(model_path, cfg))
+            _CACHE.update(key=args, engine=VLLMEngine(args))
             _LOADS[0] += 1
         return _CACHE["engine"]  # type: ignore[return-value]
 

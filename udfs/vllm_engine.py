@@ -16,28 +16,17 @@ os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
 
 from vllm import LLM, SamplingParams  # noqa: E402
 
-from udfs.engine import Completion, EngineConfig, SamplingConfig  # noqa: E402
+from udfs.engine import Completion, SamplingConfig  # noqa: E402
 from udfs.prompts import render_chat  # noqa: E402
 
 
 class VLLMEngine:
-    def __init__(self, model_path: str, cfg: EngineConfig):
-        self.model_path = model_path
-        self.llm = LLM(
-            model=model_path,
-            dtype=cfg.dtype,
-            max_model_len=cfg.max_model_len,
-            tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            kv_cache_memory_bytes=cfg.kv_cache_memory_bytes,
-            enforce_eager=cfg.enforce_eager,
-            enable_prefix_caching=cfg.enable_prefix_caching,
-            max_num_seqs=cfg.max_num_seqs,
-            trust_remote_code=cfg.trust_remote_code,
-            **({} if cfg.enable_chunked_prefill is None else {"enable_chunked_prefill": cfg.enable_chunked_prefill}),
-        )
+    def __init__(self, args: dict):
+        """``args`` from ``udfs.engine.engine_args``: the one mapping from our config to vLLM's arguments."""
+        self.model_path = args["model"]
+        self.llm = LLM(**args)
         self.tokenizer = self.llm.get_tokenizer()
-        self.prefix_caching = cfg.enable_prefix_caching
+        self.prefix_caching = args["enable_prefix_caching"]
 
     def render_chat(self, conversation: Sequence[dict[str, str]]) -> str:
         return render_chat(self.tokenizer, conversation, add_generation_prompt=True)

@@ -1,5 +1,7 @@
 """The LLM engine inside Spark: one vLLM engine per Python worker, reused across batches; seeded rows repeat."""
 
+import dataclasses
+
 import pytest
 
 from udfs.engine import EngineConfig, SamplingConfig, engine_loads, get_engine
@@ -39,12 +41,13 @@ def test_same_seed_same_text(tiny_model):
     again = engine.generate([prompt], SamplingConfig(1.0, 1.0, 12), [7])
     assert again[0].text == first[0].text
     assert get_engine(tiny_model, ENGINE) is engine
+    # batching and commit settings are not engine arguments: changing them must not reload the model
+    assert get_engine(tiny_model, dataclasses.replace(ENGINE, batch_size=1, commit_rows=5, overflow="drop")) is engine
     logprobs = engine.next_token_logprobs([prompt + "Score:"], ("1", "2", "3", "4", "5"))[0]
     assert set(logprobs) == {"1", "2", "3", "4", "5"} and all(v <= 0 for v in logprobs.values())
 
 
 def test_a_prompt_over_the_context_is_truncated_or_dropped_never_a_failed_batch(tiny_model):
-    import dataclasses
 
     import pandas as pd
 
