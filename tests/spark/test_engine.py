@@ -48,7 +48,6 @@ def test_same_seed_same_text(tiny_model):
 
 
 def test_a_prompt_over_the_context_is_truncated_or_dropped_never_a_failed_batch(tiny_model):
-
     import pandas as pd
 
     from udfs.prompts import PromptTemplate
