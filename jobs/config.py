@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
+from jobs.storage import parse_catalog_schema
 from training.bootstrap import BaseModelConfig
 from udfs.config import load_config
 from udfs.curation import CurationRule
@@ -27,7 +28,7 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    root: str  # where the Delta tables live (a local path here; dbfs:/, s3://, abfss:// on clusters)
+    root: str  # where the Delta tables live: a path (local here; dbfs:/, s3://, abfss:// on clusters) or a UC catalog.schema
     engine: Literal["auto", "delta-spark", "delta-rs"] = "auto"
 
 
@@ -42,7 +43,7 @@ class SparkConfig:
 class ModelsConfig:
     """Model directories. Null paths are built here: the tiny base model, then M_yx and M0 from it."""
 
-    dir: str | None = None  # where built models go; default <storage.root>/models
+    dir: str | None = None  # where built models go; default <storage.root>/models (/Volumes/<catalog>/<schema>/models for UC)
     base: str | None = None  # a Hugging Face model directory; null: build a tiny one from the corpus
     backward: str | None = None  # M_yx; null: fine-tune base on reversed seed pairs
     seed_model: str | None = None  # M0 (the first judge); null: fine-tune base on seed pairs
@@ -87,7 +88,10 @@ class PipelineConfig:
 
     @property
     def models_dir(self) -> str:
-        return self.models.dir or f"{self.storage.root.rstrip('/')}/models"
+        if self.models.dir:
+            return self.models.dir
+        uc = parse_catalog_schema(self.storage.root)  # models are files: a UC schema keeps them in its "models" volume
+        return f"/Volumes/{uc.catalog}/{uc.schema}/models" if uc else f"{self.storage.root.rstrip('/')}/models"
 
     def model_path(self, role: Literal["base", "backward", "seed_model", "m1"]) -> str:
         """The configured directory for ``role``, or where this pipeline builds it."""

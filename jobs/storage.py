@@ -1,12 +1,19 @@
 """Delta tables by name under one root: the only module that knows how tables are written.
 
-Two engines give the same Delta tables (``deltalake.DeltaTable(root/name)`` opens any of them):
+``storage.root`` is either a path (a folder, ``dbfs:/``, ``s3://``, ...: table ``t`` is ``<root>/t``) or a
+Unity Catalog schema ``catalog.schema`` (table ``t`` is ``catalog.schema.t``, written with ``saveAsTable`` and
+versioned by ``DESCRIBE HISTORY``; delta-rs readers open it as ``uc://catalog.schema.t``). A relative folder
+whose name is two identifiers joined by a dot (``tables.v2``) reads as a schema: write ``./tables.v2``.
+
+Two engines give the same Delta tables (``deltalake.DeltaTable(storage.path(name))`` opens any of them):
 
 - ``delta-spark``: native ``format("delta")`` when the Delta jars are on the classpath (Databricks,
   clusters started with ``--packages io.delta:delta-spark``).
 - ``delta-rs``: the offline embedded default. Spark writes Parquet files into a fresh folder inside the
   table directory, then the driver commits all of them with delta-rs in one transaction. A crash before
   the commit leaves only unreferenced files (invisible to readers, removed by VACUUM), never half a write.
+  The driver and the executors must see the same filesystem (one machine, or a shared mount). It writes
+  paths only: a Unity Catalog root needs delta-spark.
 
 Every append is keyed: rows whose key is already in the table are skipped, so re-running or retrying a
 stage never duplicates rows (STYLE.md, "keyed, append-only artefacts").
@@ -17,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -30,9 +38,41 @@ from deltalake.transaction import AddAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
+from udfs.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 Engine = Literal["auto", "delta-spark", "delta-rs"]
+
+
+# A Unity Catalog name part: a plain identifier, or anything but backticks inside backticks.
+_PART = r"(?:[A-Za-z_][A-Za-z0-9_]*|`[^`]+`)"
+_CATALOG_SCHEMA = re.compile(rf"({_PART})\.({_PART})")
+
+
+@dataclass(frozen=True)
+class CatalogSchema:
+    """A Unity Catalog schema that holds the pipeline's tables."""
+
+    catalog: str
+    schema: str
+
+    def table(self, name: str) -> str:
+        """The quoted three-part name Spark SQL and ``saveAsTable`` take."""
+        return ".".join(f"`{part}`" for part in (self.catalog, self.schema, name))
+
+    def uri(self, name: str) -> str:
+        """The table as delta-rs opens it through Unity Catalog (credentials from DATABRICKS_HOST/DATABRICKS_TOKEN)."""
+        return f"uc://{self.catalog}.{self.schema}.{name}"
+
+
+def parse_catalog_schema(root: str) -> CatalogSchema | None:
+    """``catalog.schema`` (each part an identifier or backtick-quoted) -> its parts; None for a path."""
+    match = _CATALOG_SCHEMA.fullmatch(root.strip())
+    if match is None:
+        return None
+    catalog, schema = (part.strip("`") for part in match.groups())
+    return CatalogSchema(catalog, schema)
 
 
 @dataclass(frozen=True)
@@ -43,11 +83,18 @@ class WriteResult:
 
 
 class Storage:
-    """Read and append the pipeline's Delta tables, by name, under ``root``."""
+    """Read and append the pipeline's Delta tables, by name, under ``root`` (a path or ``catalog.schema``)."""
 
     def __init__(self, spark: SparkSession, root: str, engine: Engine = "auto"):
         self.spark = spark
         self.engine = _resolve_engine(spark) if engine == "auto" else engine
+        self.catalog_schema = parse_catalog_schema(root)
+        if self.catalog_schema is not None and self.engine == "delta-rs":
+            raise ConfigError(
+                f"storage.root={root!r} is a Unity Catalog schema (catalog.schema), but the storage engine is "
+                "delta-rs, which writes to paths only: run where delta-spark is available (Databricks, or Spark "
+                "with the Delta package, storage.engine=delta-spark) or set storage.root to a path"
+            )
         if self.engine == "delta-rs":  # the embedded default: a local folder, shared by Spark and delta-rs
             root = os.path.abspath(root.removeprefix("file://"))
             Path(root).mkdir(parents=True, exist_ok=True)
@@ -55,16 +102,28 @@ class Storage:
         log.info("storage: %s tables under %s", self.engine, self.root)
 
     def path(self, name: str) -> str:
+        """Where a reader outside Spark (delta-rs, training) opens table ``name``."""
+        if self.catalog_schema is not None:
+            return self.catalog_schema.uri(name)
         return f"{self.root}/{name}"
 
     def version(self, name: str) -> int | None:
         """Current version of table ``name``, or None if it does not exist yet."""
+        if self.catalog_schema is not None:
+            table = self.catalog_schema.table(name)
+            return int(self._last_commit(table)["version"]) if self.spark.catalog.tableExists(table) else None
         if not DeltaTable.is_deltatable(self.path(name)):
             return None
         return DeltaTable(self.path(name), without_files=True).version()
 
     def read(self, name: str, version: int | None = None) -> DataFrame | None:
         """Table ``name`` (at ``version`` if given) as a DataFrame, or None if it does not exist."""
+        if self.catalog_schema is not None:
+            table = self.catalog_schema.table(name)
+            if not self.spark.catalog.tableExists(table):
+                return None
+            reader = self.spark.read if version is None else self.spark.read.option("versionAsOf", version)
+            return reader.table(table)
         path = self.path(name)
         if not DeltaTable.is_deltatable(path):
             return None
@@ -92,14 +151,18 @@ class Storage:
 
     def append(self, name: str, df: DataFrame) -> WriteResult:
         """Append all of ``df`` in one transaction (callers pass keyed new rows: see ``new_rows``)."""
-        path = self.path(name)
         if self.engine == "delta-spark":
-            df.write.format("delta").mode("append").save(path)
-            from delta.tables import DeltaTable as SparkDeltaTable  # only on clusters with delta-spark
-
-            last = SparkDeltaTable.forPath(self.spark, path).history(1).collect()[0]
+            writer = df.write.format("delta").mode("append")
+            if self.catalog_schema is not None:
+                table = self.catalog_schema.table(name)
+                writer.saveAsTable(table)
+            else:
+                writer.save(self.path(name))
+                table = f"delta.`{self.path(name)}`"
+            last = self._last_commit(table)
             rows = int((last["operationMetrics"] or {}).get("numOutputRows", 0))
             return WriteResult(name, rows, int(last["version"]))
+        path = self.path(name)
         folder = f"w-{uuid.uuid4().hex}"
         df.write.mode("errorifexists").parquet(f"{path}/{folder}")
         actions = [_add_action(path, f"{folder}/{f}") for f in sorted(os.listdir(f"{path}/{folder}")) if f.endswith(".parquet")]
@@ -113,6 +176,10 @@ class Storage:
         elif actions:
             DeltaTable(path).create_write_transaction(actions, mode="append", schema=schema)
         return WriteResult(name, rows, self.version(name))
+
+    def _last_commit(self, table: str):
+        """The newest ``DESCRIBE HISTORY`` row (version, operationMetrics, ...) of a delta-spark table."""
+        return self.spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").first()
 
 
 def _resolve_engine(spark: SparkSession) -> Engine:

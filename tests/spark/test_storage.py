@@ -2,9 +2,13 @@
 
 import os
 
+import pytest
 from deltalake import DeltaTable
 
+from jobs.augment import main
 from jobs.storage import Storage
+from tests.conftest import ROOT
+from udfs.config import ConfigError
 
 
 def test_append_new_is_keyed_and_transactional(spark, tmp_path):
@@ -40,3 +44,13 @@ def test_uncommitted_files_are_invisible(spark, tmp_path):
     spark.createDataFrame([(2, "b")], "id long, text string").write.parquet(storage.path("t") + "/w-crashed")
     assert [r.id for r in storage.read("t").collect()] == [1]
     assert storage.read("missing") is None and storage.version("missing") is None
+
+
+def test_a_catalog_schema_root_needs_delta_spark(spark, tmp_path):
+    """Here Spark has no Delta package, so "auto" is delta-rs: a UC root stops the job before any stage runs."""
+    with pytest.raises(ConfigError, match=r"Unity Catalog schema.*delta-spark"):
+        Storage(spark, "main.humpback")
+    with pytest.raises(ConfigError, match=r"storage\.root='main\.humpback'"):
+        main(["--config", str(ROOT / "conf/local.yaml"), "--set", "storage.root=main.humpback",
+              "--set", f"models.dir={tmp_path}/models", "--stages", "ingest"])
+    assert Storage(spark, str(tmp_path / "tables.v2")).path("t") == f"{tmp_path}/tables.v2/t"  # a path with a dot
