@@ -1,0 +1,13 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Curate
+# MAGIC M0 grades every (instruction, segment) pair on the paper's 5-point rubric -> `scores`.
+# MAGIC
+# MAGIC A thin shell over `jobs.augment.main --stages curate`: the same code, tables and config as `spark-submit`.
+# MAGIC Widgets: `config` (YAML from the project root) and `overrides` (`key=value ...`). Safe to re-run: done keys are skipped.
+
+# COMMAND ----------
+
+from jobs.notebook import run_from_widgets
+
+summary = run_from_widgets(dbutils, "curate")  # noqa: F821 (dbutils is Databricks')

@@ -1,0 +1,13 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Train
+# MAGIC M1 on the seed pairs plus the curated pairs, read from pinned Delta versions.
+# MAGIC
+# MAGIC A thin shell over `jobs.augment.main --stages train`: the same code, tables and config as `spark-submit`.
+# MAGIC Widgets: `config` (YAML from the project root) and `overrides` (`key=value ...`). Safe to re-run: done keys are skipped.
+
+# COMMAND ----------
+
+from jobs.notebook import run_from_widgets
+
+summary = run_from_widgets(dbutils, "train")  # noqa: F821 (dbutils is Databricks')
