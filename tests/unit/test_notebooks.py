@@ -47,7 +47,7 @@ def test_overrides_widget_is_shell_split_into_set_arguments():
 
 def test_project_root_is_the_nearest_folder_with_conf(tmp_path):
     root = tmp_path / "project"
-    for folder in ("conf", "notebooks", "elsewhere"):
+    for folder in ("conf", "notebooks"):
         (root / folder).mkdir(parents=True)
     assert project_root(root / "notebooks") == root  # where Databricks starts a notebook
     assert project_root(root) == root
