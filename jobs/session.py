@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pyspark import SparkConf
+import os
+
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from jobs.config import SparkConfig
@@ -19,7 +21,11 @@ def get_session(cfg: SparkConfig) -> SparkSession:
     active = SparkSession.getActiveSession()
     if active is not None:  # Databricks notebooks and jobs: the platform owns the session
         return active
-    conf = SparkConf()  # under spark-submit this already holds the --master/--conf values
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Under spark-submit the JVM is up with its --master/--conf, but SparkConf() reads them only once Python
+        # is connected to it (before that it is an empty dict, and cfg.master would replace the cluster's master).
+        SparkContext._ensure_initialized()
+    conf = SparkConf()
     builder = SparkSession.builder.appName(cfg.app_name)
     if not conf.contains("spark.master"):
         builder = builder.master(cfg.master)
