@@ -41,7 +41,7 @@ stop_cluster() {
         sleep 0.5
     done
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null && log "killed $pid (did not stop in 15 s)"; done
-    log "cluster stopped"
+    log "cluster stopped (pids ${pids[*]})"
 }
 
 on_exit() {

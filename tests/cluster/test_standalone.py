@@ -39,6 +39,8 @@ def test_the_job_runs_unchanged_on_a_standalone_cluster(tiny_model, tmp_path):
     assert figures["rows"]["documents"] == 29 and figures["ok"]["documents"] == 27  # data/sample: 2 records not HTML
     assert figures["rows"]["candidates"] == figures["ok"]["segments"] > 0
     assert figures["rows"]["scores"] == figures["ok"]["candidates"]
-    assert "cluster stopped" in result.stdout
-    pid_files = list((work / "pids").glob("*.pid"))
-    assert pid_files == []  # spark-daemon.sh removes the pid file of each daemon it stopped
+    pids = [int(p) for p in result.stdout.split("cluster stopped (pids ")[1].split(")")[0].split()]
+    assert len(pids) == 3  # master and two workers, started and stopped by the script
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
