@@ -135,7 +135,7 @@ def test_runs_table_has_the_summary(first_run):
     runs = table(root, "runs")
     assert list(runs["run_id"]) == [summary["run_id"]]
     stages = [s["stage"] for s in json.loads(runs["stages"].iloc[0])]
-    assert stages == ["ingest_v1", "segment_v1", "models_v1", "augment_v1", "curate_v1", "train_v1"]
+    assert stages == ["ingest_v2", "segment_v1", "models_v1", "augment_v1", "curate_v1", "train_v1"]
 
 
 def test_rerun_adds_no_rows_and_is_faster(first_run, inputs):
