@@ -77,6 +77,7 @@ _BINARY_SCAN_BYTES = 8192
 _MAX_BINARY_FRACTION = 0.01  # a stray NUL in a text page is noise; compressed or image data is ~10 %
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_WIDE_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)  # (UTF-32-LE's starts like UTF-16-LE's)
 _DETECT_BYTES = 65536  # charset-normalizer decodes its whole input once per candidate charset
 _ASCII_BYTES = bytes(range(0x80))
 _MIN_UTF8_EVIDENCE = 10  # valid multi-byte UTF-8 bytes per invalid byte for a body to count as UTF-8
@@ -238,7 +239,7 @@ def is_binary(body: bytes, charset_label: str | None = None) -> bool:
 
     UTF-16/32 text is full of NULs: a body with their byte-order mark or label is not judged here.
     """
-    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (charset_label or "").startswith(("utf-16", "utf-32")):
+    if body.startswith(_WIDE_BOMS) or (charset_label or "").startswith(("utf-16", "utf-32")):
         return False
     sample = body[:_BINARY_SCAN_BYTES]
     binary = len(sample) - len(sample.translate(None, _BINARY_BYTES))

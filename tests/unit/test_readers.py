@@ -217,9 +217,10 @@ def test_binary_payload_labelled_html(tmp_path, body):
 def test_text_with_a_stray_nul_or_utf16_is_not_binary(tmp_path):
     stray = b"<html><body>" + b"<p>plenty of ordinary text here.</p>" * 30 + b"\x00</body></html>"
     assert one_response(tmp_path, stray).status == "ok"
-    utf16 = "<html><p>Ünïcode in UTF-16</p></html>".encode("utf-16")  # with BOM
-    row = one_response(tmp_path, utf16, content_type="text/html")
-    assert (row.status, row.charset_source, row.html) == ("ok", "bom", "<html><p>Ünïcode in UTF-16</p></html>")
+    page = "<html><p>Ünïcode, wide</p></html>"
+    for bom, codec in [(b"", "utf-16"), (b"", "utf-32"), (b"\xfe\xff", "utf-16-be"), (b"\x00\x00\xfe\xff", "utf-32-be")]:
+        row = one_response(tmp_path, bom + page.encode(codec), content_type="text/html")
+        assert (row.status, row.charset_source, row.html) == ("ok", "bom", page), codec
     labelled = one_response(tmp_path, "<p>Ünï</p>".encode("utf-16-le"), content_type="text/html; charset=utf-16le")
     assert (labelled.status, labelled.charset, labelled.html) == ("ok", "utf-16-le", "<p>Ünï</p>")
 
