@@ -173,7 +173,7 @@ def ingest(ctx: Context) -> StageReport:
         for uid, u in todo.items()
     ]
     ctx.storage.append_new("files", ctx.spark.createDataFrame(ledger, FILES_SCHEMA), "unit_id")
-    report.extra["files_version"] = ctx.storage.version("files")
+    report.extra.update(records_read=sum(sum(c.values()) for c in counts.values()), files_version=ctx.storage.version("files"))
     return report
 
 
