@@ -7,16 +7,16 @@ per segment in the ``measurements`` column) and the first reason, so a threshold
 from the table without re-reading the crawl. Filter names are versioned: a behaviour change ships as
 ``_v2`` next to the old one instead of silently changing what an old run meant.
 
-The filters (paper rules first, then ours):
+The filters, in order (the paper's and ours):
 
 - ``length_v1``: body of ``min_chars``..``max_chars`` characters (paper: 600-3,000);
 - ``header_v1``: drop empty, all-uppercase and navigation headers (paper);
+- ``boilerplate_v1``: link density (from the HTML) and the share of boilerplate lines;
 - ``language_v1``: py3langid (its model ships in the wheel); keep when the probability of one of
   ``languages`` reaches ``language_threshold`` (paper: English only);
 - ``repetition_v1``: repeated sentences by word n-gram Jaccard between sentence pairs (paper; the
   threshold is ours);
-- ``gopher_quality_v1``: Gopher's quality rules (Rae et al. 2021) with datatrove's defaults;
-- ``boilerplate_v1``: link density (from the HTML) and the share of boilerplate lines;
+- ``gopher_quality_v1``: Gopher's quality rules (Rae et al. 2021) with datatrove's defaults (one changed);
 - ``decontamination_v1``: word n-gram overlap with configured evaluation sets (``udfs.decontam``).
 
 A too-long text is only measured for length: the other filters never see text above ``max_chars``,
@@ -273,10 +273,10 @@ def decontamination_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
 FILTERS: tuple[tuple[str, Filter], ...] = (
     ("length_v1", length_filter),
     ("header_v1", header_filter),
+    ("boilerplate_v1", boilerplate_filter),  # before the text rules: a link list is navigation, whatever its words
     ("language_v1", language_filter),
     ("repetition_v1", repetition_filter),
     ("gopher_quality_v1", gopher_quality_filter),
-    ("boilerplate_v1", boilerplate_filter),
     ("decontamination_v1", decontamination_filter),
 )
 
