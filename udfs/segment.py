@@ -146,6 +146,12 @@ class DocumentTooComplex(Exception):
         self.reason = reason
 
 
+def extract_blocks(html: str, cfg: SegmentConfig | None = None) -> list[tuple[int, str]]:
+    """The page's main content as (level, text) blocks: 1..6 for headers, 0 for other text (step 1 above)."""
+    cfg = cfg or SegmentConfig()
+    return [(b.level, b.text) for b in _blocks(html, cfg, time.monotonic() + cfg.parse_timeout_s)]
+
+
 def html_to_sections(html: str, cfg: SegmentConfig | None = None) -> list[Section]:
     """Split a document into one section per header (see the module docstring)."""
     cfg = cfg or SegmentConfig()

@@ -96,7 +96,7 @@ def test_segments_follow_the_papers_rules(first_run):
         "too_short", "too_long", "empty_header", "uppercase_header", "navigation_header", "repeated_sentences",
         "no_header", "exact_duplicate", "wrong_language", "high_link_density", "boilerplate_lines",
     }
-    assert segments["measurements"].map(json.loads).map(bool).all() and set(ok["lang"]) == {"en"}
+    assert ok["measurements"].map(json.loads).map(bool).all() and set(ok["lang"]) == {"en"}
     assert ok["text_hash"].is_unique  # exact dedup
 
 
