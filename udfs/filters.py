@@ -70,7 +70,7 @@ class GopherConfig:
 class BoilerplateConfig:
     """Navigation and boilerplate density (ours): link text share and boilerplate-line share."""
 
-    max_link_density: float | None = 0.5  # share of the text's characters that were link anchors
+    max_link_density: float | None = 0.6  # share of the text's characters that were link anchors
     max_boilerplate_lines_ratio: float | None = 0.3  # share of lines holding a boilerplate phrase
     phrases: tuple[str, ...] = (
         "cookie policy", "accept cookies", "use of cookies", "privacy policy", "terms of use", "terms of service",
