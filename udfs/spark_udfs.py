@@ -24,7 +24,7 @@ from udfs.ids import seed_from_id, stable_id
 from udfs.prompts import PromptTemplate
 from udfs.readers import RawRecord, ReaderConfig, WorkUnit, read_records
 from udfs.filters import normalize_for_dedup
-from udfs.segment import SegmentConfig, segment_document
+from udfs.segment import SegmentCandidate, SegmentConfig, segment_document
 
 BatchFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
 
@@ -37,7 +37,8 @@ DOCUMENTS_SCHEMA = (
 READ_SCHEMA = DOCUMENTS_SCHEMA + ", unit_id string"
 SEGMENTS_SCHEMA = (
     "segment_id string, doc_id string, url string, section_index int, header_level int, header string, "
-    "text string, n_chars int, text_hash string, status string, reason string"
+    "text string, n_chars int, text_hash string, status string, reason string, "
+    "part int, lang string, lang_score double, measurements string"
 )
 CANDIDATES_SCHEMA = (
     "generation_id string, segment_id string, instruction string, raw_text string, finish_reason string, "
@@ -93,26 +94,31 @@ def segment_documents(cfg: SegmentConfig) -> BatchFn:
         for batch in batches:
             rows = []
             for doc_id, url, html in zip(batch["doc_id"], batch["url"], batch["html"]):
-                for c in segment_document(html or "", cfg):
-                    rows.append(_segment_row(doc_id, url, c.index, c.level, c.header, c.text, c.status, c.reason))
+                rows.extend(_segment_row(doc_id, url, c) for c in segment_document(html or "", cfg))
             yield _frame(rows, SEGMENTS_SCHEMA)
 
     return run
 
 
-def _segment_row(doc_id, url, index, level, header, text, status, reason) -> dict:
+def _segment_row(doc_id: str, url: str, c: SegmentCandidate) -> dict:
+    # Part 0 keeps the id segments had before sections were split, so earlier tables stay valid.
+    key = (doc_id, c.index) if c.part == 0 else (doc_id, c.index, c.part)
     return {
-        "segment_id": stable_id("segment", doc_id, index),
+        "segment_id": stable_id("segment", *key),
         "doc_id": doc_id,
         "url": url,
-        "section_index": index,
-        "header_level": level,
-        "header": header,
-        "text": text,
-        "n_chars": len(text),
-        "text_hash": stable_id("text", normalize_for_dedup(text)),
-        "status": status,
-        "reason": reason,
+        "section_index": c.index,
+        "header_level": c.level,
+        "header": c.header,
+        "text": c.text,
+        "n_chars": len(c.text),
+        "text_hash": stable_id("text", normalize_for_dedup(c.text)),
+        "status": c.status,
+        "reason": c.reason,
+        "part": c.part,
+        "lang": c.lang,
+        "lang_score": c.lang_score,
+        "measurements": json.dumps(c.measurements, sort_keys=True),
     }
 
 
