@@ -6,6 +6,7 @@ live next to the pure code that uses them; this module composes them for the dri
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
@@ -96,9 +97,10 @@ class PipelineConfig:
         return f"/Volumes/{uc.catalog}/{uc.schema}/models" if uc else f"{self.storage.root.rstrip('/')}/models"
 
     def model_path(self, role: Literal["base", "backward", "seed_model", "m1"]) -> str:
-        """The configured directory for ``role``, or where this pipeline builds it."""
+        """The configured directory for ``role``, or where this pipeline builds it. Absolute: on a cluster the
+        executors that load it run in their own working directories, not the driver's."""
         configured = getattr(self.models, role, None)
-        return configured or str(Path(self.models_dir) / {"base": "base", "backward": "myx", "seed_model": "m0", "m1": "m1"}[role])
+        return os.path.abspath(configured or Path(self.models_dir) / {"base": "base", "backward": "myx", "seed_model": "m0", "m1": "m1"}[role])
 
 
 def load_pipeline_config(path: str, overrides: Sequence[str] = ()) -> PipelineConfig:

@@ -122,8 +122,9 @@ class Storage:
             table = self.catalog_schema.table(name)
             if not self.spark.catalog.tableExists(table):
                 return None
-            reader = self.spark.read if version is None else self.spark.read.option("versionAsOf", version)
-            return reader.table(table)
+            if version is None:
+                return self.spark.table(table)
+            return self.spark.sql(f"SELECT * FROM {table} VERSION AS OF {int(version)}")
         path = self.path(name)
         if not DeltaTable.is_deltatable(path):
             return None

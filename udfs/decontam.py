@@ -35,8 +35,11 @@ class EvalSet:
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9_]+", self.name):
             raise ValueError(f"decontamination name must be snake_case (a-z, 0-9, _), got {self.name!r}")
-        if "://" not in self.path and not Path(self.path).is_file():
-            raise ValueError(f"decontamination {self.name}: no such file {self.path!r}")
+        if "://" not in self.path:
+            if not Path(self.path).is_file():
+                raise ValueError(f"decontamination {self.name}: no such file {self.path!r}")
+            # Absolute, as validated here on the driver: executors open it from their own working directories.
+            object.__setattr__(self, "path", str(Path(self.path).absolute()))
 
 
 @dataclass(frozen=True)

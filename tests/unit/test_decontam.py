@@ -55,6 +55,13 @@ def test_eval_set_config_is_validated(tmp_path):
         EvalSet("mine", str(tmp_path / "missing.jsonl"))
 
 
+def test_a_relative_eval_set_path_is_made_absolute_where_it_is_validated(tmp_path, monkeypatch):
+    """The driver validates the config; executors open the file from their own working directories."""
+    write_jsonl(tmp_path / "e.jsonl", [LONG_PROMPT])
+    monkeypatch.chdir(tmp_path)
+    assert EvalSet("mine", "e.jsonl").path == str(tmp_path / "e.jsonl")
+
+
 def test_the_sample_eval_file_loads():
     index = load_eval_index(str(ROOT / "data/sample/eval-prompts.jsonl"), "prompt", 13, 5)
     assert index.prompts == 5 and index.long_grams
