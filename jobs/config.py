@@ -1,7 +1,7 @@
 """The pipeline's typed configuration (conf/*.yaml): one frozen dataclass per concern, validated on load.
 
-Executors receive only the pieces they need (``SegmentConfig``, ``EngineConfig``, ``SamplingConfig``), which
-live next to the pure code that uses them; this module composes them for the driver.
+Executors receive only the pieces they need (``SegmentConfig``, ``DedupConfig``, ``EngineConfig``,
+``SamplingConfig``), which live next to the pure code that uses them; this module composes them for the driver.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from training.bootstrap import BaseModelConfig
 from udfs.config import load_config
 from udfs.curation import CurationRule
 from udfs.engine import EngineConfig, SamplingConfig
+from udfs.minhash import DedupConfig
 from udfs.segment import SegmentConfig
 
 STAGES = ("ingest", "segment", "models", "augment", "curate", "train")
@@ -80,6 +81,7 @@ class PipelineConfig:
     storage: StorageConfig
     spark: SparkConfig = field(default_factory=SparkConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

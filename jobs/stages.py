@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Callable
 
 from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config import PipelineConfig
+from jobs.dedup import dedup
 from jobs.storage import Storage
 from training.bootstrap import build_base_model
 from training.config import TrainConfig
@@ -151,25 +152,8 @@ def segment(ctx: Context) -> StageReport:
         docs = docs.join(done.select("doc_id").distinct(), on="doc_id", how="left_anti")
     report.rows_in = docs.count()
     segments = docs.mapInPandas(spark_udfs.segment_documents(ctx.cfg.segment), spark_udfs.SEGMENTS_SCHEMA)
-    _append(ctx, "segments", exact_dedup(segments, done), "segment_id", report)
+    _append(ctx, "segments", dedup(segments, done, ctx.cfg.dedup), "segment_id", report)
     return report
-
-
-def exact_dedup(segments: DataFrame, stored: DataFrame | None) -> DataFrame:
-    """Mark as ``exact_duplicate`` every ok segment whose normalised text is already kept (earlier or here)."""
-    first = F.row_number().over(Window.partitionBy("text_hash").orderBy("segment_id")) == 1
-    marked = segments.withColumn("_first", F.when(F.col("status") == "ok", first).otherwise(F.lit(True)))
-    if stored is not None:
-        kept = stored.where("status = 'ok'").select("text_hash").distinct().withColumn("_stored", F.lit(True))
-        marked = marked.join(kept, on="text_hash", how="left")
-    else:
-        marked = marked.withColumn("_stored", F.lit(None).cast("boolean"))
-    dup = (F.col("status") == "ok") & (~F.col("_first") | F.col("_stored").isNotNull())
-    return (
-        marked.withColumn("reason", F.when(dup, F.lit("exact_duplicate")).otherwise(F.col("reason")))
-        .withColumn("status", F.when(dup, F.lit("dropped")).otherwise(F.col("status")))
-        .select(*[c.split()[0] for c in spark_udfs.SEGMENTS_SCHEMA.split(", ")])
-    )
 
 
 # --- models_v1: base model, M_yx and M0 ------------------------------------------------------------------

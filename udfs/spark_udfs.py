@@ -21,6 +21,7 @@ from udfs.augment import backward_conversation, clean_instruction
 from udfs.curation import SCORE_TOKENS, expected_score, injection_flags, judge_conversation, parse_score, score_prompt_suffix
 from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine
 from udfs.ids import seed_from_id, stable_id
+from udfs.minhash import DedupConfig, minhash
 from udfs.prompts import PromptTemplate
 from udfs.readers import read_records
 from udfs.filters import normalize_for_dedup
@@ -36,6 +37,10 @@ SEGMENTS_SCHEMA = (
     "segment_id string, doc_id string, url string, section_index int, header_level int, header string, "
     "text string, n_chars int, text_hash string, status string, reason string"
 )
+# Added to segments by ``minhash_signatures``: the signature (uint32 values stored bit for bit as int) and band
+# keys of an ok segment, and the scheme they follow (set on every row, so a row group written under the current
+# scheme is skipped when looking for stale signatures).
+MINHASH_SCHEMA = "minhash array<int>, minhash_bands array<bigint>, minhash_scheme string"
 CANDIDATES_SCHEMA = (
     "generation_id string, segment_id string, instruction string, raw_text string, finish_reason string, "
     "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, model_id string, prompt_version string, sampling string, "
@@ -98,6 +103,22 @@ def _segment_row(doc_id, url, index, level, header, text, status, reason) -> dic
         "status": status,
         "reason": reason,
     }
+
+
+def minhash_signatures(cfg: DedupConfig) -> BatchFn:
+    """Input: segment rows (any columns, at least ``text`` and ``status``). Output: the same rows plus the
+    MINHASH_SCHEMA columns; signature and band keys only for ok rows whose normalised text has words."""
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            hashes = [minhash(text, cfg) if status == "ok" else None for text, status in zip(batch["text"], batch["status"])]
+            yield batch.assign(
+                minhash=[None if m is None else m.signature.view("int32") for m in hashes],
+                minhash_bands=[None if m is None else m.band_keys for m in hashes],
+                minhash_scheme=cfg.scheme,
+            )
+
+    return run
 
 
 def backtranslate(

@@ -1,0 +1,142 @@
+"""Exact and near-duplicate segments over the whole table: within one crawl drop and against earlier drops.
+
+Each drop is a small WARC of generated pages run through the real ingest and segment stages (Spark, Delta via
+delta-rs). Texts are random words, so only the planted copies and edits are similar.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from jobs.config import load_pipeline_config
+from jobs.stages import Context, ingest, segment
+from jobs.storage import Storage
+from tests.conftest import ROOT, write_warc
+from udfs.minhash import shingle_hashes
+
+RNG = random.Random(7)
+VOCAB = ["".join(RNG.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(RNG.randint(3, 9))) for _ in range(3000)]
+
+
+def words(n: int) -> list[str]:
+    return [RNG.choice(VOCAB) for _ in range(n)]
+
+
+def text_of(ws: list[str]) -> str:
+    """Sentences of 10 words (~1,400 characters for 200 words): passes the length and repetition filters."""
+    return " ".join(" ".join(ws[i : i + 10]).capitalize() + "." for i in range(0, len(ws), 10))
+
+
+def edited(ws: list[str], every: int) -> list[str]:
+    """A copy with one word in ``every`` replaced: each edit changes up to 5 of the text's 5-grams."""
+    return [RNG.choice(VOCAB) if i % every == every // 2 else w for i, w in enumerate(ws)]
+
+
+def jaccard(a: str, b: str) -> float:
+    sa, sb = set(shingle_hashes(a, 5).tolist()), set(shingle_hashes(b, 5).tolist())
+    return len(sa & sb) / len(sa | sb)
+
+
+BASE, OTHER, LATER, FRESH = words(200), words(200), words(200), words(200)
+TEXTS = {
+    "base": text_of(BASE),
+    "base_copy": text_of(BASE).upper().replace(".", "!"),  # same normalised text: an exact duplicate
+    "other": text_of(OTHER),
+    "other_near": text_of(edited(OTHER, 100)),  # 2 edits: J ~ 0.9
+    "later": text_of(LATER),
+    "later_near": text_of(edited(LATER, 66)),  # 3 edits: J ~ 0.86
+    "later_below": text_of(edited(LATER, 22)),  # 9 edits: J ~ 0.63, below min_similarity 0.7
+    "fresh": text_of(FRESH),
+    "fresh_near": text_of(edited(FRESH, 100)),
+    "fresh_edit": text_of(edited(FRESH, 66)),
+}
+
+
+def page(*sections: str) -> bytes:
+    body = "".join(f"<h2>Section about {name.replace('_', ' ')}</h2><p>{TEXTS[name]}</p>" for name in sections)
+    return f"<html><body>{body}</body></html>".encode()
+
+
+DROP_1 = {"https://a.example/1": page("base", "other", "base_copy"), "https://a.example/2": page("other_near", "later")}
+DROP_2 = {"https://b.example/1": page("base", "later_near"), "https://b.example/2": page("later_below", "fresh", "fresh_near")}
+DROP_3 = {"https://c.example/1": page("fresh_edit")}
+
+
+def run_drop(spark, tmp: Path, name: str, pages: dict[str, bytes], *overrides: str) -> int:
+    warc = write_warc(tmp / f"{name}.warc.gz", pages)
+    cfg = load_pipeline_config(str(ROOT / "conf/local.yaml"), [f"input.corpus={warc}", f"storage.root={tmp}/tables", *overrides])
+    ctx = Context(spark, Storage(spark, cfg.storage.root), cfg)
+    ingest(ctx)
+    return segment(ctx).rows_written
+
+
+def by_text(tmp: Path) -> dict:
+    """Segments keyed by the TEXTS name of their body, with (url, status, reason, duplicate_of) and the ids."""
+    rows = DeltaTable(str(tmp / "tables/segments")).to_pandas()
+    names = {text: name for name, text in TEXTS.items()}
+    rows = rows[rows["text"].isin(names)]
+    return {(names[r.text], r.url): r for r in rows.itertuples()}
+
+
+def test_planted_similarities():
+    assert jaccard(TEXTS["other"], TEXTS["other_near"]) > 0.85
+    assert jaccard(TEXTS["later"], TEXTS["later_near"]) > 0.8 and jaccard(TEXTS["fresh"], TEXTS["fresh_near"]) > 0.85
+    assert 0.6 < jaccard(TEXTS["later"], TEXTS["later_below"]) < 0.68  # just below min_similarity 0.7
+    assert jaccard(TEXTS["base"], TEXTS["other"]) < 0.05
+
+
+@pytest.fixture(scope="module")
+def drops(spark, tmp_path_factory):
+    """Three drops into one table; the third under another MinHash scheme (a config change)."""
+    tmp = tmp_path_factory.mktemp("dedup")
+    run_drop(spark, tmp, "drop1", DROP_1)
+    first = by_text(tmp)
+    run_drop(spark, tmp, "drop2", DROP_2)
+    second = by_text(tmp)
+    run_drop(spark, tmp, "drop3", DROP_3, "dedup.seed=2")
+    return tmp, first, second, by_text(tmp)
+
+
+def test_duplicates_within_one_drop(drops):
+    _, first, _, _ = drops
+    base, copy = first["base", "https://a.example/1"], first["base_copy", "https://a.example/1"]
+    kept, dup = sorted([base, copy], key=lambda r: r.segment_id)
+    assert (kept.status, dup.status, dup.reason, dup.duplicate_of) == ("ok", "dropped", "exact_duplicate", kept.segment_id)
+    near = [first["other", "https://a.example/1"], first["other_near", "https://a.example/2"]]
+    kept, dup = sorted(near, key=lambda r: r.segment_id)  # the smaller id is kept
+    assert (kept.status, dup.status, dup.reason, dup.duplicate_of) == ("ok", "dropped", "near_duplicate", kept.segment_id)
+    assert kept.minhash is not None and len(kept.minhash_bands) == 14 and dup.minhash is None and dup.minhash_bands is None
+    assert first["later", "https://a.example/2"].status == "ok"
+
+
+def test_duplicates_of_earlier_drops_and_within_the_new_one(drops):
+    _, first, second, _ = drops
+    stored_base = next(r for r in (first["base", "https://a.example/1"], first["base_copy", "https://a.example/1"]) if r.status == "ok")
+    again = second["base", "https://b.example/1"]
+    assert (again.status, again.reason, again.duplicate_of) == ("dropped", "exact_duplicate", stored_base.segment_id)
+    near = second["later_near", "https://b.example/1"]
+    assert (near.status, near.reason, near.duplicate_of) == ("dropped", "near_duplicate", first["later", "https://a.example/2"].segment_id)
+    below = second["later_below", "https://b.example/2"]
+    assert (below.status, below.reason, below.duplicate_of) == ("ok", None, None)
+    fresh = sorted([second["fresh", "https://b.example/2"], second["fresh_near", "https://b.example/2"]], key=lambda r: r.segment_id)
+    assert [r.reason for r in fresh] == [None, "near_duplicate"] and fresh[1].duplicate_of == fresh[0].segment_id
+    assert {r.minhash_scheme for r in second.values()} == {"minhash_v1/5gram/112perm/seed1/14x8"}
+
+
+def test_stored_signatures_under_another_scheme_are_recomputed(drops):
+    """A config change (here the seed) makes stored signatures incomparable: they are recomputed, not ignored."""
+    _, _, second, third = drops
+    near = third["fresh_edit", "https://c.example/1"]
+    assert near.minhash_scheme.endswith("seed2/14x8")
+    kept = next(r for r in (second["fresh", "https://b.example/2"], second["fresh_near", "https://b.example/2"]) if r.status == "ok")
+    assert (near.reason, near.duplicate_of) == ("near_duplicate", kept.segment_id)
+
+
+def test_rerun_adds_nothing(spark, drops):
+    tmp, *_, third = drops
+    assert run_drop(spark, tmp, "drop3", DROP_3, "dedup.seed=2") == 0
+    assert by_text(tmp).keys() == third.keys()
