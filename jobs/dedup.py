@@ -75,17 +75,26 @@ def near_dedup(segments: DataFrame, stored: DataFrame | None, cfg: DedupConfig) 
     members = segments.where(_ok() & F.col("minhash").isNotNull()).select(*fields, F.lit(True).alias("_new"))
     if stored is not None:
         members = members.unionByName(stored_signatures(stored, cfg).select(*fields, F.lit(False).alias("_new")))
-    by_band = members.select("segment_id", "minhash", "_new", F.explode("minhash_bands").alias("_band"))
-    new_bands = by_band.where("_new").select("_band")
-    # Stored segments first (False < True), then the smallest id.
-    reps = (
-        by_band.join(new_bands.distinct(), on="_band", how="left_semi")
-        .groupBy("_band")
-        .agg(F.min_by(F.struct("segment_id", "minhash", "_new"), F.struct("_new", "segment_id")).alias("_rep"))
+    # Band rows carry ids only (signatures are fetched for candidate pairs): the whole table's bands are shuffled.
+    by_band = members.select("segment_id", "_new", F.explode("minhash_bands").alias("_band"))
+    new_bands = by_band.where("_new")
+    reps = (  # stored segments first (False < True), then the smallest id
+        by_band.join(new_bands.select("_band").distinct(), on="_band", how="left_semi")
+        .groupBy("_band").agg(F.min(F.struct("_new", "segment_id")).alias("_rep"))
     )
-    pairs = by_band.where("_new").join(reps, on="_band").where(F.col("_rep.segment_id") != F.col("segment_id"))
-    similar = pairs.where(agreement(F.col("minhash"), F.col("_rep.minhash")) >= cfg.min_similarity)
-    near = similar.groupBy("segment_id").agg(F.min(F.struct("_rep._new", "_rep.segment_id"))["segment_id"].alias("_near_of"))
+    pairs = (
+        new_bands.join(reps, on="_band")
+        .select("segment_id", F.col("_rep.segment_id").alias("_of"), F.col("_rep._new").alias("_of_new"))
+        .where(F.col("_of") != F.col("segment_id"))
+        .distinct()
+    )
+    signatures = members.select("segment_id", "minhash")
+    similar = (
+        pairs.join(signatures, on="segment_id")
+        .join(signatures.toDF("_of", "_of_minhash"), on="_of")
+        .where(agreement(F.col("minhash"), F.col("_of_minhash")) >= cfg.min_similarity)
+    )
+    near = similar.groupBy("segment_id").agg(F.min(F.struct("_of_new", "_of"))["_of"].alias("_near_of"))
     return _mark(segments.join(near, on="segment_id", how="left"), F.col("_near_of"), "near_duplicate").drop("_near_of")
 
 

@@ -102,8 +102,11 @@ def signature(hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray | None
     if hashes.size == 0:
         return None
     a, b = _permutations(num_perm, seed)
-    # Multiply-add-shift: the top 32 bits of (a * x + b) mod 2**64 with random odd a (Dietzfelbinger).
-    return ((hashes[:, None] * a + b) >> _SHIFT).min(axis=0).astype(np.uint32)
+    # Multiply-add-shift: the top 32 bits of (a * x + b) mod 2**64 with random odd a (Dietzfelbinger). The top
+    # bits of the minimum are the minimum of the top bits, so one shift per column, in place otherwise.
+    values = np.multiply(hashes[:, None], a)
+    values += b
+    return (values.min(axis=0) >> _SHIFT).astype(np.uint32)
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:

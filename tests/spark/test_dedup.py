@@ -13,10 +13,11 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.config import load_pipeline_config
+from jobs.dedup import near_dedup
 from jobs.stages import Context, ingest, segment
 from jobs.storage import Storage
 from tests.conftest import ROOT, write_warc
-from udfs.minhash import shingle_hashes
+from udfs.minhash import DedupConfig, shingle_hashes
 
 RNG = random.Random(7)
 VOCAB = ["".join(RNG.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(RNG.randint(3, 9))) for _ in range(3000)]
@@ -140,3 +141,15 @@ def test_rerun_adds_nothing(spark, drops):
     tmp, *_, third = drops
     assert run_drop(spark, tmp, "drop3", DROP_3, "dedup.seed=2") == 0
     assert by_text(tmp).keys() == third.keys()
+
+
+@pytest.mark.parametrize("min_similarity, marked", [(0.7, False), (0.5, True)])
+def test_a_shared_band_key_is_confirmed_by_the_signatures(spark, min_similarity, marked):
+    """Two segments share a band key but agree on half their signature positions: near duplicates only at <= 0.5."""
+    cfg = DedupConfig(min_similarity=min_similarity)
+    sig = list(range(cfg.num_perm))
+    half = sig[: cfg.num_perm // 2] + [-v for v in sig[cfg.num_perm // 2 :]]
+    rows = [("s1", "ok", None, None, sig, [1, 2]), ("s2", "ok", None, None, half, [1, 3])]
+    df = spark.createDataFrame(rows, "segment_id string, status string, reason string, duplicate_of string, minhash array<int>, minhash_bands array<bigint>")
+    got = {r.segment_id: (r.reason, r.duplicate_of) for r in near_dedup(df, None, cfg).collect()}
+    assert got == {"s1": (None, None), "s2": ("near_duplicate", "s1") if marked else (None, None)}
