@@ -13,10 +13,11 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.config import load_pipeline_config
-from jobs.dedup import near_dedup
+from jobs.dedup import dedup, near_dedup
 from jobs.stages import Context, ingest, segment
 from jobs.storage import Storage
 from tests.conftest import ROOT, write_warc
+from udfs.filters import normalize_for_dedup
 from udfs.minhash import DedupConfig, shingle_hashes
 
 RNG = random.Random(7)
@@ -153,3 +154,13 @@ def test_a_shared_band_key_is_confirmed_by_the_signatures(spark, min_similarity,
     df = spark.createDataFrame(rows, "segment_id string, status string, reason string, duplicate_of string, minhash array<int>, minhash_bands array<bigint>")
     got = {r.segment_id: (r.reason, r.duplicate_of) for r in near_dedup(df, None, cfg).collect()}
     assert got == {"s1": (None, None), "s2": ("near_duplicate", "s1") if marked else (None, None)}
+
+
+@pytest.mark.parametrize("near", [True, False])
+def test_near_duplicates_can_be_switched_off(spark, near):
+    texts = {"s1": TEXTS["other"], "s2": TEXTS["other_near"], "s3": TEXTS["base"], "s4": TEXTS["base_copy"]}
+    rows = [(sid, text, normalize_for_dedup(text), "ok", None) for sid, text in texts.items()]
+    df = spark.createDataFrame(rows, "segment_id string, text string, text_hash string, status string, reason string")
+    got = {r.segment_id: (r.reason, r.duplicate_of) for r in dedup(df, None, DedupConfig(near_duplicates=near)).collect()}
+    assert got == {"s1": (None, None), "s2": ("near_duplicate", "s1") if near else (None, None),
+                   "s3": (None, None), "s4": ("exact_duplicate", "s3")}

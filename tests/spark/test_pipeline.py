@@ -93,7 +93,7 @@ def test_segments_follow_the_papers_rules(first_run):
     assert ok["n_chars"].between(600, 3000).all()
     assert set(segments.loc[segments["status"] == "dropped", "reason"]) <= {
         "too_short", "too_long", "empty_header", "uppercase_header", "navigation_header", "repeated_sentences",
-        "no_header", "exact_duplicate",
+        "no_header", "exact_duplicate", "near_duplicate",
     }
     assert ok["text_hash"].is_unique  # exact dedup
 
