@@ -14,9 +14,9 @@ Measured, each from the same input (pages: ok documents; segments: every section
 - Spark: ``jobs.augment.main`` with ``--stages ingest,segment`` (the real job: Delta writes, exact and near dedup)
   in a fresh process and fresh tables per run, with ``spark.master`` local[1] and local[2]; seconds are the two
   stages' own (the job's JVM start and summary excluded);
-- plain loop: on one core, the very batch functions Spark's Python workers run (``udfs.spark_udfs.read_files``
+- plain loop: on one core, the very batch functions Spark's Python workers run (``udfs.spark_udfs.read_units``
   -> ``segment_documents`` -> ``minhash_signatures``, which call ``read_records``, ``segment_document`` and
-  ``minhash``), one file at a time, with no Spark, Arrow or Delta (and no dedup, which is Spark SQL over the
+  ``minhash``), one work unit at a time, with no Spark, Arrow or Delta (and no dedup, which is Spark SQL over the
   table: its ok count is before dedup);
 - scaling: local[2] on ``q1/`` (a quarter of the pages) vs on all of it.
 
@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from jobs.config import load_pipeline_config  # noqa: E402
 from udfs import spark_udfs  # noqa: E402
+from udfs.readers import plan_units, unit_id  # noqa: E402
 
 SAMPLE = ROOT / "data/sample/python-docs-sample.warc.gz"
 _TEXT_NODE = re.compile(r">([^<>]+)<")
@@ -117,14 +118,16 @@ def build_corpus(pages: int, files: int, work: Path) -> tuple[Path, int, int]:
 
 
 def plain_loop(corpus: Path) -> dict:
-    """The Spark path's batch functions in one Python process, file by file, timed per phase."""
+    """The Spark path's batch functions in one Python process, work unit by work unit, timed per phase."""
     cfg = load_pipeline_config(str(ROOT / "conf/local.yaml"))
-    read, segment, sign = spark_udfs.read_files(), spark_udfs.segment_documents(cfg.segment), spark_udfs.minhash_signatures(cfg.dedup)
+    read, segment = spark_udfs.read_units(cfg.ingest), spark_udfs.segment_documents(cfg.segment)
+    sign = spark_udfs.minhash_signatures(cfg.dedup)
     seconds = dict.fromkeys(("read", "segment", "minhash"), 0.0)
     pages = segments = ok = 0
-    for path in sorted(str(p) for p in corpus.rglob("*.warc.gz")):
+    for unit in plan_units(sorted(str(p) for p in corpus.rglob("*.warc.gz")), cfg.ingest):
         start = time.perf_counter()
-        docs = pd.concat(list(read(iter([pd.DataFrame({"path": [path]})]))), ignore_index=True)
+        units = pd.DataFrame({"unit_id": [unit_id("bench", unit)], "path": [unit.path], "start": [unit.start], "end": [unit.end]})
+        docs = pd.concat(list(read(iter([units]))), ignore_index=True)
         docs = docs[docs["status"] == "ok"]
         middle = time.perf_counter()
         rows = pd.concat(list(segment(iter([docs[["doc_id", "url", "html"]]]))), ignore_index=True)

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from udfs.filters import normalize_for_dedup  # noqa: E402
+from udfs.text import normalize_for_dedup  # noqa: E402
 from udfs.minhash import DedupConfig, minhash, shingle_hashes  # noqa: E402
 from udfs.readers import read_records  # noqa: E402
 from udfs.segment import SegmentConfig, segment_document  # noqa: E402

@@ -15,6 +15,7 @@ from udfs.config import load_config
 from udfs.curation import CurationRule
 from udfs.engine import EngineConfig, SamplingConfig
 from udfs.minhash import DedupConfig
+from udfs.readers import ReaderConfig
 from udfs.segment import SegmentConfig
 
 STAGES = ("ingest", "segment", "models", "augment", "curate", "train")
@@ -22,7 +23,7 @@ STAGES = ("ingest", "segment", "models", "augment", "curate", "train")
 
 @dataclass(frozen=True)
 class InputConfig:
-    corpus: str  # a file, folder or glob of WARC(.gz), HTML or JSONL files
+    corpus: str  # a file, folder or glob of WARC(.gz), WET, HTML, JSONL or Parquet files
     seed: str  # JSONL with "instruction" and "output"
 
 
@@ -80,6 +81,7 @@ class PipelineConfig:
     input: InputConfig
     storage: StorageConfig
     spark: SparkConfig = field(default_factory=SparkConfig)
+    ingest: ReaderConfig = field(default_factory=ReaderConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)

@@ -1,6 +1,6 @@
 """MinHash signatures and LSH band keys of segment text, for near-duplicate detection (pure: numpy only).
 
-A segment's *shingles* are the word n-grams of its dedup-normalised text (``udfs.filters.normalize_for_dedup``).
+A segment's *shingles* are the word n-grams of its dedup-normalised text (``udfs.text.normalize_for_dedup``).
 Its signature holds, for each of ``num_perm`` hash functions, the minimum hash over its shingles; two
 signatures agree at a position with probability equal to the Jaccard similarity of the shingle sets, so the
 fraction of agreeing positions estimates it (``estimated_jaccard``). The first ``bands * rows`` positions are
@@ -27,7 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from udfs.filters import normalize_for_dedup
+from udfs.text import normalize_for_dedup
 
 MINHASH_VERSION = "minhash_v1"
 
