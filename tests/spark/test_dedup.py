@@ -1,7 +1,7 @@
 """Exact and near-duplicate segments over the whole table: within one crawl drop and against earlier drops.
 
 Each drop is a small WARC of generated pages run through the real ingest and segment stages (Spark, Delta via
-delta-rs). Texts are random words, so only the planted copies and edits are similar.
+delta-rs). Texts are random sentences, so only the planted copies and edits are similar.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.config import load_pipeline_config
-from jobs.dedup import dedup, near_dedup
+from jobs.dedup import dedup, near_dedup, stored_signatures
 from jobs.stages import Context, ingest, segment
 from jobs.storage import Storage
 from tests.conftest import ROOT, write_warc
 from udfs.text import normalize_for_dedup
-from udfs.minhash import DedupConfig, shingle_hashes
+from udfs.minhash import DedupConfig, minhash, shingle_hashes
 
 RNG = random.Random(7)
 NOUNS = ("river", "garden", "teacher", "market", "window", "engine", "letter", "forest", "kitchen", "harbor", "village",
@@ -67,7 +67,6 @@ TEXTS = {
     "later_below": text_of(edited(LATER, 22)),  # 9 edits: J ~ 0.63, below min_similarity 0.7
     "fresh": text_of(FRESH),
     "fresh_near": text_of(edited(FRESH, 100)),
-    "fresh_edit": text_of(edited(FRESH, 66)),
 }
 
 
@@ -78,7 +77,6 @@ def page(*sections: str) -> bytes:
 
 DROP_1 = {"https://a.example/1": page("base", "other", "base_copy"), "https://a.example/2": page("other_near", "later")}
 DROP_2 = {"https://b.example/1": page("base", "later_near"), "https://b.example/2": page("later_below", "fresh", "fresh_near")}
-DROP_3 = {"https://c.example/1": page("fresh_edit")}
 
 
 def run_drop(spark, tmp: Path, name: str, pages: dict[str, bytes], *overrides: str) -> int:
@@ -106,18 +104,16 @@ def test_planted_similarities():
 
 @pytest.fixture(scope="module")
 def drops(spark, tmp_path_factory):
-    """Three drops into one table; the third under another MinHash scheme (a config change)."""
+    """Two drops into one table."""
     tmp = tmp_path_factory.mktemp("dedup")
     run_drop(spark, tmp, "drop1", DROP_1)
     first = by_text(tmp)
     run_drop(spark, tmp, "drop2", DROP_2)
-    second = by_text(tmp)
-    run_drop(spark, tmp, "drop3", DROP_3, "dedup.seed=2")
-    return tmp, first, second, by_text(tmp)
+    return tmp, first, by_text(tmp)
 
 
 def test_duplicates_within_one_drop(drops):
-    _, first, _, _ = drops
+    _, first, _ = drops
     base, copy = first["base", "https://a.example/1"], first["base_copy", "https://a.example/1"]
     kept, dup = sorted([base, copy], key=lambda r: r.segment_id)
     assert (kept.status, dup.status, dup.reason, dup.duplicate_of) == ("ok", "dropped", "exact_duplicate", kept.segment_id)
@@ -129,7 +125,7 @@ def test_duplicates_within_one_drop(drops):
 
 
 def test_duplicates_of_earlier_drops_and_within_the_new_one(drops):
-    _, first, second, _ = drops
+    _, first, second = drops
     stored_base = next(r for r in (first["base", "https://a.example/1"], first["base_copy", "https://a.example/1"]) if r.status == "ok")
     again = second["base", "https://b.example/1"]
     assert (again.status, again.reason, again.duplicate_of) == ("dropped", "exact_duplicate", stored_base.segment_id)
@@ -142,19 +138,26 @@ def test_duplicates_of_earlier_drops_and_within_the_new_one(drops):
     assert {r.minhash_scheme for r in second.values()} == {"minhash_v1/5gram/112perm/seed1/14x8"}
 
 
-def test_stored_signatures_under_another_scheme_are_recomputed(drops):
-    """A config change (here the seed) makes stored signatures incomparable: they are recomputed, not ignored."""
-    _, _, second, third = drops
-    near = third["fresh_edit", "https://c.example/1"]
-    assert near.minhash_scheme.endswith("seed2/14x8")
-    kept = next(r for r in (second["fresh", "https://b.example/2"], second["fresh_near", "https://b.example/2"]) if r.status == "ok")
-    assert (near.reason, near.duplicate_of) == ("near_duplicate", kept.segment_id)
-
-
 def test_rerun_adds_nothing(spark, drops):
-    tmp, *_, third = drops
-    assert run_drop(spark, tmp, "drop3", DROP_3, "dedup.seed=2") == 0
-    assert by_text(tmp).keys() == third.keys()
+    tmp, _, second = drops
+    assert run_drop(spark, tmp, "drop2", DROP_2) == 0
+    assert by_text(tmp).keys() == second.keys()
+
+
+def test_stored_signatures_under_another_scheme_are_recomputed(spark):
+    """Signatures stored under the configured scheme are used as stored; others (another config, or a table from
+    before near dedup) are recomputed from the text, not ignored; dropped rows are no representatives."""
+    cfg = DedupConfig()
+    fresh = minhash(TEXTS["later"], cfg)
+    fields = "segment_id string, text string, status string"
+    stored = spark.createDataFrame(
+        [("s1", TEXTS["base"], "ok", [7] * 112, [1], cfg.scheme), ("s2", TEXTS["later"], "ok", [7] * 112, [1], "minhash_v0/other"),
+         ("s3", TEXTS["other"], "dropped", None, None, cfg.scheme)],
+        f"{fields}, minhash array<int>, minhash_bands array<bigint>, minhash_scheme string")
+    got = {r.segment_id: (r.minhash, r.minhash_bands) for r in stored_signatures(stored, cfg).collect()}
+    assert got == {"s1": ([7] * 112, [1]), "s2": (fresh.signature.view("int32").tolist(), fresh.band_keys.tolist())}
+    old_table = stored.select("segment_id", "text", "status")
+    assert {r.segment_id for r in stored_signatures(old_table, cfg).collect()} == {"s1", "s2"}
 
 
 @pytest.mark.parametrize("min_similarity, marked", [(0.7, False), (0.5, True)])
