@@ -41,7 +41,8 @@ def _ok() -> Column:
 def dedup(segments: DataFrame, stored: DataFrame | None, cfg: DedupConfig) -> DataFrame:
     """New ``segments`` with exact and (when enabled) near duplicates marked; see the module docstring."""
     columns = [*segments.columns, "duplicate_of", *MINHASH_COLUMNS]
-    # Checkpointed: the rows feed both the marking and the band join, and must not be segmented twice.
+    # Checkpointed: the rows feed both the marking and the band join, and must not be segmented twice. (A lost
+    # executor fails the stage instead of recomputing; nothing is written before the end, so a re-run redoes it.)
     signed = with_minhash(segments, cfg).withColumn("duplicate_of", F.lit(None).cast("string")).localCheckpoint()
     marked = exact_dedup(signed, stored)
     if cfg.near_duplicates:
