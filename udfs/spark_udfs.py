@@ -42,7 +42,7 @@ CANDIDATES_SCHEMA = (
     "seed long, status string, reason string"
 )
 SCORES_SCHEMA = (
-    "score_id string, generation_id string, segment_id string, judge_model_id string, prompt_version string, "
+    "score_id string, generation_id string, segment_id string, iteration int, judge_model_id string, prompt_version string, "
     "score int, expected_score double, parse_failure string, raw_text string, finish_reason string, "
     "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, input_flags string, status string, reason string"
 )
@@ -130,8 +130,11 @@ def backtranslate(
     return _dropping_engine_on_failure(run)
 
 
-def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate) -> BatchFn:
-    """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES_SCHEMA rows, in order.
+def judge(
+    model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate, iteration: int | None = None
+) -> BatchFn:
+    """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES_SCHEMA rows, in order,
+    labelled with the self-training ``iteration`` whose judge this is (None: outside the loop, e.g. calibration).
 
     Two reads of the judge per pair: its written reasoning and "Score: N" (parsed), then the probabilities
     of "1".."5" right after "Score:" (expected score), which gives every judged row a score.
@@ -148,7 +151,7 @@ def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: Sa
             rows = []
             for i, (score_id, gen_id, seg_id) in enumerate(zip(batch["score_id"], batch["generation_id"], batch["segment_id"])):
                 flags = injection_flags(pairs[i][1])
-                row = {"score_id": score_id, "generation_id": gen_id, "segment_id": seg_id, "judge_model_id": model_id,
+                row = {"score_id": score_id, "generation_id": gen_id, "segment_id": seg_id, "iteration": iteration, "judge_model_id": model_id,
                        "prompt_version": template.version, "prompt_tokens": fits[i].n_tokens,
                        "truncated_tokens": fits[i].truncated_tokens, "input_flags": ",".join(flags) or None}
                 if fits[i].prompt is None:
