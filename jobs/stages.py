@@ -80,6 +80,14 @@ def _read(ctx: Context, report: StageReport | None, name: str) -> DataFrame | No
     return ctx.storage.read(name, report.reads[name])
 
 
+def _input(ctx: Context, report: StageReport | None, name: str, made_by: str) -> DataFrame:
+    """An input table that must exist: ``MissingInput`` naming the stage that writes it otherwise."""
+    df = _read(ctx, report, name)
+    if df is None:
+        raise MissingInput(f"table {name} does not exist yet: run the {made_by} stage first")
+    return df
+
+
 def _status_counts(df: DataFrame) -> dict[str, int]:
     rows = df.groupBy("status", "reason").count().collect()
     return {f"{r['status']}:{r['reason']}" if r["reason"] else r["status"]: r["count"] for r in rows}
@@ -168,7 +176,7 @@ def ingest(ctx: Context) -> StageReport:
 
 def segment(ctx: Context) -> StageReport:
     report = StageReport("segment_v1")
-    docs = _read(ctx, report, "documents").where("status = 'ok'").select("doc_id", "url", "html")
+    docs = _input(ctx, report, "documents", "ingest").where("status = 'ok'").select("doc_id", "url", "html")
     done = _read(ctx, report, "segments")
     if done is not None:
         docs = docs.join(done.select("doc_id").distinct(), on="doc_id", how="left_anti")
@@ -219,7 +227,7 @@ def models(ctx: Context) -> StageReport:
     # The local base model is built once, from the first corpus, like a downloaded base model: rebuilding it
     # for every corpus drop would change every model id downstream and regenerate the whole pool.
     if cfg.models.base is None and not model_ready(base):
-        texts = [r["text"] for r in _read(ctx, report, "segments").where("status = 'ok'").select("text").orderBy("segment_id").collect()]
+        texts = [r["text"] for r in _input(ctx, report, "segments", "segment").where("status = 'ok'").select("text").orderBy("segment_id").collect()]
         texts += [json.loads(line)["output"] for line in Path(cfg.input.seed).read_text().splitlines() if line.strip()]
         start = time.monotonic()
         build_base_model(texts, base, cfg.models.bootstrap)
@@ -246,7 +254,7 @@ def augment_rows(ctx: Context, backward_id: str, report: StageReport | None = No
     cfg = ctx.cfg
     version = PromptTemplate.load(cfg.augment.prompt).version
     salt = stable_id("generation", backward_id, version, dataclasses.asdict(cfg.augment.sampling), cfg.augment.seed)
-    return _read(ctx, report, "segments").where("status = 'ok'").select(keyed_id("segment_id", salt).alias("generation_id"), "segment_id", "text")
+    return _input(ctx, report, "segments", "segment").where("status = 'ok'").select(keyed_id("segment_id", salt).alias("generation_id"), "segment_id", "text")
 
 
 def augment(ctx: Context) -> StageReport:
@@ -277,8 +285,8 @@ def score_rows(ctx: Context, iteration: int, judge_id: str, report: StageReport 
     version = PromptTemplate.load(cfg.curate.prompt).version
     salt = stable_id("score", judge_id, version, dataclasses.asdict(cfg.curate.sampling), cfg.curate.seed, iteration)
     return (
-        _read(ctx, report, "candidates").where("status = 'ok'").select("generation_id", "segment_id", "instruction")
-        .join(_read(ctx, report, "segments").select("segment_id", "text"), on="segment_id")
+        _input(ctx, report, "candidates", "augment").where("status = 'ok'").select("generation_id", "segment_id", "instruction")
+        .join(_input(ctx, report, "segments", "segment").select("segment_id", "text"), on="segment_id")
         .select(keyed_id("generation_id", salt).alias("score_id"), "generation_id", "segment_id", "instruction", "text")
     )
 

@@ -36,15 +36,21 @@ def curation_summary(ctx: Context, iteration: int) -> dict:
         return summary
     judge_id = model_fingerprint(judge_path)
     scores = scores.where((F.col("judge_model_id") == judge_id) & (F.col("iteration") == iteration))
-    total = scores.count()
-    judged = scores.where("status = 'ok'")
-    curated = judged.where(passing(ctx.cfg, iteration)).select("generation_id").distinct().count()
-    histogram = {str(r["score"]): r["count"] for r in judged.groupBy("score").count().collect()}
-    failures = {r["parse_failure"]: r["count"] for r in judged.where("parse_failure is not null").groupBy("parse_failure").count().collect()}
-    mean_expected = judged.agg(F.avg("expected_score")).first()[0]
-    return summary | {"judge_model_id": judge_id, "pairs": total, "judged": judged.count(), "score_histogram": histogram,
-                      "parse_failures": failures, "mean_expected_score": mean_expected, "curated": curated,
-                      "yield": round(curated / total, 4) if total else 0.0}
+    ok = F.col("status") == "ok"
+    totals = scores.agg(
+        F.count("*").alias("pairs"),
+        F.sum(ok.cast("int")).alias("judged"),
+        F.avg(F.when(ok, F.col("expected_score"))).alias("mean_expected_score"),
+        F.countDistinct(F.when(passing(ctx.cfg, iteration), F.col("generation_id"))).alias("curated"),
+    ).first().asDict()
+    histogram, failures = {}, {}
+    for r in scores.where(ok).groupBy("score", "parse_failure").count().collect():
+        histogram[str(r["score"])] = histogram.get(str(r["score"]), 0) + r["count"]
+        if r["parse_failure"] is not None:
+            failures[r["parse_failure"]] = failures.get(r["parse_failure"], 0) + r["count"]
+    totals["judged"] = totals["judged"] or 0
+    return summary | totals | {"judge_model_id": judge_id, "score_histogram": histogram, "parse_failures": failures,
+                               "yield": round(totals["curated"] / totals["pairs"], 4) if totals["pairs"] else 0.0}
 
 
 def pool_yields(ctx: Context, reports: list[StageReport], curation: list[dict]) -> dict:

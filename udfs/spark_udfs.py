@@ -108,7 +108,7 @@ def backtranslate(
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in _chunks(batches, engine_cfg.batch_size):
-            engine = _engine(model_path, engine_cfg)  # cached: loads once per worker, on the first rows
+            engine = _engine(model_path, model_id, engine_cfg)  # cached: loads once per worker, on the first rows
             fits = [_fit_prompt(engine, lambda t: backward_conversation(template, t), text, sampling, engine_cfg) for text in batch["text"]]
             seeds = [seed_from_id(g) for g in batch["generation_id"]]
             completions = _generate(engine, fits, seeds, sampling)
@@ -142,7 +142,7 @@ def judge(
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in _chunks(batches, engine_cfg.batch_size):
-            engine = _engine(model_path, engine_cfg)
+            engine = _engine(model_path, model_id, engine_cfg)
             pairs = list(zip(batch["instruction"], batch["text"]))
             fits = [_fit_prompt(engine, lambda a, ins=ins: judge_conversation(template, ins, a), ans, sampling, engine_cfg) for ins, ans in pairs]
             seeds = [seed_from_id(s) for s in batch["score_id"]]
@@ -211,13 +211,13 @@ def _expected_scores(engine, prompts: dict, cfg: EngineConfig) -> dict:
     return {i: expected_score(lp) for i, lp in zip(fitting, logprobs)}
 
 
-def _engine(model_path: str, cfg: EngineConfig):
+def _engine(model_path: str, model_id: str, cfg: EngineConfig):
     """This worker's engine, on the GPUs Spark gave this task (when the cluster schedules GPUs)."""
     context = TaskContext.get()
     gpus = context.resources().get("gpu") if context is not None else None
     if gpus is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus.addresses)
-    return get_engine(model_path, cfg)
+    return get_engine(model_path, cfg, model_id)
 
 
 def _dropping_engine_on_failure(run: BatchFn) -> BatchFn:
