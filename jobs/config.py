@@ -14,6 +14,7 @@ from training.bootstrap import BaseModelConfig
 from udfs.config import load_config
 from udfs.curation import CurationRule
 from udfs.engine import EngineConfig, SamplingConfig
+from udfs.readers import ReaderConfig
 from udfs.segment import SegmentConfig
 
 STAGES = ("ingest", "segment", "models", "augment", "curate", "train")
@@ -38,7 +39,7 @@ def schedule(stages: Sequence[str], iterations: Sequence[int]) -> list[tuple[str
 
 @dataclass(frozen=True)
 class InputConfig:
-    corpus: str  # a file, folder or glob of WARC(.gz), HTML or JSONL files
+    corpus: str  # a file, folder or glob of WARC(.gz), WET, HTML, JSONL or Parquet files
     seed: str  # JSONL with "instruction" and "output"
 
 
@@ -121,6 +122,7 @@ class PipelineConfig:
     input: InputConfig
     storage: StorageConfig
     spark: SparkConfig = field(default_factory=SparkConfig)
+    ingest: ReaderConfig = field(default_factory=ReaderConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)

@@ -11,15 +11,17 @@ cannot say which pairs it has scored (all of the pool is then to do).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pyspark.sql import functions as F
 
 from jobs.stages import (
-    Context, augment_rows, judge_of, list_input_files, model_ready, passing, pending, score_rows,
+    Context, augment_rows, ingest_ledger, judge_of, list_input_files, model_ready, passing, pending, score_rows,
 )
 from training.checkpoint import CHECKPOINT, checkpoint_dir
 from udfs.ids import model_fingerprint
+from udfs.readers import file_id
 
 
 def make_plan(ctx: Context, order: list[tuple[str, int | None]]) -> dict:
@@ -47,11 +49,10 @@ def model_state(path: str) -> dict:
 
 def plan_ingest(ctx: Context) -> dict:
     files = list_input_files(ctx.cfg.input.corpus)
-    docs = ctx.storage.read("documents")
-    seen = set() if docs is None else {r[0] for r in docs.select("source_path").distinct().collect()}
-    new = [f for f in files if f not in seen]
+    _, done = ingest_ledger(ctx)
+    new = [f for f in files if file_id(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) not in done]
     return {"inputs": {"corpus": ctx.cfg.input.corpus, "files": len(files)}, "outputs": {"documents": _table(ctx, "documents")},
-            "todo": {"new_files": len(new)}}
+            "todo": {"new_or_changed_files": len(new)}}
 
 
 def plan_segment(ctx: Context) -> dict:

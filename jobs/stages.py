@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -32,12 +34,11 @@ from udfs.config import load_config
 from udfs.curation import RULE_COLUMNS
 from udfs.ids import model_fingerprint, stable_id
 from udfs.prompts import PromptTemplate
-from udfs.readers import detect_format
+from udfs.readers import file_id, input_format, plan_units, unit_id
 
 log = logging.getLogger(__name__)
 
 TOKEN_COLUMNS = ("prompt_tokens", "cached_tokens", "output_tokens")
-INPUT_SUFFIXES = (".warc", ".warc.gz", ".arc.gz", ".jsonl", ".jsonl.gz", ".json", ".html", ".htm")
 POOL_TABLES = ("segments", "candidates", "scores")  # what a training set is read from
 
 
@@ -88,9 +89,13 @@ def _input(ctx: Context, report: StageReport | None, name: str, made_by: str) ->
     return df
 
 
+def _status_key(status: str, reason: str | None) -> str:
+    return f"{status}:{reason}" if reason else status
+
+
 def _status_counts(df: DataFrame) -> dict[str, int]:
     rows = df.groupBy("status", "reason").count().collect()
-    return {f"{r['status']}:{r['reason']}" if r["reason"] else r["status"]: r["count"] for r in rows}
+    return {_status_key(r["status"], r["reason"]): r["count"] for r in rows}
 
 
 def _append(ctx: Context, table: str, df: DataFrame, key: str, report: StageReport) -> None:
@@ -143,32 +148,75 @@ def _gpu_profile(task_gpus: float | None) -> ResourceProfile | None:
     return ResourceProfileBuilder().require(TaskResourceRequests().resource("gpu", task_gpus)).build
 
 
-# --- ingest_v1 -------------------------------------------------------------------------------------------
+# --- ingest_v2 -------------------------------------------------------------------------------------------
+
+# The ingest ledger: one row per work unit read (files are split into units, see udfs.readers.plan_units).
+FILES_SCHEMA = (
+    "unit_id string, file_id string, path string, size long, mtime_ns long, unit_start long, unit_end long, "
+    "units_in_file int, records long, status_counts string, ingested_at string"
+)
+UNITS_SCHEMA = "unit_id string, path string, start long, end long"
 
 
 def list_input_files(pattern: str) -> list[str]:
-    """Files matching ``pattern`` (a file, a folder searched recursively, or a glob), sorted."""
+    """Files in a readable format matching ``pattern`` (a file, a folder searched recursively, or a glob), sorted."""
     paths = [pattern] if os.path.isfile(pattern) else sorted(glob.glob(pattern, recursive=True))
     if os.path.isdir(pattern):
         paths = sorted(str(p) for p in Path(pattern).rglob("*") if p.is_file())
-    files = [p for p in paths if os.path.isfile(p) and p.lower().endswith(INPUT_SUFFIXES)]
+    files = [os.path.abspath(p) for p in paths if os.path.isfile(p) and input_format(p) is not None]
     if not files:
-        raise FileNotFoundError(f"input.corpus: no WARC, HTML or JSONL files match {pattern!r}")
-    for f in files:
-        detect_format(f)  # fail fast on a file we cannot read, before any task starts
-    return [os.path.abspath(f) for f in files]
+        raise FileNotFoundError(f"input.corpus: no WARC, WET, HTML, JSONL or Parquet files match {pattern!r}")
+    return files
 
 
 def ingest(ctx: Context) -> StageReport:
-    report = StageReport("ingest_v1")
+    """Read the work units missing from the ``files`` ledger into ``documents``, then add them to the ledger.
+
+    Files are identified by path, size and mtime: a file whose units are all in the ledger is not opened
+    again, a changed file is read again. Documents are appended before the ledger rows, so a crash between
+    the two only makes the next run re-read those units, whose doc_ids are then skipped.
+    """
+    report = StageReport("ingest_v2")
+    cfg = ctx.cfg.ingest
     files = list_input_files(ctx.cfg.input.corpus)
-    report.extra["files"] = len(files)
-    report.rows_in = len(files)
-    paths = ctx.spark.createDataFrame([(f,) for f in files], "path string").repartition(len(files))
-    docs = paths.mapInPandas(spark_udfs.read_files(), spark_udfs.DOCUMENTS_SCHEMA)
+    stats = {f: os.stat(f) for f in files}
+    ids = {f: file_id(f, s.st_size, s.st_mtime_ns) for f, s in stats.items()}
+    done_units, done_files = ingest_ledger(ctx, report)
+    plan = plan_units([f for f in files if ids[f] not in done_files], cfg)
+    units_in_file = Counter(u.path for u in plan)
+    todo = {uid: u for u in plan if (uid := unit_id(ids[u.path], u)) not in done_units}
+    report.rows_in = len(todo)
+    report.extra.update(files=len(files), files_unchanged=sum(ids[f] in done_files for f in files), units_read=len(todo))
+    if not todo:
+        return report
+    units = ctx.spark.createDataFrame([(uid, u.path, u.start, u.end) for uid, u in todo.items()], UNITS_SCHEMA)
+    read = units.repartition(len(todo)).mapInPandas(spark_udfs.read_units(cfg), spark_udfs.READ_SCHEMA).cache()
     report.reads["documents"] = ctx.storage.version("documents")  # read by the append, to skip known documents
-    _append(ctx, "documents", docs, "doc_id", report)
+    _append(ctx, "documents", read.drop("unit_id"), "doc_id", report)
+    counts: dict[str, Counter] = {uid: Counter() for uid in todo}
+    for row in read.groupBy("unit_id", "status", "reason").count().collect():
+        counts[row["unit_id"]][_status_key(row["status"], row["reason"])] += row["count"]
+    read.unpersist()
+    now = datetime.now(timezone.utc).isoformat()
+    ledger = [
+        (uid, ids[u.path], u.path, stats[u.path].st_size, stats[u.path].st_mtime_ns, u.start, u.end, units_in_file[u.path],
+         sum(counts[uid].values()), json.dumps(dict(sorted(counts[uid].items()))), now)
+        for uid, u in todo.items()
+    ]
+    report.writes["files"] = ctx.storage.append_new("files", ctx.spark.createDataFrame(ledger, FILES_SCHEMA), "unit_id").version
+    report.extra.update(records_read=sum(sum(c.values()) for c in counts.values()))
     return report
+
+
+def ingest_ledger(ctx: Context, report: StageReport | None = None) -> tuple[set[str], set[str]]:
+    """(ids of the units in the ledger, ids of the files all of whose units are in it)."""
+    table = _read(ctx, report, "files")
+    if table is None:
+        return set(), set()
+    rows = table.select("unit_id", "file_id", "units_in_file").collect()
+    # A file planned into n units is done when n of its units planned that way are in the ledger.
+    planned = Counter((r["file_id"], r["units_in_file"]) for r in rows)
+    return {r["unit_id"] for r in rows}, {f for (f, n), have in planned.items() if have >= n}
 
 
 # --- segment_v1 ------------------------------------------------------------------------------------------

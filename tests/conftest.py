@@ -44,14 +44,28 @@ def tiny_model(tmp_path_factory):
     return build_base_model(texts, str(tmp_path_factory.mktemp("models") / "base"), cfg)
 
 
-def write_warc(path: Path, pages: dict[str, bytes], extra: list[tuple[str, str, str, bytes]] = (), gzip: bool = True) -> Path:
-    """A crawl-style WARC: one response record per page (url -> html), plus (url, status, type, body) extras."""
+def http_response(writer: WARCWriter, url: str, body: bytes, status: str = "200 OK", content_type: str | None = "text/html; charset=utf-8",
+                  headers: tuple[tuple[str, str], ...] = ()):
+    """A WARC response record; ``content_type=None`` sends no Content-Type header."""
+    fields = ([("Content-Type", content_type)] if content_type is not None else []) + list(headers)
+    http = StatusAndHeaders(status, fields, protocol="HTTP/1.1")
+    return writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http)
+
+
+def write_records(path: Path, build, gzip: bool = True) -> str:
+    """A WARC of the records ``build(writer)`` returns (any record types), in order."""
     with open(path, "wb") as out:
         writer = WARCWriter(out, gzip=gzip)
-        items = [(url, "200 OK", "text/html; charset=utf-8", body) for url, body in pages.items()] + list(extra)
-        for url, status, ctype, body in items:
-            headers = StatusAndHeaders(status, [("Content-Type", ctype)], protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers))
+        for record in build(writer):
+            writer.write_record(record)
+    return str(path)
+
+
+def write_warc(path: Path, pages: dict[str, bytes], extra=(), gzip: bool = True) -> Path:
+    """A crawl-style WARC: one response record per page (url -> html), plus (url, status, type, body[, headers])
+    extras (type None: no Content-Type header)."""
+    items = [(url, "200 OK", "text/html; charset=utf-8", body) for url, body in pages.items()] + list(extra)
+    write_records(path, lambda w: [http_response(w, url, body, status, ctype, *rest) for url, status, ctype, body, *rest in items], gzip)
     return path
 
 

@@ -1,62 +1,180 @@
-"""Segment quality filters from the paper (Li et al. 2023, section 2.3), as small pure functions.
+"""Segment filters, measure then select (dolma / datatrove style), as small pure functions.
 
-Each filter takes ``(header, text, cfg)`` and returns ``None`` to keep the segment or a snake_case
-reason to drop it (datatrove style). Filters carry versioned names so that a behaviour change ships
-as ``_v2`` next to the old one instead of silently changing what an old run meant. ``text`` is the
-segment body (without its own header line, see ``udfs.segment``).
+Each filter takes a ``SegmentView`` (header, body text, link characters) and the ``SegmentConfig`` and
+returns a ``Measured``: what it measured (JSON-able values) and, when the segment should be dropped, a
+snake_case reason. ``measure`` runs them all in ``FILTERS`` order and keeps every measurement (stored
+per segment in the ``measurements`` column) and the first reason, so a threshold can be re-tuned later
+from the table without re-reading the crawl. Filter names are versioned: a behaviour change ships as
+``_v2`` next to the old one instead of silently changing what an old run meant.
+
+The filters, in order (the paper's and ours):
+
+- ``length_v1``: body of ``min_chars``..``max_chars`` characters (paper: 600-3,000);
+- ``header_v1``: drop empty, all-uppercase and navigation headers (paper);
+- ``boilerplate_v1``: link density (from the HTML) and the share of boilerplate lines;
+- ``language_v1``: py3langid (its model ships in the wheel); keep when the probability of one of
+  ``languages`` reaches ``language_threshold`` (paper: English only);
+- ``repetition_v1``: repeated sentences by word n-gram Jaccard between sentence pairs (paper; the
+  threshold is ours);
+- ``gopher_quality_v1``: Gopher's quality rules (Rae et al. 2021) with datatrove's defaults (one changed);
+- ``decontamination_v1``: word n-gram overlap with configured evaluation sets (``udfs.decontam``).
+
+A too-long text is only measured for length: the other filters never see text above ``max_chars``,
+which bounds their work (and the sentence-pair comparison is capped besides).
 
 This module is pure: no pyspark, no vllm.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from udfs.decontam import load_eval_index, overlap
+from udfs.text import normalize_for_dedup
 
 if TYPE_CHECKING:  # segment.py imports this module, so only type checkers may import it back
     from udfs.segment import SegmentConfig
 
-Filter = Callable[[str, str, "SegmentConfig"], "str | None"]
+__all__ = ["FILTERS", "BoilerplateConfig", "GopherConfig", "Measured", "SegmentView", "measure", "normalize_for_dedup"]
 
-# Punctuation and symbols (anything that is neither a word character nor whitespace), and "_",
-# which \w counts as a word character.
-_PUNCTUATION = re.compile(r"[^\w\s]|_")
+
+@dataclass(frozen=True)
+class GopherConfig:
+    """Gopher quality rules; defaults are datatrove's ``GopherQualityFilter`` but one. ``None`` turns a rule off."""
+
+    min_words: int | None = 50
+    max_words: int | None = 100_000
+    min_mean_word_length: float | None = 3.0
+    max_mean_word_length: float | None = 10.0
+    max_symbol_word_ratio: float | None = 0.1  # "#" and "..." per word
+    max_bullet_lines_ratio: float | None = 0.9
+    max_ellipsis_lines_ratio: float | None = 0.3
+    # words with at least one letter; datatrove: 0.8, which drops tutorial sections whose code examples
+    # print numbers ("[1, 4, 9, 16]"): 0.7 (ours)
+    min_alpha_words_ratio: float | None = 0.7
+    min_stop_words: int | None = 2
+    stop_words: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")
+
+    def __post_init__(self) -> None:
+        for name in ("max_symbol_word_ratio", "max_bullet_lines_ratio", "max_ellipsis_lines_ratio", "min_alpha_words_ratio"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"gopher.{name} must be in [0, 1] or null, got {value}")
+
+
+@dataclass(frozen=True)
+class BoilerplateConfig:
+    """Navigation and boilerplate density (ours): link text share and boilerplate-line share."""
+
+    max_link_density: float | None = 0.6  # share of the text's characters that were link anchors
+    max_boilerplate_lines_ratio: float | None = 0.3  # share of lines holding a boilerplate phrase
+    phrases: tuple[str, ...] = (
+        "cookie policy", "accept cookies", "use of cookies", "privacy policy", "terms of use", "terms of service",
+        "all rights reserved", "sign in", "log in", "sign up", "subscribe to", "newsletter", "share this",
+        "follow us", "skip to content", "enable javascript", "click here", "read more", "back to top",
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("max_link_density", "max_boilerplate_lines_ratio"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"boilerplate.{name} must be in [0, 1] or null, got {value}")
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    """What the filters judge: the header, the body text and how much of it was link text."""
+
+    header: str
+    text: str
+    link_chars: int = 0  # non-space characters of ``text`` that were inside <a> elements
+
+
+@dataclass(frozen=True)
+class Measured:
+    values: dict[str, Any]
+    reason: str | None = None  # snake_case; None keeps the segment
+
+
+Filter = Callable[[SegmentView, "SegmentConfig"], Measured]
+
 # A sentence ends at . ! or ? followed by whitespace, or at a line break (list items, code lines).
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"\w+")
+# Gopher words: runs of word characters with inner apostrophes, dots and hyphens ("don't", "os.path",
+# "e-mail"), as nltk's word_tokenize keeps them; punctuation and symbols are not words.
+_GOPHER_WORD = re.compile(r"\w+(?:['’.\-]\w+)*")
+_HASHTAG = re.compile(r"#\w")
+_ELLIPSIS = re.compile(r"\.\.\.|…")
+_PROMPT_ELLIPSIS = re.compile(r"^[ \t]*(?:\.\.\.|…)", re.MULTILINE)
+_LETTER = re.compile(r"[^\W\d_]")
+_SPACE = re.compile(r"\s")
+_BULLETS = ("•", "●", "▪", "‣", "◦", "-", "*")
 # The pairwise comparison is quadratic; a segment within the default 3,000-character limit has far
 # fewer sentences than this, so the cap only bounds the cost when the filter runs on long text.
 MAX_SENTENCES = 200
+LANGUAGE_SAMPLE_CHARS = 1000
 
 
-def normalize_for_dedup(text: str) -> str:
-    """Lower-case, replace punctuation and symbols by spaces, collapse whitespace (idempotent)."""
-    return " ".join(_PUNCTUATION.sub(" ", text.lower()).split())
-
-
-def length_filter(header: str, text: str, cfg: SegmentConfig) -> str | None:
+def length_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
     """Keep bodies of ``cfg.min_chars`` to ``cfg.max_chars`` characters (paper: 600-3,000)."""
-    if len(text) < cfg.min_chars:
-        return "too_short"
-    if len(text) > cfg.max_chars:
-        return "too_long"
-    return None
+    n = len(seg.text)
+    return Measured({"n_chars": n}, "too_short" if n < cfg.min_chars else "too_long" if n > cfg.max_chars else None)
 
 
-def header_filter(header: str, text: str, cfg: SegmentConfig) -> str | None:
+def header_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
     """Drop empty (no letter or digit), all-uppercase and navigation headers."""
+    header = seg.header
     if not any(ch.isalnum() for ch in header):
-        return "empty_header"
+        return Measured({}, "empty_header")
     if header.isupper():
-        return "uppercase_header"
+        return Measured({}, "uppercase_header")
     # Whole-header match only: "Navigation:" is navigation, "Navigation in Vim" is content.
-    if normalize_for_dedup(header) in {normalize_for_dedup(h) for h in cfg.navigation_headers}:
-        return "navigation_header"
-    return None
+    if normalize_for_dedup(header) in _navigation_headers(cfg.navigation_headers):
+        return Measured({}, "navigation_header")
+    return Measured({})
 
 
-def repetition_filter(header: str, text: str, cfg: SegmentConfig) -> str | None:
+@functools.lru_cache(maxsize=8)
+def _navigation_headers(headers: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(normalize_for_dedup(h) for h in headers)
+
+
+def language_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
+    """Language by py3langid; drop when no language of ``cfg.languages`` reaches ``cfg.language_threshold``.
+
+    The probabilities are py3langid's normalised ones, for the first ``LANGUAGE_SAMPLE_CHARS``
+    characters (py3langid walks text byte by byte in Python: the cap bounds its cost). An empty ``cfg.languages`` keeps every language
+    (the language is still measured).
+    """
+    ranked = _language_identifier().rank(seg.text[:LANGUAGE_SAMPLE_CHARS])
+    lang, score = ranked[0]
+    values = {"lang": lang, "score": round(float(score), 4)}
+    if not cfg.languages:
+        return Measured(values)
+    target = max(float(p) for code, p in ranked if code in cfg.languages)
+    values["target_score"] = round(target, 4)
+    return Measured(values, None if target >= cfg.language_threshold else "wrong_language")
+
+
+@functools.lru_cache(maxsize=1)
+def _language_identifier():
+    """py3langid's bundled model, loaded once per Python process (Spark reuses workers)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def language_codes() -> frozenset[str]:
+    """The ISO 639-1 codes py3langid knows (config validation)."""
+    return frozenset(_language_identifier().labels)
+
+
+def repetition_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
     """Drop text where too many sentences repeat another one.
 
     Two sentences repeat each other when the Jaccard similarity of their word n-gram sets reaches
@@ -64,7 +182,7 @@ def repetition_filter(header: str, text: str, cfg: SegmentConfig) -> str | None:
     of its sentences repeat some other sentence. Sentences end at . ! ? or a line break; only the
     first ``MAX_SENTENCES`` with at least ``cfg.repetition_ngram`` words are compared.
     """
-    grams = [g for g in (_ngrams(s, cfg.repetition_ngram) for s in _SENTENCE_BREAK.split(text)) if g]
+    grams = [g for g in (_ngrams(s, cfg.repetition_ngram) for s in _SENTENCE_BREAK.split(seg.text)) if g]
     grams = grams[:MAX_SENTENCES]
     repeated = [False] * len(grams)
     for i, a in enumerate(grams):
@@ -72,9 +190,9 @@ def repetition_filter(header: str, text: str, cfg: SegmentConfig) -> str | None:
             b = grams[j]
             if len(a & b) / len(a | b) >= cfg.repetition_threshold:
                 repeated[i] = repeated[j] = True
-    if grams and sum(repeated) / len(grams) > cfg.max_repeated_fraction:
-        return "repeated_sentences"
-    return None
+    fraction = sum(repeated) / len(grams) if grams else 0.0
+    values = {"sentences": len(grams), "repeated_fraction": round(fraction, 4)}
+    return Measured(values, "repeated_sentences" if fraction > cfg.max_repeated_fraction else None)
 
 
 def _ngrams(sentence: str, n: int) -> frozenset[tuple[str, ...]]:
@@ -84,19 +202,92 @@ def _ngrams(sentence: str, n: int) -> frozenset[tuple[str, ...]]:
     return frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
 
 
+def gopher_quality_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
+    """Gopher's quality rules, in datatrove's order and with its reason codes (``gopher_*``).
+
+    Punctuation and symbols are not words (datatrove drops them from the counts too), so code's
+    brackets and operators do not push code-heavy documentation out; its numbers can. Two choices of
+    ours keep code examples in: the symbol ratio counts "#" only when it starts a tag ("#python", not a
+    "# comment"), and "..." only past a line's indentation (not the REPL's continuation prompt).
+    """
+    g = cfg.gopher
+    text = seg.text
+    words = _GOPHER_WORD.findall(text)
+    n = len(words)
+    lines = text.splitlines() or [""]
+    values = {
+        "words": n,
+        "mean_word_length": round(sum(map(len, words)) / n, 3) if n else 0.0,
+        "hash_ratio": round(len(_HASHTAG.findall(text)) / n, 4) if n else 0.0,
+        "ellipsis_ratio": round((len(_ELLIPSIS.findall(text)) - len(_PROMPT_ELLIPSIS.findall(text))) / n, 4) if n else 0.0,
+        "bullet_lines_ratio": round(sum(line.lstrip().startswith(_BULLETS) for line in lines) / len(lines), 4),
+        "ellipsis_lines_ratio": round(sum(line.rstrip().endswith(("...", "…")) for line in lines) / len(lines), 4),
+        "alpha_words_ratio": round(sum(1 for w in words if _LETTER.search(w)) / n, 4) if n else 0.0,
+        "stop_words": sum(1 for w in words if w.lower() in g.stop_words),
+    }
+    rules = (
+        (g.min_words is not None and n < g.min_words, "gopher_short_doc"),
+        (g.max_words is not None and n > g.max_words, "gopher_long_doc"),
+        (g.min_mean_word_length is not None and values["mean_word_length"] < g.min_mean_word_length, "gopher_below_avg_threshold"),
+        (g.max_mean_word_length is not None and values["mean_word_length"] > g.max_mean_word_length, "gopher_above_avg_threshold"),
+        (g.max_symbol_word_ratio is not None and values["hash_ratio"] > g.max_symbol_word_ratio, "gopher_too_many_hashes"),
+        (g.max_symbol_word_ratio is not None and values["ellipsis_ratio"] > g.max_symbol_word_ratio, "gopher_too_many_ellipsis"),
+        (g.max_bullet_lines_ratio is not None and values["bullet_lines_ratio"] > g.max_bullet_lines_ratio, "gopher_too_many_bullets"),
+        (g.max_ellipsis_lines_ratio is not None and values["ellipsis_lines_ratio"] > g.max_ellipsis_lines_ratio,
+         "gopher_too_many_end_ellipsis"),
+        (g.min_alpha_words_ratio is not None and values["alpha_words_ratio"] < g.min_alpha_words_ratio, "gopher_below_alpha_threshold"),
+        (g.min_stop_words is not None and values["stop_words"] < g.min_stop_words, "gopher_enough_stop_words"),
+    )
+    return Measured(values, next((reason for failed, reason in rules if failed), None))
+
+
+def boilerplate_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
+    """Drop navigation-like text: mostly link anchors, or many lines of boilerplate phrases."""
+    b = cfg.boilerplate
+    visible = len(seg.text) - len(_SPACE.findall(seg.text))
+    link_density = min(1.0, seg.link_chars / visible) if visible else 0.0
+    lines = [line.lower() for line in seg.text.splitlines() if line.strip()]
+    boilerplate = sum(1 for line in lines if any(p in line for p in b.phrases))
+    ratio = boilerplate / len(lines) if lines else 0.0
+    values = {"link_density": round(link_density, 4), "boilerplate_lines_ratio": round(ratio, 4)}
+    if b.max_link_density is not None and link_density > b.max_link_density:
+        return Measured(values, "high_link_density")
+    if b.max_boilerplate_lines_ratio is not None and ratio > b.max_boilerplate_lines_ratio:
+        return Measured(values, "boilerplate_lines")
+    return Measured(values)
+
+
+def decontamination_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
+    """Drop text sharing word n-grams with an evaluation set: reason ``eval_overlap:<set name>``."""
+    values, reason = {}, None
+    for eval_set in cfg.decontamination:
+        index = load_eval_index(eval_set.path, eval_set.field, cfg.decontamination_ngram, cfg.decontamination_min_words)
+        values[eval_set.name] = hits = overlap(seg.text, index)
+        if hits and reason is None:
+            reason = f"eval_overlap:{eval_set.name}"
+    return Measured(values, reason)
+
+
 # Applied in this order; the first failing filter's reason is the segment's reason. Cheap checks
-# run first so the quadratic repetition check only sees segments that passed the others.
+# run first; a too-long text stops after length_v1.
 FILTERS: tuple[tuple[str, Filter], ...] = (
     ("length_v1", length_filter),
     ("header_v1", header_filter),
+    ("boilerplate_v1", boilerplate_filter),  # before the text rules: a link list is navigation, whatever its words
+    ("language_v1", language_filter),
     ("repetition_v1", repetition_filter),
+    ("gopher_quality_v1", gopher_quality_filter),
+    ("decontamination_v1", decontamination_filter),
 )
 
 
-def first_failure(header: str, text: str, cfg: SegmentConfig) -> str | None:
-    """The reason of the first filter in ``FILTERS`` that drops the segment, or None to keep it."""
-    for _, check in FILTERS:
-        reason = check(header, text, cfg)
-        if reason:
-            return reason
-    return None
+def measure(seg: SegmentView, cfg: SegmentConfig) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """(first failing reason or None, every filter's measurements by filter name)."""
+    reason, measurements = None, {}
+    for name, check in FILTERS:
+        result = check(seg, cfg)
+        measurements[name] = result.values
+        reason = reason or result.reason
+        if result.reason == "too_long":
+            break
+    return reason, measurements

@@ -4,15 +4,33 @@ The paper (Li et al. 2023) defines a segment as the text that follows an HTML he
 subtrees of lower-level headers. So:
 
 1. the page body is flattened into blocks (paragraphs, list items, ``<pre>`` code, headers),
-   dropping boilerplate such as scripts, navigation, banners, sidebars and forms;
+   dropping boilerplate such as scripts, navigation, banners, sidebars and forms. Every block's
+   text is normalised (``udfs.text.clean_text``) and has its personal data masked
+   (``udfs.pii.mask_pii``), so all later steps see the text that is kept;
 2. each header h<k> owns every block up to the next header of level <= k (``html_to_sections``);
 3. each section becomes one ``SegmentCandidate`` whose ``text`` is the section *body*: everything
    under the header, including sub-header lines, but not the header line itself (the header is a
-   title, not part of an answer). The filters in ``udfs.filters`` judge the header and that body.
+   title, not part of an answer). The filters in ``udfs.filters`` measure and judge it.
+
+A section longer than ``max_chars`` is split (``split_long``) rather than dropped. Its sub-sections
+that are long enough to be segments of their own (``min_chars`` or more) are judged on their own, so
+the parts hold only the rest: the text before the first sub-header and the sub-sections too short to
+stand alone, packed in document order into parts of at most ``max_chars``; a sub-section that is a
+segment of its own ends the part before it. ``subheaders`` packs whole short sub-sections (cutting
+the intro at paragraphs only when it alone is too long); ``paragraphs`` packs paragraph by paragraph.
+A too-long section with nothing left to split off keeps one ``too_long`` row. Part 0 keeps the
+section's segment id; later parts add their number to it.
 
 Text before the first header follows no header and is not part of any segment. A document with no
 header at all yields a single level-0 section with an empty header, dropped as ``no_header``, so
 that every document leaves a trace. Plain-text inputs (see ``udfs.readers``) have no headers.
+
+Work per document is bounded: a page nested deeper than ``max_depth`` (estimated before parsing, so
+the HTML5 tree builder, quadratic in nesting depth, never sees a pathological page; exact while
+walking) is dropped as ``too_deep``, one that takes longer than ``parse_timeout_s`` as
+``parse_timeout``, and one whose text is more than ``max_replacement_fraction`` U+FFFD (undecodable
+bytes) as ``too_many_replacement_chars``: each as the document's single segment row. Everything else
+is linear in the page size (nesting adds at most a factor of six, one per header level).
 
 This module is pure: no pyspark, no vllm.
 """
@@ -20,11 +38,17 @@ This module is pure: no pyspark, no vllm.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+import numpy as np
 from selectolax.lexbor import LexborHTMLParser
 
-from udfs.filters import first_failure
+from udfs.decontam import EvalSet
+from udfs.filters import BoilerplateConfig, GopherConfig, SegmentView, language_codes, measure
+from udfs.pii import PLACEHOLDERS, mask_pii
+from udfs.text import REPLACEMENT_CHAR, clean_text
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,20 @@ class SegmentConfig:
     repetition_ngram: int = 3  # word n-grams per sentence (ours)
     repetition_threshold: float = 0.8  # Jaccard at/above which two sentences repeat (ours)
     max_repeated_fraction: float = 0.3  # drop when more than this fraction of sentences repeat (ours)
+    # --- extraction bounds, splitting and the filters beyond the paper's (all ours) ---
+    max_depth: int = 512  # element nesting; real pages stay under ~100
+    parse_timeout_s: float = 10.0  # per document: extraction, splitting and filters
+    max_replacement_fraction: float = 0.01  # U+FFFD per extracted character
+    split_long: Literal["subheaders", "paragraphs", "off"] = "subheaders"
+    languages: tuple[str, ...] = ("en",)  # ISO 639-1 codes to keep; empty: keep all (still measured)
+    language_threshold: float = 0.5  # py3langid probability of a kept language
+    gopher: GopherConfig = field(default_factory=GopherConfig)
+    boilerplate: BoilerplateConfig = field(default_factory=BoilerplateConfig)
+    mask_pii: bool = True
+    phone_region: str = "US"  # how phone numbers without a +country prefix are read
+    decontamination: tuple[EvalSet, ...] = ()
+    decontamination_ngram: int = 13
+    decontamination_min_words: int = 5  # shorter evaluation prompts are ignored
 
     def __post_init__(self) -> None:
         if self.min_chars < 1:
@@ -52,6 +90,20 @@ class SegmentConfig:
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {value}")
+        for name in ("max_depth", "decontamination_ngram", "decontamination_min_words"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.parse_timeout_s <= 0:
+            raise ValueError(f"parse_timeout_s must be > 0, got {self.parse_timeout_s}")
+        for name in ("max_replacement_fraction", "language_threshold"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        unknown = sorted(set(self.languages) - language_codes())
+        if unknown:
+            raise ValueError(f"languages: unknown language code(s) {unknown} (py3langid knows ISO 639-1 codes)")
+        names = [e.name for e in self.decontamination]
+        if len(set(names)) != len(names):
+            raise ValueError(f"decontamination: set names must be unique, got {names}")
 
 
 @dataclass(frozen=True)
@@ -66,46 +118,191 @@ class Section:
 
 @dataclass(frozen=True)
 class SegmentCandidate:
-    """One section judged by the filters; ``text`` is the body without the header line."""
+    """One section (or one part of a split section) as judged by the filters."""
+
+    index: int  # the section's index
+    part: int  # 0, or the part number of a split section
+    level: int
+    header: str
+    text: str  # the body without the header line
+    status: str  # "ok" | "dropped"
+    reason: str | None  # snake_case reason when dropped
+    measurements: dict[str, Any] = field(default_factory=dict)  # filter name -> its measurements
+
+    @property
+    def lang(self) -> str | None:
+        return self.measurements.get("language_v1", {}).get("lang")
+
+    @property
+    def lang_score(self) -> float | None:
+        return self.measurements.get("language_v1", {}).get("score")
+
+
+class DocumentTooComplex(Exception):
+    """The document exceeds a work bound; ``reason`` is the drop reason (``too_deep``, ``parse_timeout``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def extract_blocks(html: str, cfg: SegmentConfig | None = None) -> list[tuple[int, str]]:
+    """The page's main content as (level, text) blocks: 1..6 for headers, 0 for other text (step 1 above)."""
+    cfg = cfg or SegmentConfig()
+    return [(b.level, b.text) for b in _blocks(html, cfg, time.monotonic() + cfg.parse_timeout_s)]
+
+
+def html_to_sections(html: str, cfg: SegmentConfig | None = None) -> list[Section]:
+    """Split a document into one section per header (see the module docstring)."""
+    cfg = cfg or SegmentConfig()
+    blocks = _blocks(html, cfg, time.monotonic() + cfg.parse_timeout_s)
+    sections = []
+    for node in _section_tree(blocks):
+        body = _join(blocks[node.start + 1 : node.end]).text
+        sections.append(Section(node.index, node.level, node.header, f"{node.header}\n\n{body}" if node.header and body else node.header or body))
+    return sections
+
+
+def segment_document(html: str, cfg: SegmentConfig) -> list[SegmentCandidate]:
+    """One or more candidates per section, each ``ok`` or ``dropped`` with the first failing reason.
+
+    A document that exceeds a work bound yields one dropped candidate instead (see the module docstring).
+    """
+    deadline = time.monotonic() + cfg.parse_timeout_s
+    try:
+        blocks = _blocks(html, cfg, deadline)
+        bad = sum(b.replacement_chars for b in blocks)
+        if bad > cfg.max_replacement_fraction * max(1, sum(len(b.text) + b.replacement_chars for b in blocks)):
+            return [_document_dropped("too_many_replacement_chars")]
+        nodes = _section_tree(blocks)
+        bodies = [_join(blocks[n.start + 1 : n.end]) for n in nodes]
+        candidates = []
+        for node, body in zip(nodes, bodies):
+            _check_deadline(deadline)
+            parts = [body]
+            if len(body.text) > cfg.max_chars and cfg.split_long != "off" and node.level:
+                parts = [_join(p) for p in _split(node, nodes, bodies, blocks, cfg)] or parts
+            for number, part in enumerate(parts):
+                candidates.append(_judge(node, number, part, cfg))
+        return candidates
+    except DocumentTooComplex as exc:
+        return [_document_dropped(exc.reason)]
+
+
+def _judge(node: _Node, part: int, body: _Text, cfg: SegmentConfig) -> SegmentCandidate:
+    reason, measurements = measure(SegmentView(node.header, body.text, body.link_chars), cfg)
+    measurements["pii_v1"] = dict(zip(PLACEHOLDERS, body.pii))
+    if node.level == 0:
+        reason = "no_header"
+    return SegmentCandidate(node.index, part, node.level, node.header, body.text, "dropped" if reason else "ok", reason, measurements)
+
+
+def _document_dropped(reason: str) -> SegmentCandidate:
+    return SegmentCandidate(0, 0, 0, "", "", "dropped", reason)
+
+
+def _check_deadline(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise DocumentTooComplex("parse_timeout")
+
+
+# --- blocks -> sections ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Block:
+    level: int  # 1..6 for a header, 0 for other text
+    text: str  # cleaned and PII-masked
+    link_chars: int = 0  # non-space characters inside <a> elements
+    pii: tuple[int, ...] = (0, 0, 0, 0)  # masked items per PLACEHOLDERS kind
+    replacement_chars: int = 0  # U+FFFD removed by cleaning
+
+
+@dataclass(frozen=True)
+class _Text:
+    """Blocks joined into one text, with their link characters and PII counts summed."""
+
+    text: str
+    link_chars: int
+    pii: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A header's section as a slice of the block list: the header block and everything up to ``end``."""
 
     index: int
     level: int
     header: str
-    text: str
-    status: str  # "ok" | "dropped"
-    reason: str | None  # snake_case reason when dropped
+    start: int  # the header block (for the level-0 section of a header-less document: -1)
+    end: int
+    children: tuple[int, ...]  # node indices of the top-level sub-sections
 
 
-def html_to_sections(html: str) -> list[Section]:
-    """Split a document into one section per header (see the module docstring)."""
+def _section_tree(blocks: list[_Block]) -> list[_Node]:
+    """One node per header, in document order; a single level-0 node when there is no header. O(blocks)."""
+    heads = [i for i, b in enumerate(blocks) if b.level]
+    if not heads:
+        return [_Node(0, 0, "", -1, len(blocks), ())]
+    ends: dict[int, int] = {}
+    children: dict[int, list[int]] = {i: [] for i in heads}
+    open_heads: list[int] = []  # levels strictly increasing: the chain of sections containing this point
+    for i in heads:
+        while open_heads and blocks[open_heads[-1]].level >= blocks[i].level:
+            ends[open_heads.pop()] = i
+        if open_heads:
+            children[open_heads[-1]].append(i)
+        open_heads.append(i)
+    for i in open_heads:
+        ends[i] = len(blocks)
+    number = {head: n for n, head in enumerate(heads)}
     return [
-        Section(index, level, header, f"{header}\n\n{body}" if header and body else header or body)
-        for index, (level, header, body) in enumerate(_split_sections(html))
+        _Node(number[i], blocks[i].level, blocks[i].text, i, ends[i], tuple(number[c] for c in children[i]))
+        for i in heads
     ]
 
 
-def segment_document(html: str, cfg: SegmentConfig) -> list[SegmentCandidate]:
-    """One candidate per section, each either ``ok`` or ``dropped`` with the first failing reason."""
-    candidates = []
-    for index, (level, header, body) in enumerate(_split_sections(html)):
-        reason = "no_header" if level == 0 else first_failure(header, body, cfg)
-        candidates.append(SegmentCandidate(index, level, header, body, "dropped" if reason else "ok", reason))
-    return candidates
+def _join(blocks: list[_Block]) -> _Text:
+    texts = [b.text for b in blocks if b.text]
+    pii = tuple(map(sum, zip(*(b.pii for b in blocks)))) if blocks else (0,) * len(PLACEHOLDERS)
+    return _Text("\n\n".join(texts), sum(b.link_chars for b in blocks), pii)
 
 
-def _split_sections(html: str) -> list[tuple[int, str, str]]:
-    """(level, header, body) per header; a single (0, "", text) when the document has no header."""
-    blocks = _blocks(html)
-    heads = [i for i, (level, _) in enumerate(blocks) if level]
-    if not heads:
-        return [(0, "", "\n\n".join(text for _, text in blocks))]
-    sections = []
-    for n, start in enumerate(heads):
-        level, header = blocks[start]
-        end = next((i for i in heads[n + 1 :] if blocks[i][0] <= level), len(blocks))
-        body = "\n\n".join(text for _, text in blocks[start + 1 : end] if text)
-        sections.append((level, header, body))
-    return sections
+def _split(node: _Node, nodes: list[_Node], bodies: list[_Text], blocks: list[_Block], cfg: SegmentConfig) -> list[list[_Block]]:
+    """The block lists of the parts of a too-long section (see the module docstring)."""
+    first_child = nodes[node.children[0]].start if node.children else node.end
+    groups: list[list[_Block] | None] = [blocks[node.start + 1 : first_child]]  # None: a sub-section judged on its own
+    for c in node.children:
+        child = nodes[c]
+        groups.append(None if len(bodies[c].text) >= cfg.min_chars else blocks[child.start : child.end])
+    units: list[list[_Block] | None] = []
+    for group in groups:
+        if group is not None and (cfg.split_long == "paragraphs" or _size(group) > cfg.max_chars):
+            units.extend([b] for b in group)
+        else:
+            units.append(group)
+    parts: list[list[_Block]] = []
+    current: list[_Block] = []
+    size = 0  # _size(current)
+    for unit in [*units, None]:
+        unit_size = _size(unit) if unit is not None else 0
+        if unit is None or (size and size + 2 + unit_size > cfg.max_chars):
+            if size:
+                parts.append(current)
+            current, size = [], 0
+        if unit_size:
+            current.extend(unit)
+            size += unit_size + 2 if size else unit_size
+    return parts
+
+
+def _size(blocks: list[_Block]) -> int:
+    """len() of the blocks joined by blank lines."""
+    texts = [len(b.text) for b in blocks if b.text]
+    return sum(texts) + 2 * (len(texts) - 1) if texts else 0
+
+
+# --- HTML -> blocks --------------------------------------------------------------------------------------
 
 
 # Elements that never hold main content.
@@ -132,18 +329,45 @@ _PARAGRAPH_TAGS = frozenset(
 )
 _LINE_TAGS = frozenset({"br", "dd", "dt", "li", "tr"})
 _CELL_TAGS = frozenset({"td", "th"})
-# C0/C1 control characters except tab, newline and carriage return (whitespace, handled elsewhere).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Start and end tags of elements that nest (void elements and those whose end tag the parser implies
+# are left out), for the pre-parse depth estimate.
+_NESTING_TAG = re.compile(
+    r"<(/?)(?!(?:area|base|br|col|embed|hr|img|input|link|meta|param|source|track|wbr|p|li|dt|dd|tr|td|th|"
+    r"option|optgroup|thead|tbody|tfoot|colgroup|caption|rb|rt|rp|html|head|body|frame)\b)[a-zA-Z]",
+    re.IGNORECASE,
+)
+_DEPTH_STEP = {"": 1, "/": -1}
+# The estimate counts unclosed inline elements that the parser would close, so it gets this much slack
+# over max_depth before a page is dropped unparsed; the walk enforces max_depth exactly.
+_ESTIMATE_SLACK = 4
+_DEADLINE_EVERY = 512  # nodes walked between two looks at the clock
 
 
-def _blocks(html: str) -> list[tuple[int, str]]:
-    """Flatten the body into (level, text) blocks: level 1..6 for headers, 0 for other text."""
+def _estimated_depth(html: str, limit: int) -> int:
+    """Deepest element nesting the tags imply (stray end tags never go below zero); 0 below ``limit`` tags."""
+    if html.count("<") <= limit:  # cannot nest deeper than it has tags: skip the scan
+        return 0
+    steps = np.fromiter(map(_DEPTH_STEP.__getitem__, _NESTING_TAG.findall(html)), dtype=np.int64)
+    if not steps.size:
+        return 0
+    depth = np.cumsum(steps)
+    return int((depth - np.minimum(np.minimum.accumulate(depth), 0)).max())
+
+
+def _blocks(html: str, cfg: SegmentConfig, deadline: float) -> list[_Block]:
+    """Flatten the body into blocks: level 1..6 for headers, 0 for other text."""
+    if _estimated_depth(html, cfg.max_depth * _ESTIMATE_SLACK) > cfg.max_depth * _ESTIMATE_SLACK:
+        raise DocumentTooComplex("too_deep")
     body = LexborHTMLParser(html).body
-    writer = _BlockWriter()
+    writer = _BlockWriter(cfg)
     # Iterative depth-first walk: malformed pages nest deeper than Python's recursion limit.
-    stack = [(body, False, False)] if body is not None else []  # (node, leaving, in_sectioning)
+    stack = [(body, False, False, 0)] if body is not None else []  # (node, leaving, in_sectioning, depth)
+    walked = 0
     while stack:
-        node, leaving, in_sectioning = stack.pop()
+        node, leaving, in_sectioning, depth = stack.pop()
+        walked += 1
+        if walked % _DEADLINE_EVERY == 0:
+            _check_deadline(deadline)
         tag = node.tag
         if leaving:
             writer.close(tag)
@@ -154,10 +378,12 @@ def _blocks(html: str) -> list[tuple[int, str]]:
         elif tag == "pre":
             writer.pre(node.text(deep=True))
         else:
+            if depth >= cfg.max_depth:
+                raise DocumentTooComplex("too_deep")
             writer.open(tag)
-            stack.append((node, True, in_sectioning))
+            stack.append((node, True, in_sectioning, depth))
             inner = in_sectioning or tag in _SECTIONING_TAGS
-            stack.extend((child, False, inner) for child in reversed(list(node.iter(include_text=True))))
+            stack.extend((child, False, inner, depth + 1) for child in reversed(list(node.iter(include_text=True))))
     writer.paragraph()
     return writer.blocks
 
@@ -172,18 +398,25 @@ def _is_boilerplate(node, tag: str, in_sectioning: bool) -> bool:
 class _BlockWriter:
     """Collects inline text into lines, lines into blocks; headers become blocks of their own."""
 
-    def __init__(self) -> None:
-        self.blocks: list[tuple[int, str]] = []
+    def __init__(self, cfg: SegmentConfig) -> None:
+        self.blocks: list[_Block] = []
+        self._cfg = cfg
         self._lines: list[str] = []
         self._inline: list[str] = []
         self._heading_level = 0
         self._heading_depth = 0  # a heading can contain another one (<h2><div><h3>); the outer wins
+        self._link_depth = 0
+        self._link_chars = 0  # in the block being built
 
     def text(self, value: str) -> None:
         self._inline.append(value)
+        if self._link_depth:
+            self._link_chars += len(value) - sum(map(value.count, " \t\n\r\f"))
 
     def open(self, tag: str) -> None:
-        if tag in _HEADINGS:
+        if tag == "a":
+            self._link_depth += 1
+        elif tag in _HEADINGS:
             if not self._heading_depth:
                 self.paragraph()
                 self._heading_level = _HEADINGS[tag]
@@ -196,12 +429,14 @@ class _BlockWriter:
             self.text(" ")
 
     def close(self, tag: str) -> None:
-        if tag in _HEADINGS:
+        if tag == "a":
+            self._link_depth -= 1
+        elif tag in _HEADINGS:
             self._heading_depth -= 1
             if not self._heading_depth:
                 self.newline()
                 # Empty headers are kept as blocks so that the header filter can report them.
-                self.blocks.append((self._heading_level, " ".join(self._lines)))
+                self._emit(self._heading_level, " ".join(self._lines))
                 self._lines.clear()
         elif tag in _PARAGRAPH_TAGS:
             self.paragraph()
@@ -209,7 +444,7 @@ class _BlockWriter:
             self.newline()
 
     def newline(self) -> None:
-        line = " ".join(_CONTROL.sub("", "".join(self._inline)).split())
+        line = " ".join("".join(self._inline).split())
         self._inline.clear()
         if line:
             self._lines.append(line)
@@ -217,7 +452,7 @@ class _BlockWriter:
     def paragraph(self) -> None:
         self.newline()
         if self._lines and not self._heading_depth:  # inside a heading, blocks merge into its one line
-            self.blocks.append((0, "\n".join(self._lines)))
+            self._emit(0, "\n".join(self._lines))
             self._lines.clear()
 
     def pre(self, value: str) -> None:
@@ -225,8 +460,21 @@ class _BlockWriter:
             self.text(value)
             return
         self.paragraph()
-        # Keep the code's line breaks and indentation; drop trailing spaces and blank edges.
-        value = _CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
-        code = "\n".join(line.rstrip() for line in value.split("\n")).strip("\n")
-        if code.strip():
-            self.blocks.append((0, code))
+        self._emit(0, value, code=True)
+
+    def _emit(self, level: int, raw: str, code: bool = False) -> None:
+        """Clean, mask and append one block; ``raw`` is whitespace-collapsed lines, or code as written."""
+        replacement_chars = raw.count(REPLACEMENT_CHAR)
+        text = clean_text(raw)
+        # Cleaning can remove characters between spaces: collapse again. Code keeps its indentation,
+        # without trailing spaces and blank edges.
+        lines = (line.rstrip() if code else " ".join(line.split()) for line in text.split("\n"))
+        text = "\n".join(line for line in lines if code or line).strip("\n")
+        if not text.strip() and not level:  # empty headers stay: the header filter reports them
+            return
+        pii = (0,) * len(PLACEHOLDERS)
+        if self._cfg.mask_pii:
+            masked = mask_pii(text, self._cfg.phone_region)
+            text, pii = masked.text, tuple(masked.counts.values())
+        self.blocks.append(_Block(level, text, self._link_chars if not level else 0, pii, replacement_chars))
+        self._link_chars = 0

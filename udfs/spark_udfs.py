@@ -22,19 +22,23 @@ from udfs.curation import SCORE_TOKENS, expected_score, injection_flags, judge_c
 from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine
 from udfs.ids import seed_from_id, stable_id
 from udfs.prompts import PromptTemplate
-from udfs.readers import read_records
+from udfs.readers import RawRecord, ReaderConfig, WorkUnit, read_records
 from udfs.filters import normalize_for_dedup
-from udfs.segment import SegmentConfig, segment_document
+from udfs.segment import SegmentCandidate, SegmentConfig, segment_document
 
 BatchFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
 
 DOCUMENTS_SCHEMA = (
     "doc_id string, source_path string, offset long, url string, record_id string, fetch_date string, "
-    "http_status int, content_type string, content_hash string, html string, status string, reason string"
+    "http_status int, content_type string, content_hash string, html string, status string, reason string, "
+    "charset string, charset_source string"
 )
+# What ``read_units`` yields: documents rows plus the work unit each came from (for the ingest ledger).
+READ_SCHEMA = DOCUMENTS_SCHEMA + ", unit_id string"
 SEGMENTS_SCHEMA = (
     "segment_id string, doc_id string, url string, section_index int, header_level int, header string, "
-    "text string, n_chars int, text_hash string, status string, reason string"
+    "text string, n_chars int, text_hash string, status string, reason string, "
+    "part int, lang string, lang_score double, measurements string"
 )
 CANDIDATES_SCHEMA = (
     "generation_id string, segment_id string, instruction string, raw_text string, finish_reason string, "
@@ -48,22 +52,35 @@ SCORES_SCHEMA = (
 )
 
 
-def read_files() -> BatchFn:
-    """Input: ``path`` column (one file per row). Output: one documents row per record (DOCUMENTS_SCHEMA)."""
+_FRAME_ROWS = 256  # documents per yielded frame, so a task holds a bounded slice of a file, not all of it
+_FRAME_CHARS = 32 << 20
+
+
+def read_units(cfg: ReaderConfig) -> BatchFn:
+    """Input: one work unit per row (path, start, end, unit_id). Output: READ_SCHEMA rows, one per record,
+    in frames of at most ``_FRAME_ROWS`` rows or ``_FRAME_CHARS`` characters of html."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            for path in batch["path"]:
-                rows = []
-                for rec in read_records(path):
-                    row = dataclasses.asdict(rec)
-                    key = (rec.url, rec.content_hash) if rec.content_hash else (rec.source_path, rec.offset, rec.reason)
-                    row["doc_id"] = stable_id("doc", *key)
-                    rows.append(row)
+            for path, start, end, unit in zip(batch["path"], batch["start"], batch["end"], batch["unit_id"]):
+                rows, chars = [], 0
+                for rec in read_records(WorkUnit(path, int(start), None if pd.isna(end) else int(end)), cfg):
+                    rows.append({**dataclasses.asdict(rec), "doc_id": doc_id(rec), "unit_id": unit})
+                    chars += len(rec.html or "")
+                    if len(rows) >= _FRAME_ROWS or chars >= _FRAME_CHARS:
+                        yield _frame(rows, READ_SCHEMA)
+                        rows, chars = [], 0
                 if rows:
-                    yield _frame(rows, DOCUMENTS_SCHEMA)
+                    yield _frame(rows, READ_SCHEMA)
 
     return run
+
+
+def doc_id(rec: RawRecord) -> str:
+    """A document's key: its URL and content, so the same page read twice (or from two files) is one row;
+    records without content are keyed by where they are."""
+    key = (rec.url, rec.content_hash) if rec.content_hash else (rec.source_path, rec.offset, rec.reason)
+    return stable_id("doc", *key)
 
 
 def segment_documents(cfg: SegmentConfig) -> BatchFn:
@@ -77,26 +94,31 @@ def segment_documents(cfg: SegmentConfig) -> BatchFn:
         for batch in batches:
             rows = []
             for doc_id, url, html in zip(batch["doc_id"], batch["url"], batch["html"]):
-                for c in segment_document(html or "", cfg):
-                    rows.append(_segment_row(doc_id, url, c.index, c.level, c.header, c.text, c.status, c.reason))
+                rows.extend(_segment_row(doc_id, url, c) for c in segment_document(html or "", cfg))
             yield _frame(rows, SEGMENTS_SCHEMA)
 
     return run
 
 
-def _segment_row(doc_id, url, index, level, header, text, status, reason) -> dict:
+def _segment_row(doc_id: str, url: str, c: SegmentCandidate) -> dict:
+    # Part 0 keeps the id segments had before sections were split, so earlier tables stay valid.
+    key = (doc_id, c.index) if c.part == 0 else (doc_id, c.index, c.part)
     return {
-        "segment_id": stable_id("segment", doc_id, index),
+        "segment_id": stable_id("segment", *key),
         "doc_id": doc_id,
         "url": url,
-        "section_index": index,
-        "header_level": level,
-        "header": header,
-        "text": text,
-        "n_chars": len(text),
-        "text_hash": stable_id("text", normalize_for_dedup(text)),
-        "status": status,
-        "reason": reason,
+        "section_index": c.index,
+        "header_level": c.level,
+        "header": c.header,
+        "text": c.text,
+        "n_chars": len(c.text),
+        "text_hash": stable_id("text", normalize_for_dedup(c.text)),
+        "status": c.status,
+        "reason": c.reason,
+        "part": c.part,
+        "lang": c.lang,
+        "lang_score": c.lang_score,
+        "measurements": json.dumps(c.measurements, sort_keys=True),
     }
 
 

@@ -86,7 +86,7 @@ def test_dry_run_plans_every_step_and_writes_nothing(loop):
     assert [(s["stage"], s["iteration"]) for s in plan["steps"]] == FULL_ORDER
     assert steps["written_by_plan"] == []  # no table, no model directory
     step = {(s["stage"], s["iteration"]): s for s in plan["steps"]}
-    assert step[("ingest", None)]["todo"] == {"new_files": 1}
+    assert step[("ingest", None)]["todo"] == {"new_or_changed_files": 1}
     assert step[("models", None)]["todo"] == {"build": ["M_yx"]}  # base and M0 are given
     assert step[("curate", 1)]["models"]["M0 (judge)"]["state"] == "present"
     assert step[("train", 1)]["todo"] == {"train": "train"} and step[("curate", 2)]["models"]["M1 (judge)"]["state"] == "absent"

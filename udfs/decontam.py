@@ -1,0 +1,99 @@
+"""Decontamination: find segments that contain text of an evaluation set, so they never reach training.
+
+An evaluation set is a file of prompts: JSON Lines (one object per line, the prompt in a named field)
+or plain text (one prompt per line). Prompts and segments are compared as word sequences after
+``normalize_for_dedup`` (lower case, punctuation dropped), the GPT-3 / Llama 2 style of check:
+
+- a prompt of at least ``ngram`` words contaminates a segment that shares any of its word n-grams;
+- a shorter prompt of at least ``min_words`` words contaminates a segment that contains it whole;
+- prompts shorter than ``min_words`` are ignored (a three-word prompt is in half the web).
+
+``load_eval_index`` reads a file once per Python process (Spark reuses Python workers, so once per
+worker, not per batch) and keeps only hashes of the n-grams. ``overlap`` is linear in the segment's
+length. This module is pure: no pyspark, no vllm.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from udfs.text import normalize_for_dedup
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One evaluation set to keep out of the data: ``segment.decontamination: [{name, path, field}]``."""
+
+    name: str  # appears in the drop reason: eval_overlap:<name>
+    path: str  # .jsonl/.json (one object per line) or any other extension (one prompt per line)
+    field: str = "prompt"  # the JSON field holding the prompt
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9_]+", self.name):
+            raise ValueError(f"decontamination name must be snake_case (a-z, 0-9, _), got {self.name!r}")
+        if "://" not in self.path and not Path(self.path).is_file():
+            raise ValueError(f"decontamination {self.name}: no such file {self.path!r}")
+
+
+@dataclass(frozen=True)
+class EvalIndex:
+    """Hashed word n-grams of one evaluation set's prompts."""
+
+    ngram: int
+    long_grams: frozenset[int]  # hashes of every ngram-word window of the long prompts
+    short_prompts: dict[int, frozenset[int]]  # word count -> hashes of the whole short prompts of that length
+    prompts: int  # prompts indexed (long + short)
+    ignored: int  # prompts shorter than min_words
+
+
+@functools.lru_cache(maxsize=32)
+def load_eval_index(path: str, field: str, ngram: int, min_words: int) -> EvalIndex:
+    """Index the prompts in ``path`` (``.jsonl``/``.json``: ``field`` of each object; else one per line)."""
+    long_grams: set[int] = set()
+    short: dict[int, set[int]] = {}
+    prompts = ignored = 0
+    for prompt in _read_prompts(Path(path), field):
+        words = normalize_for_dedup(prompt).split()
+        if len(words) >= ngram:
+            long_grams.update(_windows(words, ngram))
+        elif len(words) >= min_words:
+            short.setdefault(len(words), set()).add(hash(tuple(words)))
+        else:
+            ignored += 1
+            continue
+        prompts += 1
+    return EvalIndex(ngram, frozenset(long_grams), {n: frozenset(h) for n, h in short.items()}, prompts, ignored)
+
+
+def overlap(text: str, index: EvalIndex) -> int:
+    """How many of ``text``'s word windows match the index (0: no contamination)."""
+    words = normalize_for_dedup(text).split()
+    hits = sum(1 for h in _windows(words, index.ngram) if h in index.long_grams)
+    for n, hashes in index.short_prompts.items():
+        hits += sum(1 for h in _windows(words, n) if h in hashes)
+    return hits
+
+
+def _windows(words: list[str], n: int):
+    return (hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1))
+
+
+def _read_prompts(path: Path, field: str):
+    with path.open(encoding="utf-8") as f:
+        if path.suffix.lower() not in (".jsonl", ".json"):
+            yield from (line.strip() for line in f if line.strip())
+            return
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get(field), str):
+                raise ValueError(f"{path}:{number}: no string field {field!r}")
+            yield row[field]
