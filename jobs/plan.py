@@ -30,13 +30,9 @@ def make_plan(ctx: Context, order: list[tuple[str, int | None]]) -> dict:
     return {"dry_run": True, "storage_root": ctx.storage.root, "iterations": ctx.cfg.iterations.count, "steps": steps}
 
 
-def _rows(ctx: Context, table: str) -> int:
-    df = ctx.storage.read(table)
-    return 0 if df is None else df.count()
-
-
 def _table(ctx: Context, name: str) -> dict:
-    return {"version": ctx.storage.version(name), "rows": _rows(ctx, name)}
+    df = ctx.storage.read(name)
+    return {"version": ctx.storage.version(name), "rows": 0 if df is None else df.count()}
 
 
 def model_state(path: str) -> dict:

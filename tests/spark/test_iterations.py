@@ -31,7 +31,7 @@ def table(root: Path, name: str):
 
 
 def by_stage(summary: dict) -> dict:
-    return {(s["stage"].removesuffix("_v1"), s["iteration"]): s for s in summary["stages"]}
+    return {(s["stage"].rsplit("_v", 1)[0], s["iteration"]): s for s in summary["stages"]}  # stage names without version
 
 
 @pytest.fixture(scope="module")
