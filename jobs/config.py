@@ -19,6 +19,23 @@ from udfs.readers import ReaderConfig
 from udfs.segment import SegmentConfig
 
 STAGES = ("ingest", "segment", "models", "augment", "curate", "train")
+ITERATION_STAGES = ("curate", "train")  # run once per self-training iteration, in turn: curate 1, train 1, curate 2, ...
+
+
+def schedule(stages: Sequence[str], iterations: Sequence[int]) -> list[tuple[str, int | None]]:
+    """(stage, iteration) pairs in run order. Each run of consecutive iteration stages repeats per iteration,
+    interleaved, because iteration i's judge is the model iteration i-1 trains."""
+    order: list[tuple[str, int | None]] = []
+    block: list[str] = []
+    for name in [*stages, None]:
+        if name in ITERATION_STAGES:
+            block.append(name)
+            continue
+        order += [(stage, i) for i in iterations for stage in block]
+        block = []
+        if name is not None:
+            order.append((name, None))
+    return order
 
 
 @dataclass(frozen=True)
@@ -64,16 +81,41 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class CurateConfig:
+    """How a judge is asked (the same for every iteration's judge); what it keeps is ``iterations``."""
+
     prompt: str = "conf/prompts/score_v1.txt"
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=256))
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class IterationsConfig:
+    """The self-training loop (paper, step 5): iteration i has M_{i-1} (M0 = the seed model) score the whole
+    candidate pool, keeps the pairs scoring >= k_i as A_k(i), and trains M_i from the base model on seed + A_k(i).
+    With the default two iterations: M0 -> A(1) -> M1 -> A(2) -> M2, and M2 is the final model."""
+
+    count: int = 2
     # "score": the parsed "Score: N"; "expected_score": E[score] from the judge's logprobs; "both": both >= k
     score_column: CurationRule = "score"
-    min_score: float = 5.0  # k (paper: 5; A4 = 4; A5 = 4.5 needs expected_score)
+    # k for every iteration, or one k per iteration (paper: 5; A4 = 4; A5 = 4.5 needs expected_score)
+    min_score: float | tuple[float, ...] = 5.0
 
     def __post_init__(self):
-        if not 1 <= self.min_score <= 5:
-            raise ValueError(f"min_score must be within 1..5, got {self.min_score}")
+        if self.count < 1:
+            raise ValueError(f"count must be >= 1, got {self.count}")
+        ks = self.min_score if isinstance(self.min_score, tuple) else (self.min_score,)
+        if isinstance(self.min_score, tuple) and len(ks) != self.count:
+            raise ValueError(f"min_score lists {len(ks)} values for {self.count} iterations; give one k or one per iteration")
+        for k in ks:
+            if not 1 <= k <= 5:
+                raise ValueError(f"min_score must be within 1..5, got {k}")
+
+    def k(self, iteration: int) -> float:
+        """The threshold of ``iteration`` (1-based)."""
+        return self.min_score[iteration - 1] if isinstance(self.min_score, tuple) else self.min_score
+
+    def rule(self, iteration: int) -> str:
+        return f"{self.score_column} >= {self.k(iteration)}"
 
 
 @dataclass(frozen=True)
@@ -88,15 +130,22 @@ class PipelineConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
+    iterations: IterationsConfig = field(default_factory=IterationsConfig)
 
     @property
     def models_dir(self) -> str:
         return self.models.dir or f"{self.storage.root.rstrip('/')}/models"
 
-    def model_path(self, role: Literal["base", "backward", "seed_model", "m1"]) -> str:
+    def model_path(self, role: Literal["base", "backward", "seed_model"]) -> str:
         """The configured directory for ``role``, or where this pipeline builds it."""
-        configured = getattr(self.models, role, None)
-        return configured or str(Path(self.models_dir) / {"base": "base", "backward": "myx", "seed_model": "m0", "m1": "m1"}[role])
+        configured = getattr(self.models, role)
+        return configured or str(Path(self.models_dir) / {"base": "base", "backward": "myx", "seed_model": "m0"}[role])
+
+    def iteration_model(self, i: int) -> str:
+        """M_i: the seed model for i = 0 (the first judge), else the model iteration i trains."""
+        if not 0 <= i <= self.iterations.count:
+            raise ValueError(f"no model M{i}: iterations.count is {self.iterations.count}")
+        return self.model_path("seed_model") if i == 0 else str(Path(self.models_dir) / f"m{i}")
 
 
 def load_pipeline_config(path: str, overrides: Sequence[str] = ()) -> PipelineConfig:

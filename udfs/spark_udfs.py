@@ -51,7 +51,7 @@ CANDIDATES_SCHEMA = (
     "seed long, status string, reason string"
 )
 SCORES_SCHEMA = (
-    "score_id string, generation_id string, segment_id string, judge_model_id string, prompt_version string, "
+    "score_id string, generation_id string, segment_id string, iteration int, judge_model_id string, prompt_version string, "
     "score int, expected_score double, parse_failure string, raw_text string, finish_reason string, "
     "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, input_flags string, status string, reason string"
 )
@@ -151,7 +151,7 @@ def backtranslate(
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in _chunks(batches, engine_cfg.batch_size):
-            engine = _engine(model_path, engine_cfg)  # cached: loads once per worker, on the first rows
+            engine = _engine(model_path, model_id, engine_cfg)  # cached: loads once per worker, on the first rows
             fits = [_fit_prompt(engine, lambda t: backward_conversation(template, t), text, sampling, engine_cfg) for text in batch["text"]]
             seeds = [seed_from_id(g) for g in batch["generation_id"]]
             completions = _generate(engine, fits, seeds, sampling)
@@ -173,8 +173,11 @@ def backtranslate(
     return _dropping_engine_on_failure(run)
 
 
-def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate) -> BatchFn:
-    """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES_SCHEMA rows, in order.
+def judge(
+    model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate, iteration: int | None = None
+) -> BatchFn:
+    """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES_SCHEMA rows, in order,
+    labelled with the self-training ``iteration`` whose judge this is (None: outside the loop, e.g. calibration).
 
     Two reads of the judge per pair: its written reasoning and "Score: N" (parsed), then the probabilities
     of "1".."5" right after "Score:" (expected score), which gives every judged row a score.
@@ -182,7 +185,7 @@ def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: Sa
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in _chunks(batches, engine_cfg.batch_size):
-            engine = _engine(model_path, engine_cfg)
+            engine = _engine(model_path, model_id, engine_cfg)
             pairs = list(zip(batch["instruction"], batch["text"]))
             fits = [_fit_prompt(engine, lambda a, ins=ins: judge_conversation(template, ins, a), ans, sampling, engine_cfg) for ins, ans in pairs]
             seeds = [seed_from_id(s) for s in batch["score_id"]]
@@ -191,7 +194,7 @@ def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: Sa
             rows = []
             for i, (score_id, gen_id, seg_id) in enumerate(zip(batch["score_id"], batch["generation_id"], batch["segment_id"])):
                 flags = injection_flags(pairs[i][1])
-                row = {"score_id": score_id, "generation_id": gen_id, "segment_id": seg_id, "judge_model_id": model_id,
+                row = {"score_id": score_id, "generation_id": gen_id, "segment_id": seg_id, "iteration": iteration, "judge_model_id": model_id,
                        "prompt_version": template.version, "prompt_tokens": fits[i].n_tokens,
                        "truncated_tokens": fits[i].truncated_tokens, "input_flags": ",".join(flags) or None}
                 if fits[i].prompt is None:
@@ -251,13 +254,13 @@ def _expected_scores(engine, prompts: dict, cfg: EngineConfig) -> dict:
     return {i: expected_score(lp) for i, lp in zip(fitting, logprobs)}
 
 
-def _engine(model_path: str, cfg: EngineConfig):
+def _engine(model_path: str, model_id: str, cfg: EngineConfig):
     """This worker's engine, on the GPUs Spark gave this task (when the cluster schedules GPUs)."""
     context = TaskContext.get()
     gpus = context.resources().get("gpu") if context is not None else None
     if gpus is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus.addresses)
-    return get_engine(model_path, cfg)
+    return get_engine(model_path, cfg, model_id)
 
 
 def _dropping_engine_on_failure(run: BatchFn) -> BatchFn:

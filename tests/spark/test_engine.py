@@ -45,6 +45,8 @@ def test_same_seed_same_text(tiny_model):
     assert get_engine(tiny_model, dataclasses.replace(ENGINE, batch_size=1, commit_rows=5, overflow="drop")) is engine
     logprobs = engine.next_token_logprobs([prompt + "Score:"], ("1", "2", "3", "4", "5"))[0]
     assert set(logprobs) == {"1", "2", "3", "4", "5"} and all(v <= 0 for v in logprobs.values())
+    # a model retrained at the same path has another id: the cached engine must not serve it
+    assert get_engine(tiny_model, ENGINE, "m1-retrained") is not engine
 
 
 def test_a_prompt_over_the_context_is_truncated_or_dropped_never_a_failed_batch(tiny_model):
