@@ -224,6 +224,8 @@ def _generate(engine, fits: list[_Fit], seeds: list[int], sampling: SamplingConf
 
 def _expected_scores(engine, prompts: dict, cfg: EngineConfig) -> dict:
     """E[score] by row index; a follow-up prompt past the context (very long reasoning) gets none."""
+    if not prompts:  # every row of the batch was too long: nothing to ask (the tokenizer fails on an empty list)
+        return {}
     fitting = {i: p for i, p, n in zip(prompts, prompts.values(), engine.count_tokens(list(prompts.values()))) if n < cfg.max_model_len}
     logprobs = engine.next_token_logprobs(list(fitting.values()), SCORE_TOKENS) if fitting else []
     return {i: expected_score(lp) for i, lp in zip(fitting, logprobs)}
