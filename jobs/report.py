@@ -191,16 +191,15 @@ def length_stats(ctx: Context, pool: DataFrame | None, curated: DataFrame | None
 
 def examples(t: RunTables, pool: DataFrame | None, curated: DataFrame | None, per_iteration: int = 3) -> list[ExamplePair]:
     """A few curated pairs of each iteration with their scores (the first by generation id: a fixed sample)."""
-    if pool is None or curated is None:
+    if pool is None or curated is None or t["scores"] is None:
         return []
-    scores = t["scores"].select("iteration", "generation_id", "score", "expected_score") if t["scores"] is not None else None
-    pairs = curated.join(pool, on="generation_id")
-    pairs = pairs.join(scores, on=["iteration", "generation_id"], how="left") if scores is not None else pairs
+    scores = t["scores"].select("iteration", "generation_id", "score", "expected_score")
     first = F.row_number().over(Window.partitionBy("iteration").orderBy("generation_id"))
-    rows = (pairs.withColumn("_n", first).where(F.col("_n") <= per_iteration).orderBy("iteration", "_n")
-            .select("iteration", "instruction", F.substring("output", 1, EXAMPLE_CHARS).alias("output"),
-                    *(["score", "expected_score"] if scores is not None else [])).collect())
-    return [ExamplePair(r["iteration"], r["instruction"], r["output"], r.asDict().get("score"), r.asDict().get("expected_score")) for r in rows]
+    rows = (curated.join(pool, on="generation_id").join(scores, on=["iteration", "generation_id"], how="left")
+            .withColumn("_n", first).where(F.col("_n") <= per_iteration).orderBy("iteration", "_n")
+            .select("iteration", "instruction", F.substring("output", 1, EXAMPLE_CHARS).alias("output"), "score", "expected_score")
+            .collect())
+    return [ExamplePair(**r.asDict()) for r in rows]
 
 
 def verb_noun_counts(ctx: Context, pool: DataFrame | None, notes: list[str]):

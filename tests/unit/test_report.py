@@ -1,5 +1,6 @@
 """The report's pure pieces: histogram data, throughput, pinned versions, verb/noun extraction, the HTML page."""
 
+import dataclasses
 import re
 
 import pytest
@@ -102,7 +103,7 @@ def report_data(**changes) -> ReportData:
         calibration=[JudgeCalibration(1, f"m0-{HOSTILE}", pr[-1], pr)],
         notes=[f"a note with {HOSTILE}"],
     )
-    return data if not changes else ReportData(**{**data.__dict__, **changes})
+    return dataclasses.replace(data, **changes)
 
 
 def test_html_embeds_every_plot_and_escapes_table_text():
