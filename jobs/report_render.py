@@ -255,7 +255,7 @@ def plot_verbs(counts: VerbNounCounts | None) -> str | None:
 
 
 def plot_throughput(rows: Sequence[StageThroughput]) -> str | None:
-    rows = [r for r in rows if r.rows_per_second]
+    rows = [r for r in reversed(rows) if r.rows_per_second]  # barh draws bottom-up: first stage on top
     if not rows:
         return None
     llm = [r for r in rows if r.tokens_per_second]
