@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 from jobs.config import STAGES, load_pipeline_config, schedule
 from jobs.plan import format_plan, make_plan
+from jobs.report import write_report
 from jobs.session import get_session
 from jobs.stages import Context, MissingInput, run_stage
 from jobs.storage import Storage
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"cannot run: {exc}")
     summary = summarize(ctx, reports, started_at)
     print(format_summary(summary), flush=True)
+    if cfg.report.after_run:
+        print(f"report: {write_report(ctx, summary['run_id'])}", flush=True)
     return summary
 
 

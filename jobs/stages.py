@@ -411,7 +411,14 @@ STAGE_FUNCTIONS: dict[str, Callable[..., StageReport]] = {
     "augment": augment,
     "curate": curate,
     "train": train_iteration,
+    "calibrate": lambda ctx: _calibrate(ctx),
 }
+
+
+def _calibrate(ctx: Context) -> StageReport:
+    from jobs.calibration import calibrate  # jobs.calibration builds on this module's helpers
+
+    return calibrate(ctx)
 
 
 def run_stage(ctx: Context, name: str, iteration: int | None = None) -> StageReport:

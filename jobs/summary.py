@@ -20,7 +20,7 @@ from udfs.config import to_dict
 from udfs.ids import model_fingerprint, stable_id
 from udfs.redact import redact
 
-TABLES = ("files", "documents", "segments", "candidates", "scores", "curated")
+TABLES = ("files", "documents", "segments", "candidates", "scores", "curated", "calibration")
 RUNS_SCHEMA = (
     "run_id string, started_at string, finished_at string, seconds double, config string, stages string, tables string, "
     "curation string, yields string"

@@ -9,6 +9,7 @@ Every input row yields at least one output row with a status, so nothing disappe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Callable, Iterator
 
 import pandas as pd
 from pyspark import TaskContext
+from pyspark.sql.functions import pandas_udf
 
 from udfs.augment import backward_conversation, clean_instruction
 from udfs.curation import SCORE_TOKENS, expected_score, injection_flags, judge_conversation, parse_score, score_prompt_suffix
@@ -210,6 +212,25 @@ def judge(
     return _dropping_engine_on_failure(run)
 
 
+def token_counter(tokenizer_dir: str):
+    """A pandas UDF: the number of tokens of each text under the tokenizer in ``tokenizer_dir`` (the report's
+    token lengths). The tokenizer loads once per Python worker."""
+
+    @pandas_udf("int")
+    def count(texts: pd.Series) -> pd.Series:
+        encoded = _tokenizer(tokenizer_dir)(texts.fillna("").tolist(), add_special_tokens=False)["input_ids"]
+        return pd.Series([len(ids) for ids in encoded], dtype="int32")
+
+    return count
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
 @dataclass(frozen=True)
 class _Fit:
     prompt: str | None  # None: does not fit even after truncation (or truncation is off)
@@ -249,6 +270,8 @@ def _generate(engine, fits: list[_Fit], seeds: list[int], sampling: SamplingConf
 
 def _expected_scores(engine, prompts: dict, cfg: EngineConfig) -> dict:
     """E[score] by row index; a follow-up prompt past the context (very long reasoning) gets none."""
+    if not prompts:  # every row of the batch was too long: nothing to ask (the tokenizer fails on an empty list)
+        return {}
     fitting = {i: p for i, p, n in zip(prompts, prompts.values(), engine.count_tokens(list(prompts.values()))) if n < cfg.max_model_len}
     logprobs = engine.next_token_logprobs(list(fitting.values()), SCORE_TOKENS) if fitting else []
     return {i: expected_score(lp) for i, lp in zip(fitting, logprobs)}
