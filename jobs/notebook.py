@@ -5,9 +5,11 @@ A notebook is a shell of two lines, ``from jobs.notebook import run_from_widgets
 
 - ``config``: the pipeline YAML, relative to the project root (default ``conf/cluster.yaml``);
 - ``overrides``: ``dotted.key=value`` items separated by spaces, shell-quoted when a value has one
-  (widgets and job parameters are single-line), e.g. ``storage.root=main.humpback input.corpus='/Volumes/x/*.warc.gz'``.
+  (widgets and job parameters are single-line), e.g. ``storage.root=main.humpback input.corpus='/Volumes/x/*.warc.gz'``;
+- ``iterations`` (the loop, curate and train): comma-separated iterations, empty for all (``iterations.count``);
+- ``dry_run``: ``true`` prints the plan and what is already done, and runs nothing.
 
-Job parameters of the same names (``databricks.yml``) fill the widgets when the notebook runs as a job task.
+Job parameters and task parameters of the same names (``databricks.yml``) fill the widgets in a job run.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import shlex
 from pathlib import Path
 
 from jobs.augment import main
-from jobs.config import STAGES
+from jobs.config import ITERATION_STAGES, STAGES
 
 DEFAULT_CONFIG = "conf/cluster.yaml"
 
@@ -27,12 +29,14 @@ def project_root(start: Path) -> Path | None:
     return next((folder for folder in (start, *start.parents) if (folder / "conf").is_dir()), None)
 
 
-def job_args(config: str, overrides: str, stages: str) -> list[str]:
+def job_args(config: str, overrides: str, stages: str, iterations: str = "", dry_run: bool = False) -> list[str]:
     """The ``jobs.augment`` command line for these widget values."""
     args = ["--config", config, "--stages", stages]
+    if iterations.strip():
+        args += ["--iterations", iterations.strip()]
     for item in shlex.split(overrides):
         args += ["--set", item]
-    return args
+    return [*args, "--dry-run"] if dry_run else args
 
 
 def run_from_widgets(dbutils, stage: str | None = None) -> dict:
@@ -40,10 +44,16 @@ def run_from_widgets(dbutils, stage: str | None = None) -> dict:
     widgets = dbutils.widgets
     widgets.text("config", DEFAULT_CONFIG, "Config file")
     widgets.text("overrides", "", "Overrides (key=value ...)")
+    iterated = stage is None or stage in ITERATION_STAGES
     if stage is None:
         widgets.text("stages", ",".join(STAGES), "Stages")
+    if iterated:
+        widgets.text("iterations", "", "Iterations (empty: all)")
+    widgets.dropdown("dry_run", "false", ["false", "true"], "Dry run")
     # Databricks starts a notebook in its own folder; config files name conf/ paths from the project root.
     root = project_root(Path.cwd())
     if root is not None and root != Path.cwd():
         os.chdir(root)
-    return main(job_args(widgets.get("config"), widgets.get("overrides"), stage or widgets.get("stages")))
+    iterations = widgets.get("iterations") if iterated else ""
+    stages = stage or widgets.get("stages")
+    return main(job_args(widgets.get("config"), widgets.get("overrides"), stages, iterations, widgets.get("dry_run") == "true"))

@@ -1,4 +1,11 @@
-"""The run summary: printed at the end of every run and appended to the ``runs`` Delta table."""
+"""The run summary: printed at the end of every run and appended to the ``runs`` Delta table.
+
+A ``runs`` row holds the resolved config (credentials masked by ``udfs.redact``), every stage's report
+(seconds, rows in and out by status, the version of each table it read and wrote, LLM tokens in, cached and
+out, model ids), the table versions after the run, each iteration's curation (score histogram, parse
+failures, rule, curated yield) and the yields of the pool. It is keyed by what the run produced: a re-run
+that changes nothing has the same id and adds no row.
+"""
 
 from __future__ import annotations
 
@@ -6,51 +13,79 @@ import dataclasses
 import json
 from datetime import datetime, timezone
 
-from functools import reduce
-from operator import and_
-
 from pyspark.sql import functions as F
 
-from jobs.stages import Context, StageReport, judge_id
+from jobs.stages import Context, StageReport, model_ready, passing
 from udfs.config import to_dict
-from udfs.curation import RULE_COLUMNS
-from udfs.ids import stable_id
+from udfs.ids import model_fingerprint, stable_id
+from udfs.redact import redact
 
-TABLES = ("documents", "segments", "candidates", "scores")
-RUNS_SCHEMA = "run_id string, finished_at string, config string, stages string, tables string, curation string"
+TABLES = ("files", "documents", "segments", "candidates", "scores", "curated", "calibration")
+RUNS_SCHEMA = (
+    "run_id string, started_at string, finished_at string, seconds double, config string, stages string, tables string, "
+    "curation string, yields string"
+)
 
 
-def curation_summary(ctx: Context) -> dict:
-    """Score histogram, parse failures and yield of the current judge (M0) over the whole pool."""
+def curation_summary(ctx: Context, iteration: int) -> dict:
+    """Score histogram, parse failures and yield of iteration ``iteration``'s judge over the whole pool."""
     scores = ctx.storage.read("scores")
-    if scores is None:
-        return {}
-    scores = scores.where(F.col("judge_model_id") == judge_id(ctx.cfg))
-    column, k = ctx.cfg.curate.score_column, ctx.cfg.curate.min_score
-    total = scores.count()
-    judged = scores.where("status = 'ok'")
-    curated = judged.where(reduce(and_, [F.col(c) >= k for c in RULE_COLUMNS[column]])).count()
-    histogram = {str(r["score"]): r["count"] for r in judged.groupBy("score").count().collect()}
-    failures = {r["parse_failure"]: r["count"] for r in judged.where("parse_failure is not null").groupBy("parse_failure").count().collect()}
-    mean_expected = judged.agg(F.avg("expected_score")).first()[0]
-    return {"pairs": total, "judged": judged.count(), "score_histogram": histogram, "parse_failures": failures,
-            "mean_expected_score": mean_expected, "rule": f"{column} >= {k}", "curated": curated,
-            "yield": round(curated / total, 4) if total else 0.0}
+    judge_path = ctx.cfg.iteration_model(iteration - 1)
+    summary = {"iteration": iteration, "rule": ctx.cfg.iterations.rule(iteration)}
+    if scores is None or not model_ready(judge_path):
+        return summary
+    judge_id = model_fingerprint(judge_path)
+    scores = scores.where((F.col("judge_model_id") == judge_id) & (F.col("iteration") == iteration))
+    ok = F.col("status") == "ok"
+    totals = scores.agg(
+        F.count("*").alias("pairs"),
+        F.sum(ok.cast("int")).alias("judged"),
+        F.avg(F.when(ok, F.col("expected_score"))).alias("mean_expected_score"),
+        F.countDistinct(F.when(passing(ctx.cfg, iteration), F.col("generation_id"))).alias("curated"),
+    ).first().asDict()
+    histogram, failures = {}, {}
+    for r in scores.where(ok).groupBy("score", "parse_failure").count().collect():
+        histogram[str(r["score"])] = histogram.get(str(r["score"]), 0) + r["count"]
+        if r["parse_failure"] is not None:
+            failures[r["parse_failure"]] = failures.get(r["parse_failure"], 0) + r["count"]
+    totals["judged"] = totals["judged"] or 0
+    return summary | totals | {"judge_model_id": judge_id, "score_histogram": histogram, "parse_failures": failures,
+                               "yield": round(totals["curated"] / totals["pairs"], 4) if totals["pairs"] else 0.0}
 
 
-def summarize(ctx: Context, reports: list[StageReport]) -> dict:
+def pool_yields(ctx: Context, reports: list[StageReport], curation: list[dict]) -> dict:
+    """Rows in and out of each stage this run, and the pool's funnel: rows and ok rows per table, then the
+    pairs each iteration curated out of the pairs its judge scored."""
+    tables = {}
+    for name in ("documents", "segments", "candidates"):
+        df = ctx.storage.read(name)
+        if df is not None:
+            counts = df.agg(F.count("*").alias("rows"), F.sum(F.when(F.col("status") == "ok", 1).otherwise(0)).alias("ok")).first()
+            tables[name] = {"rows": counts["rows"], "ok": counts["ok"] or 0}
+    return {
+        "stages": [{"stage": r.stage, "iteration": r.iteration, "in": r.rows_in, "out": r.rows_written,
+                    "ok": r.by_status.get("ok", 0)} for r in reports],
+        "tables": tables,
+        "curated": {str(c["iteration"]): {k: c[k] for k in ("pairs", "curated", "yield")} for c in curation if "pairs" in c},
+    }
+
+
+def summarize(ctx: Context, reports: list[StageReport], started_at: datetime) -> dict:
     """Build the summary, append it to ``runs`` (keyed by what the run produced) and return it."""
     tables = {t: ctx.storage.version(t) for t in TABLES}
-    config = to_dict(ctx.cfg)
-    summary = {
+    curation = [curation_summary(ctx, i) for i in range(1, ctx.cfg.iterations.count + 1)]
+    finished_at = datetime.now(timezone.utc)
+    summary = redact({
+        "config": to_dict(ctx.cfg),
         "stages": [dataclasses.asdict(r) for r in reports],
         "tables": tables,
-        "curation": curation_summary(ctx),
-    }
+        "curation": curation,
+        "yields": pool_yields(ctx, reports, curation),
+    })
     # A run that changed nothing (same config, same table versions) has the same id: re-runs add no row.
-    run_id = stable_id("run", config, tables)
-    row = (run_id, datetime.now(timezone.utc).isoformat(), json.dumps(config), json.dumps(summary["stages"], default=str),
-           json.dumps(tables), json.dumps(summary["curation"], default=str))
+    run_id = stable_id("run", summary["config"], tables)
+    row = (run_id, started_at.isoformat(), finished_at.isoformat(), round((finished_at - started_at).total_seconds(), 1),
+           *(json.dumps(summary[c], default=str) for c in ("config", "stages", "tables", "curation", "yields")))
     written = ctx.storage.append_new("runs", ctx.spark.createDataFrame([row], RUNS_SCHEMA), "run_id").rows
     summary.update(run_id=run_id, runs_row_written=bool(written))
     return summary
@@ -59,8 +94,9 @@ def summarize(ctx: Context, reports: list[StageReport]) -> dict:
 def format_summary(summary: dict) -> str:
     lines = [f"run {summary['run_id']}"]
     for s in summary["stages"]:
-        lines.append(f"  {s['stage']:<12} {s['rows_in']:>6} in {s['rows_written']:>6} out {s['seconds']:>7.1f}s  {json.dumps(s['by_status'], sort_keys=True)}")
+        label = s["stage"] if s["iteration"] is None else f"{s['stage']}@{s['iteration']}"
+        lines.append(f"  {label:<14} {s['rows_in']:>6} in {s['rows_written']:>6} out {s['seconds']:>7.1f}s  {json.dumps(s['by_status'], sort_keys=True)}")
     lines.append(f"  tables: {json.dumps(summary['tables'])}")
-    if summary["curation"]:
-        lines.append(f"  curation: {json.dumps(summary['curation'], sort_keys=True, default=str)}")
+    for c in summary["curation"]:
+        lines.append(f"  curation: {json.dumps(c, sort_keys=True, default=str)}")
     return "\n".join(lines)

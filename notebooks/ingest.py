@@ -1,10 +1,10 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # Ingest
-# MAGIC Web pages (WARC, HTML folders, JSONL) -> the `documents` table, one row per record with its status.
+# MAGIC Web pages (WARC, WET, HTML, JSONL, Parquet) -> the `documents` table, one row per record with its status.
 # MAGIC
 # MAGIC A thin shell over `jobs.augment.main --stages ingest`: the same code, tables and config as `spark-submit`.
-# MAGIC Widgets: `config` (YAML from the project root) and `overrides` (`key=value ...`). Safe to re-run: done keys are skipped.
+# MAGIC Widgets: `config` (YAML from the project root), `overrides` (`key=value ...`) and `dry_run`. Safe to re-run: done keys are skipped.
 
 # COMMAND ----------
 

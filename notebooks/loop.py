@@ -1,10 +1,11 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # Instruction backtranslation: the whole loop
-# MAGIC ingest -> segment -> models -> augment -> curate -> train, as `spark-submit jobs/augment.py` runs it.
+# MAGIC ingest -> segment -> models -> augment -> (curate -> train) per iteration -> calibrate, as `spark-submit jobs/augment.py` runs it.
 # MAGIC
 # MAGIC A thin shell over `jobs.augment.main`. Widgets: `config` (YAML from the project root), `overrides`
-# MAGIC (`key=value ...`) and `stages` (a comma-separated subset). Re-running resumes where a run stopped.
+# MAGIC (`key=value ...`), `stages` (a comma-separated subset), `iterations` (empty: all) and `dry_run`.
+# MAGIC Re-running resumes where a run stopped.
 
 # COMMAND ----------
 

@@ -1,10 +1,10 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # Segment
-# MAGIC `documents` -> `segments`: sections under HTML headers, the paper's filters, exact dedup.
+# MAGIC `documents` -> `segments`: sections under HTML headers, the paper's filters, dedup.
 # MAGIC
 # MAGIC A thin shell over `jobs.augment.main --stages segment`: the same code, tables and config as `spark-submit`.
-# MAGIC Widgets: `config` (YAML from the project root) and `overrides` (`key=value ...`). Safe to re-run: done keys are skipped.
+# MAGIC Widgets: `config` (YAML from the project root), `overrides` (`key=value ...`) and `dry_run`. Safe to re-run: done keys are skipped.
 
 # COMMAND ----------
 

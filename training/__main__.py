@@ -18,6 +18,7 @@ import os
 from training.config import TrainConfig
 from training.train import train
 from udfs.config import ConfigError, load_config, to_dict
+from udfs.redact import redact
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,10 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         parser.error(str(exc))
     if main_process:
-        print(json.dumps(to_dict(cfg), indent=2), flush=True)
+        print(json.dumps(redact(to_dict(cfg)), indent=2), flush=True)
     result = train(cfg)
     if main_process:
-        print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+        summary = dataclasses.asdict(result)
+        summary["curated_score_ids"] = len(result.curated_score_ids)  # a count: the pipeline writes the ids to `curated`
+        print(json.dumps(redact(summary), indent=2, default=str))
 
 
 if __name__ == "__main__":

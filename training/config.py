@@ -144,6 +144,7 @@ class TrainConfig:
     seed: SeedData = field(default_factory=SeedData)
     augmented: AugmentedData = field(default_factory=AugmentedData)
     backward_prompt: str = "conf/prompts/backtranslate_v1.txt"
+    trust_remote_code: bool = False  # code shipped in the base model's directory runs only if this says so
     optim: OptimConfig = field(default_factory=OptimConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)

@@ -7,7 +7,6 @@ the judge is at least k; the instruction is the generated one and the output is 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ class Example:
     instruction: str
     output: str
     source: str  # "seed" or "augmented"
+    score_id: str | None = None  # augmented: the scores row that curated it (lineage); seed: None
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,13 @@ def load_examples(cfg: TrainConfig) -> tuple[list[Example], dict[str, Any]]:
         examples += curated
         provenance["augmented"] = {"tables": tables, "rows": len(curated)}
     provenance["examples_by_source"] = dict(Counter(e.source for e in examples))
-    provenance["sha256"] = sha256_texts(json.dumps(dataclasses.astuple(e)) for e in examples)
+    provenance["sha256"] = examples_sha256(examples)
     return examples, provenance
+
+
+def examples_sha256(examples: Sequence[Example]) -> str:
+    """The training set's content hash: what each example says (system, instruction, output, source), in order."""
+    return sha256_texts(json.dumps([e.system, e.instruction, e.output, e.source]) for e in examples)
 
 
 def resolve(path: str) -> Path:
@@ -80,7 +85,7 @@ def read_curated(aug: AugmentedData) -> tuple[list[Example], dict[str, Any]]:
     columns = {
         "segments": ["segment_id", "text", "status"],
         "candidates": ["generation_id", "segment_id", "instruction", "status"],
-        "scores": ["generation_id", "judge_model_id", *RULE_COLUMNS[aug.score_column], "status"],
+        "scores": ["score_id", "generation_id", "judge_model_id", *RULE_COLUMNS[aug.score_column], "status"],
     }
     frames, tables = {}, {}
     for name, cols in columns.items():
@@ -97,7 +102,7 @@ def read_curated(aug: AugmentedData) -> tuple[list[Example], dict[str, Any]]:
         frames["segments"], frames["candidates"], frames["scores"],
         score_column=aug.score_column, min_score=aug.min_score, judge_model_id=aug.judge_model_id,
     )
-    examples = [Example(aug.system_prompt, r.instruction, r.output, "augmented") for r in pairs.itertuples()]
+    examples = [Example(aug.system_prompt, r.instruction, r.output, "augmented", r.score_id) for r in pairs.itertuples()]
     return examples, tables
 
 
@@ -110,7 +115,8 @@ def select_curated(
     min_score: float,
     judge_model_id: str | None = None,
 ) -> pd.DataFrame:
-    """Pairs (generation_id, instruction, output) scoring >= min_score, one per generation, by generation_id.
+    """Pairs (generation_id, score_id, instruction, output) scoring >= min_score, one per generation, by
+    generation_id; ``score_id`` is the passing score (the lowest id when several pass).
 
     Null scores (unparseable judge output) never pass; with no judge given, a score by any judge passes.
     """
@@ -124,11 +130,11 @@ def select_curated(
     pairs = (
         ok_candidates[["generation_id", "segment_id", "instruction"]]
         .merge(ok_segments[["segment_id", "text"]].drop_duplicates("segment_id"), on="segment_id")
-        .merge(passing[["generation_id"]].drop_duplicates(), on="generation_id")
+        .merge(passing[["generation_id", "score_id"]].sort_values("score_id").drop_duplicates("generation_id"), on="generation_id")
         .drop_duplicates("generation_id")
         .sort_values("generation_id", kind="stable")
     )
-    return pairs.rename(columns={"text": "output"})[["generation_id", "instruction", "output"]].reset_index(drop=True)
+    return pairs.rename(columns={"text": "output"})[["generation_id", "score_id", "instruction", "output"]].reset_index(drop=True)
 
 
 def conversation(example: Example, direction: str, backward_prompt: PromptTemplate) -> list[dict[str, str]]:

@@ -19,6 +19,7 @@ position ids in the model call, so it is not done.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import random
@@ -41,6 +42,7 @@ from training.distributed import Runtime, gradient_sync, runtime, unwrap, wrap
 from training.tracking import Tracker
 from udfs.config import to_dict
 from udfs.ids import model_fingerprint
+from udfs.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +59,13 @@ class TrainResult:
     steps: int
     final_loss: float  # mean token loss of the last step's batch
     provenance: dict[str, Any]
+    curated_score_ids: tuple[str, ...] = ()  # the scores rows that put each augmented example in the data (lineage)
 
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Fine-tune ``cfg.base_model`` on the configured examples and save it to ``cfg.output_dir``."""
     examples, provenance = load_examples(cfg)
+    curated = tuple(e.score_id for e in examples if e.score_id is not None)
     # The base model's id too: a base rebuilt at the same path must not pass for the old one.
     fingerprint = {
         "config": model_config(cfg),
@@ -72,17 +76,22 @@ def train(cfg: TrainConfig) -> TrainResult:
     if meta and meta["fingerprint"] == fingerprint:
         log.info("%s is up to date, not training", cfg.output_dir)
         shutil.rmtree(checkpoint_dir(cfg.output_dir), ignore_errors=True)  # left if killed right after saving
-        return TrainResult(cfg.output_dir, meta["examples"], meta["steps"], meta["final_loss"], meta["provenance"])
+        return TrainResult(cfg.output_dir, meta["examples"], meta["steps"], meta["final_loss"], meta["provenance"], curated)
     with runtime() as rt:
-        return run(cfg, examples, provenance, fingerprint, rt)
+        return dataclasses.replace(run(cfg, examples, provenance, fingerprint, rt), curated_score_ids=curated)
 
 
 def model_config(cfg: TrainConfig) -> dict[str, Any]:
-    """The settings that make the model: all but where the run is recorded, how often it checkpoints and
-    how processes share it. Changing those neither makes a finished model stale nor orphans a checkpoint."""
+    """The settings that make the model: all but where the run is recorded, how often it checkpoints, how
+    processes share it, and which table versions the data was read at (the data itself is ``data_sha256``:
+    the same rows read at a later version, after other iterations appended theirs, are the same model).
+    Changing those neither makes a finished model stale nor orphans a checkpoint. Credentials are masked:
+    the fingerprint is stored in training_meta.json."""
     config = to_dict(cfg)
     del config["tracking"], config["distributed"], config["optim"]["checkpoint_every"]
-    return config
+    for pin in ("segments_version", "candidates_version", "scores_version", "as_of"):
+        del config["augmented"][pin]
+    return redact(config)
 
 
 def run(cfg: TrainConfig, examples: list[Example], provenance: dict[str, Any], fingerprint: dict[str, Any],
@@ -90,7 +99,7 @@ def run(cfg: TrainConfig, examples: list[Example], provenance: dict[str, Any], f
     """Train in this process (one of ``rt.world_size``), resuming from a checkpoint if there is one."""
     torch.manual_seed(cfg.optim.seed + rt.rank)  # each process draws its own dropout masks
     start = time.monotonic()
-    tokenizer = AutoTokenizer.from_pretrained(cfg.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
     encoded, counts = encode_examples(tokenizer, examples, cfg)
     if not encoded:
         raise ValueError(f"no training examples fit max_seq_len={cfg.optim.max_seq_len}: {counts}")
@@ -99,13 +108,13 @@ def run(cfg: TrainConfig, examples: list[Example], provenance: dict[str, Any], f
         raise ValueError(f"batch size {batch_size} does not split into whole micro-batches of "
                          f"{cfg.optim.micro_batch_size} over {rt.world_size} processes")
     autocast = autocast_dtype(cfg.optim.precision, rt.device)
-    model = wrap(load_model(cfg.base_model, cfg.optim.dropout, rt.device), rt, cfg.distributed.strategy)
+    model = wrap(load_model(cfg.base_model, cfg.optim.dropout, rt.device, cfg.trust_remote_code), rt, cfg.distributed.strategy)
     optimizer, scheduler = make_optimizer(model, cfg.optim)
     checkpoints = Checkpointer(cfg.output_dir, fingerprint, cfg.optim.checkpoint_every, rt)
     progress = checkpoints.restore(model, optimizer, scheduler)
     resumed_from = progress.step
     tracker = Tracker(cfg.tracking, cfg.output_dir, active=rt.is_main)
-    progress.tracking_run_id = tracker.start(progress.tracking_run_id, Path(cfg.output_dir).name, to_dict(cfg),
+    progress.tracking_run_id = tracker.start(progress.tracking_run_id, Path(cfg.output_dir).name, redact(to_dict(cfg)),
                                              provenance)
     # Padding carries neither attention nor loss, so any id works when the tokenizer has no pad token.
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -158,16 +167,17 @@ def save(cfg: TrainConfig, model: Any, weights: dict[str, torch.Tensor], tokeniz
     with staged_dir(cfg.output_dir) as tmp:
         model.save_pretrained(tmp, state_dict=weights)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / META, meta)
+        write_json(tmp / META, redact(meta))
 
 
-def load_model(path: str, dropout: float, device: torch.device) -> torch.nn.Module:
-    config = AutoConfig.from_pretrained(path)
+def load_model(path: str, dropout: float, device: torch.device, trust_remote_code: bool) -> torch.nn.Module:
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     for name in DROPOUT_FIELDS:
         if hasattr(config, name):
             setattr(config, name, dropout)
     # fp32 weights and optimizer state even with bf16 autocast: bf16 updates lose small lr * gradient steps.
-    return AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32).to(device)
+    return AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32,
+                                                trust_remote_code=trust_remote_code).to(device)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

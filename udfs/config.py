@@ -121,7 +121,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
+        return _dotted(value)
     if tp is Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
@@ -136,6 +136,18 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
         raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
     return value
+
+
+def _dotted(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A mapping field's keys are names like ``spark.ui.enabled``; an override ``spark.conf.spark.ui.enabled=false``
+    arrives split into nested mappings, which this joins back into dotted names."""
+    flat: dict[str, Any] = {}
+    for name, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -125,16 +125,18 @@ def engine_args(model_path: str, cfg: EngineConfig) -> dict:
     return args
 
 
-def get_engine(model_path: str, cfg: EngineConfig) -> LLMEngine:
-    """This worker's engine for ``model_path``: created on first use, then reused."""
+def get_engine(model_path: str, cfg: EngineConfig, model_id: str | None = None) -> LLMEngine:
+    """This worker's engine for ``model_path``: created on first use, then reused. ``model_id`` (the model's
+    fingerprint) is part of the key: M1 retrained in place on a grown pool must not be served by the engine
+    a reused worker still holds for the old M1."""
     args = engine_args(model_path, cfg)
     with _LOCK:
-        if _CACHE.get("key") != args:
+        if _CACHE.get("key") != (args, model_id):
             drop_engine()
             from udfs.vllm_engine import VLLMEngine  # the one vLLM adapter; imported lazily
 
             log.info("loading LLM engine for %s", model_path)
-            _CACHE.update(key=args, engine=VLLMEngine(args))
+            _CACHE.update(key=(args, model_id), engine=VLLMEngine(args))
             _LOADS[0] += 1
         return _CACHE["engine"]  # type: ignore[return-value]
 

@@ -9,6 +9,7 @@ Every input row yields at least one output row with a status, so nothing disappe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -16,11 +17,13 @@ from typing import Callable, Iterator
 
 import pandas as pd
 from pyspark import TaskContext
+from pyspark.sql.functions import pandas_udf
 
 from udfs.augment import backward_conversation, clean_instruction
 from udfs.curation import SCORE_TOKENS, expected_score, injection_flags, judge_conversation, parse_score, score_prompt_suffix
 from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine
 from udfs.ids import seed_from_id, stable_id
+from udfs.minhash import DedupConfig, minhash
 from udfs.prompts import PromptTemplate
 from udfs.readers import RawRecord, ReaderConfig, WorkUnit, read_records
 from udfs.filters import normalize_for_dedup
@@ -40,13 +43,17 @@ SEGMENTS_SCHEMA = (
     "text string, n_chars int, text_hash string, status string, reason string, "
     "part int, lang string, lang_score double, measurements string"
 )
+# Added to segments by ``minhash_signatures``: the signature (uint32 values stored bit for bit as int) and band
+# keys of an ok segment, and the scheme they follow (set on every row, so a row group written under the current
+# scheme is skipped when looking for stale signatures).
+MINHASH_SCHEMA = "minhash array<int>, minhash_bands array<bigint>, minhash_scheme string"
 CANDIDATES_SCHEMA = (
     "generation_id string, segment_id string, instruction string, raw_text string, finish_reason string, "
     "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, model_id string, prompt_version string, sampling string, "
     "seed long, status string, reason string"
 )
 SCORES_SCHEMA = (
-    "score_id string, generation_id string, segment_id string, judge_model_id string, prompt_version string, "
+    "score_id string, generation_id string, segment_id string, iteration int, judge_model_id string, prompt_version string, "
     "score int, expected_score double, parse_failure string, raw_text string, finish_reason string, "
     "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, input_flags string, status string, reason string"
 )
@@ -122,6 +129,22 @@ def _segment_row(doc_id: str, url: str, c: SegmentCandidate) -> dict:
     }
 
 
+def minhash_signatures(cfg: DedupConfig) -> BatchFn:
+    """Input: segment rows (any columns, at least ``text`` and ``status``). Output: the same rows plus the
+    MINHASH_SCHEMA columns; signature and band keys only for ok rows whose normalised text has words."""
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            hashes = [minhash(text, cfg) if status == "ok" else None for text, status in zip(batch["text"], batch["status"])]
+            yield batch.assign(
+                minhash=[None if m is None else m.signature.view("int32") for m in hashes],
+                minhash_bands=[None if m is None else m.band_keys for m in hashes],
+                minhash_scheme=cfg.scheme,
+            )
+
+    return run
+
+
 def backtranslate(
     model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate, max_instruction_chars: int
 ) -> BatchFn:
@@ -130,7 +153,7 @@ def backtranslate(
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in _chunks(batches, engine_cfg.batch_size):
-            engine = _engine(model_path, engine_cfg)  # cached: loads once per worker, on the first rows
+            engine = _engine(model_path, model_id, engine_cfg)  # cached: loads once per worker, on the first rows
             fits = [_fit_prompt(engine, lambda t: backward_conversation(template, t), text, sampling, engine_cfg) for text in batch["text"]]
             seeds = [seed_from_id(g) for g in batch["generation_id"]]
             completions = _generate(engine, fits, seeds, sampling)
@@ -152,8 +175,11 @@ def backtranslate(
     return _dropping_engine_on_failure(run)
 
 
-def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate) -> BatchFn:
-    """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES_SCHEMA rows, in order.
+def judge(
+    model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate, iteration: int | None = None
+) -> BatchFn:
+    """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES_SCHEMA rows, in order,
+    labelled with the self-training ``iteration`` whose judge this is (None: outside the loop, e.g. calibration).
 
     Two reads of the judge per pair: its written reasoning and "Score: N" (parsed), then the probabilities
     of "1".."5" right after "Score:" (expected score), which gives every judged row a score.
@@ -161,7 +187,7 @@ def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: Sa
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in _chunks(batches, engine_cfg.batch_size):
-            engine = _engine(model_path, engine_cfg)
+            engine = _engine(model_path, model_id, engine_cfg)
             pairs = list(zip(batch["instruction"], batch["text"]))
             fits = [_fit_prompt(engine, lambda a, ins=ins: judge_conversation(template, ins, a), ans, sampling, engine_cfg) for ins, ans in pairs]
             seeds = [seed_from_id(s) for s in batch["score_id"]]
@@ -170,7 +196,7 @@ def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: Sa
             rows = []
             for i, (score_id, gen_id, seg_id) in enumerate(zip(batch["score_id"], batch["generation_id"], batch["segment_id"])):
                 flags = injection_flags(pairs[i][1])
-                row = {"score_id": score_id, "generation_id": gen_id, "segment_id": seg_id, "judge_model_id": model_id,
+                row = {"score_id": score_id, "generation_id": gen_id, "segment_id": seg_id, "iteration": iteration, "judge_model_id": model_id,
                        "prompt_version": template.version, "prompt_tokens": fits[i].n_tokens,
                        "truncated_tokens": fits[i].truncated_tokens, "input_flags": ",".join(flags) or None}
                 if fits[i].prompt is None:
@@ -184,6 +210,25 @@ def judge(model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: Sa
             yield _frame(rows, SCORES_SCHEMA)
 
     return _dropping_engine_on_failure(run)
+
+
+def token_counter(tokenizer_dir: str):
+    """A pandas UDF: the number of tokens of each text under the tokenizer in ``tokenizer_dir`` (the report's
+    token lengths). The tokenizer loads once per Python worker."""
+
+    @pandas_udf("int")
+    def count(texts: pd.Series) -> pd.Series:
+        encoded = _tokenizer(tokenizer_dir)(texts.fillna("").tolist(), add_special_tokens=False)["input_ids"]
+        return pd.Series([len(ids) for ids in encoded], dtype="int32")
+
+    return count
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
 
 
 @dataclass(frozen=True)
@@ -225,18 +270,20 @@ def _generate(engine, fits: list[_Fit], seeds: list[int], sampling: SamplingConf
 
 def _expected_scores(engine, prompts: dict, cfg: EngineConfig) -> dict:
     """E[score] by row index; a follow-up prompt past the context (very long reasoning) gets none."""
+    if not prompts:  # every row of the batch was too long: nothing to ask (the tokenizer fails on an empty list)
+        return {}
     fitting = {i: p for i, p, n in zip(prompts, prompts.values(), engine.count_tokens(list(prompts.values()))) if n < cfg.max_model_len}
     logprobs = engine.next_token_logprobs(list(fitting.values()), SCORE_TOKENS) if fitting else []
     return {i: expected_score(lp) for i, lp in zip(fitting, logprobs)}
 
 
-def _engine(model_path: str, cfg: EngineConfig):
+def _engine(model_path: str, model_id: str, cfg: EngineConfig):
     """This worker's engine, on the GPUs Spark gave this task (when the cluster schedules GPUs)."""
     context = TaskContext.get()
     gpus = context.resources().get("gpu") if context is not None else None
     if gpus is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus.addresses)
-    return get_engine(model_path, cfg)
+    return get_engine(model_path, cfg, model_id)
 
 
 def _dropping_engine_on_failure(run: BatchFn) -> BatchFn:

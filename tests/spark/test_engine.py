@@ -45,6 +45,8 @@ def test_same_seed_same_text(tiny_model):
     assert get_engine(tiny_model, dataclasses.replace(ENGINE, batch_size=1, commit_rows=5, overflow="drop")) is engine
     logprobs = engine.next_token_logprobs([prompt + "Score:"], ("1", "2", "3", "4", "5"))[0]
     assert set(logprobs) == {"1", "2", "3", "4", "5"} and all(v <= 0 for v in logprobs.values())
+    # a model retrained at the same path has another id: the cached engine must not serve it
+    assert get_engine(tiny_model, ENGINE, "m1-retrained") is not engine
 
 
 def test_a_prompt_over_the_context_is_truncated_or_dropped_never_a_failed_batch(tiny_model):
@@ -68,3 +70,16 @@ def test_a_prompt_over_the_context_is_truncated_or_dropped_never_a_failed_batch(
     truncated = run(dataclasses.replace(ENGINE, overflow="truncate"))
     assert truncated["raw_text"].iloc[1] is not None and truncated["truncated_tokens"].iloc[1] > 1000
     assert truncated["prompt_tokens"].iloc[1] + 8 <= ENGINE.max_model_len
+
+
+def test_a_judge_batch_of_only_too_long_rows_is_reported_not_failed(tiny_model):
+    import pandas as pd
+
+    from udfs.prompts import PromptTemplate
+    from udfs.spark_udfs import judge
+
+    template = PromptTemplate("s_v1", "Rate:\n{instruction}\n{answer}")
+    batch = pd.DataFrame({"score_id": ["c" * 32], "generation_id": ["g"], "segment_id": ["s"], "instruction": ["Why?"], "text": ["word " * 2000]})
+    fn = judge(tiny_model, "tiny", dataclasses.replace(ENGINE, overflow="drop"), SamplingConfig(0.0, 1.0, 8), template)
+    rows = pd.concat(fn(iter([batch])))
+    assert list(zip(rows["status"], rows["reason"])) == [("dropped", "prompt_too_long")]

@@ -112,7 +112,8 @@ def cand(gid, sid, status="ok"):
 
 def score(gid, value, judge="m0", status="ok"):
     expected = None if value is None else value - 0.25
-    return {"generation_id": gid, "judge_model_id": judge, "score": value, "expected_score": expected, "status": status}
+    return {"score_id": f"{gid}-{judge}", "generation_id": gid, "judge_model_id": judge, "score": value,
+            "expected_score": expected, "status": status}
 
 
 @pytest.fixture
@@ -136,6 +137,7 @@ def curated(seed_file, root, *overrides):
     cfg = load_config(TrainConfig, None, ["base_model=b", "output_dir=o", f"seed.path={seed_file}", *paths, *overrides])
     examples, provenance = load_examples(cfg)
     assert [e.source for e in examples[:8]] == ["seed"] * 8  # seed first, in file order
+    assert all(e.score_id is None for e in examples[:8]) and all(e.score_id for e in examples[8:])
     return [(e.instruction, e.output, e.system) for e in examples[8:]], provenance
 
 
@@ -149,6 +151,14 @@ def test_curated_pairs_pass_the_score_threshold_and_every_status(seed_file, tabl
     ]
     assert {t: provenance["augmented"]["tables"][t]["version"] for t in TABLES} == dict.fromkeys(TABLES, 0)
     assert provenance["examples_by_source"] == {"seed": 8, "augmented": 2}
+
+
+def test_each_curated_example_names_the_score_that_passed_it(seed_file, tables):
+    paths = [f"augmented.{t}_table={tables / t}" for t in TABLES]
+    cfg = load_config(TrainConfig, None, ["base_model=b", "output_dir=o", f"seed.path={seed_file}", *paths, *PINNED])
+    examples, _ = load_examples(cfg)
+    # g1 passes by both judges: the lowest score id is its lineage, deterministically
+    assert [e.score_id for e in examples if e.source == "augmented"] == ["g1-m0", "g6-m1"]
 
 
 def test_judge_filter_and_lower_threshold(seed_file, tables):

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from databricks.bundles.jobs import Job
 
-from jobs.config import STAGES, load_pipeline_config
+from jobs.config import STAGES, load_pipeline_config, schedule
 from jobs.notebook import job_args
 from jobs.storage import parse_catalog_schema
 from tests.conftest import ROOT
@@ -29,12 +29,16 @@ def job(request) -> Job:
     return Job.from_dict(raw)  # unknown fields, bad enum values and bad types raise here
 
 
-def test_one_notebook_task_per_stage_in_pipeline_order(job):
-    assert [t.task_key for t in job.tasks] == list(STAGES)
+def test_one_notebook_task_per_stage_and_iteration_in_run_order(job):
+    """The tasks are the main job's schedule for conf/cluster.yaml: curate and train once per iteration, in turn."""
+    count = load_pipeline_config(str(ROOT / "conf/cluster.yaml")).iterations.count
+    order = schedule(STAGES, range(1, count + 1))
+    assert [t.task_key for t in job.tasks] == [stage if i is None else f"{stage}_{i}" for stage, i in order]
     for previous, task in zip(job.tasks, job.tasks[1:]):
         assert [d.task_key for d in task.depends_on] == [previous.task_key]
-    for task in job.tasks:
-        assert (ROOT / task.notebook_task.notebook_path).resolve() == ROOT / "notebooks" / f"{task.task_key}.py"
+    for task, (stage, iteration) in zip(job.tasks, order):
+        assert (ROOT / task.notebook_task.notebook_path).resolve() == ROOT / "notebooks" / f"{stage}.py"
+        assert task.notebook_task.base_parameters == ({} if iteration is None else {"iterations": str(iteration)})
 
 
 def test_every_task_installs_the_wheel_built_from_pyproject(job):

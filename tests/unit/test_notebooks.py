@@ -41,6 +41,9 @@ def test_overrides_widget_is_shell_split_into_set_arguments():
         "--set", "models.base=/m",
     ]
     assert job_args("c.yaml", "  ", "train") == ["--config", "c.yaml", "--stages", "train"]
+    assert job_args("c.yaml", "", "curate", iterations=" 2 ", dry_run=True) == [
+        "--config", "c.yaml", "--stages", "curate", "--iterations", "2", "--dry-run",
+    ]
     with pytest.raises(ValueError, match="quotation"):
         job_args("c.yaml", "input.corpus='unclosed", "ingest")
 
