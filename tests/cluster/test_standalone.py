@@ -26,11 +26,12 @@ def test_the_job_runs_unchanged_on_a_standalone_cluster(tiny_model, tmp_path):
     work = tmp_path / "cluster"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHON=sys.executable, CLUSTER_DIR=str(work))
-    args = ["--stages", "ingest,segment,models,augment,curate", "--set", "augment.sampling.max_tokens=16",
-            "--set", "curate.sampling.max_tokens=16"]
+    args = ["--stages", "ingest,segment,models,augment,curate", "--iterations", "1",  # M0 judges; no M1 to train
+            "--set", "augment.sampling.max_tokens=16", "--set", "curate.sampling.max_tokens=16"]
     for role in ("base", "backward", "seed_model"):
         args += ["--set", f"models.{role}={tiny_model}"]
     result = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=900)
+    print(result.stdout)  # the cluster's and the job's figures (pytest -s, or on failure)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
     figures = json.loads(result.stdout.split("checks passed:")[1].splitlines()[0])
