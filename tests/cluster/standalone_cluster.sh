@@ -5,10 +5,11 @@
 # checked, and the cluster stopped on exit (also on failure or Ctrl-C).
 #
 #   tests/cluster/standalone_cluster.sh                       # the whole job, models built on the driver
-#   tests/cluster/standalone_cluster.sh --stages ingest,segment,augment,curate \
-#       --set models.base=/m/tiny --set models.backward=/m/tiny --set models.seed_model=/m/tiny
+#   tests/cluster/standalone_cluster.sh --stages ingest,segment,models,augment,curate --iterations 1 \
+#       --set models.base=/m/tiny --set models.backward=/m/tiny --set models.seed_model=/m/tiny   # what CI runs
 #
-# Arguments are appended to `jobs/augment.py --config conf/local.yaml --set storage.root=... --set models.dir=...`.
+# Arguments are appended to `jobs/augment.py --config conf/local.yaml --set storage.root=... --set models.dir=...
+# --set report.dir=...` (every output under the work folder).
 # The driver and the executors run an interpreter that sees the dependencies of $PYTHON but not the project
 # (no editable install, no PYTHONPATH), so every import of jobs/udfs/training comes from the shipped wheel.
 # Environment: PYTHON (default .venv/bin/python), CLUSTER_DIR (work folder, kept; default a temp folder,
@@ -103,7 +104,8 @@ PYSPARK_PYTHON=$NODE_PYTHON PYSPARK_DRIVER_PYTHON=$NODE_PYTHON "$SPARK_HOME/bin/
     --master "$MASTER_URL" --py-files "$WORK/humpback_spark.zip" \
     --driver-memory 3g --executor-memory "${EXECUTOR_MEMORY:-1g}" --executor-cores 1 --total-executor-cores 2 \
     --conf spark.driver.host=127.0.0.1 --conf spark.driver.bindAddress=127.0.0.1 --conf spark.ui.enabled=false \
-    jobs/augment.py --config conf/local.yaml --set "storage.root=$WORK/tables" --set "models.dir=$WORK/models" "$@" \
+    jobs/augment.py --config conf/local.yaml --set "storage.root=$WORK/tables" --set "models.dir=$WORK/models" \
+    --set "report.dir=$WORK/reports" "$@" \
     > "$SPARK_LOG_DIR/job.log" 2>&1 || { tail -40 "$SPARK_LOG_DIR/job.log" >&2; exit 1; }
 log "job finished in $(( $(date +%s) - start )) s"
 awk '/^run [0-9a-f]+$/ {summary = 1; print; next} summary && /^  / {print; next} {summary = 0}' "$SPARK_LOG_DIR/job.log"
