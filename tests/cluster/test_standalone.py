@@ -27,7 +27,8 @@ def test_the_job_runs_unchanged_on_a_standalone_cluster(tiny_model, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHON=sys.executable, CLUSTER_DIR=str(work))
     args = ["--stages", "ingest,segment,models,augment,curate", "--iterations", "1",  # M0 judges; no M1 to train
-            "--set", "augment.sampling.max_tokens=16", "--set", "curate.sampling.max_tokens=16"]
+            "--set", "augment.sampling.max_tokens=16", "--set", "curate.sampling.max_tokens=16",
+            "--set", "report.after_run=false"]  # the report runs on the driver only (tests/spark/test_report.py)
     for role in ("base", "backward", "seed_model"):
         args += ["--set", f"models.{role}={tiny_model}"]
     result = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=900)
