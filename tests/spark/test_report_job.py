@@ -68,7 +68,7 @@ def context(spark, tmp_path, tiny_model, *extra: str) -> Context:
     seed.write_text("".join(json.dumps(r) + "\n" for r in SEED))
     cfg = load_pipeline_config(ROOT / "conf/local.yaml", [
         f"storage.root={tmp_path}/tables", f"models.dir={tmp_path}/models", f"models.base={tiny_model}", f"models.seed_model={tiny_model}",
-        f"input.seed={seed}", "curate.score_column=score", "curate.min_score=5", "curate.sampling.max_tokens=8", *extra])
+        f"input.seed={seed}", "iterations.score_column=score", "iterations.min_score=5", "curate.sampling.max_tokens=8", *extra])
     return Context(spark, Storage(spark, cfg.storage.root, "delta-rs"), cfg)
 
 
