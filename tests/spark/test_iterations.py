@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 SECRET = "XYZ-never-logged-7f3a"
 FULL_ORDER = [("ingest", None), ("segment", None), ("models", None), ("augment", None),
-              ("curate", 1), ("train", 1), ("curate", 2), ("train", 2)]
+              ("curate", 1), ("train", 1), ("curate", 2), ("train", 2), ("calibrate", None)]
 
 
 def table(root: Path, name: str):
@@ -49,6 +49,7 @@ def loop(spark, tiny_model, tmp_path_factory):
                  "models.train_overrides=[optim.max_steps=12, optim.max_seq_len=512, tracking.enabled=false]",
                  "augment.sampling.max_tokens=48", "curate.sampling.max_tokens=16", "engine.batch_size=8",
                  "iterations.score_column=expected_score", "iterations.min_score=1.0",  # every pair is curated
+                 "report.judge_labels=null", "report.after_run=false",  # test_pipeline covers calibration and the report
                  f"spark.conf.spark.hadoop.fs.s3a.secret.key={SECRET}"]:
         args += ["--set", item]
 
@@ -101,7 +102,7 @@ def test_a_stage_whose_judge_is_not_trained_says_what_to_run_first(loop):
 def test_stopping_after_iteration_1_then_resuming_does_only_iteration_2(loop):
     root, steps, _ = loop
     first, resumed = by_stage(steps["first"]), by_stage(steps["resumed"])
-    assert list(first) == FULL_ORDER[:6]
+    assert list(first) == [*FULL_ORDER[:6], ("calibrate", None)]
     n_pairs = first[("curate", 1)]["rows_written"]
     assert n_pairs == first[("augment", None)]["by_status"].get("ok") > 0
 

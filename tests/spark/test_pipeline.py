@@ -168,7 +168,7 @@ def test_runs_table_has_the_summary(first_run):
     assert list(runs["run_id"]) == [summary["run_id"]]
     stages = [(s["stage"], s["iteration"]) for s in json.loads(runs["stages"].iloc[0])]
     assert stages == [("ingest_v2", None), ("segment_v1", None), ("models_v1", None), ("augment_v1", None),
-                      ("curate_v1", 1), ("train_v1", 1), ("curate_v1", 2), ("train_v1", 2)]
+                      ("curate_v1", 1), ("train_v1", 1), ("curate_v1", 2), ("train_v1", 2), ("calibrate_v1", None)]
     by_stage = {(s["stage"], s["iteration"]): s for s in json.loads(runs["stages"].iloc[0])}
     assert by_stage[("augment_v1", None)]["reads"]["segments"] == by_stage[("segment_v1", None)]["writes"]["segments"]
     assert by_stage[("curate_v1", 2)]["writes"]["scores"] > by_stage[("curate_v1", 1)]["writes"]["scores"]
@@ -177,6 +177,10 @@ def test_runs_table_has_the_summary(first_run):
     assert all(s["seconds"] > 0 for s in by_stage.values())
     tables = json.loads(runs["tables"].iloc[0])
     assert tables == {t: DeltaTable(str(root / "tables" / t)).version() for t in tables}
+    calibration = table(root, "calibration")  # both iterations' judges over every labelled pair
+    assert sorted(calibration.groupby("iteration").size().items()) == [(1, 48), (2, 48)]
+    report = (root / "tables" / "reports" / f"report-{summary['run_id']}.html").read_text()
+    assert "data:image/png;base64," in report and "Judge calibration" in report
     yields = json.loads(runs["yields"].iloc[0])
     assert yields["tables"]["documents"] == {"rows": len(PAGES) + 2, "ok": len(PAGES)}
     assert set(yields["curated"]) == {"1", "2"} and yields["curated"]["1"]["yield"] == 1.0

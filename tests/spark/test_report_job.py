@@ -46,21 +46,20 @@ def write_tables(spark, storage: Storage, judge: str, iterations: bool = False) 
         {"generation_id": "g1", "segment_id": "s1", "instruction": f"{SCRIPT} Write a poem about the sea.", "status": "ok"},
         {"generation_id": "g2", "segment_id": "s2", "instruction": "Explain the bisect module.", "status": "ok"},
         {"generation_id": "g3", "segment_id": "s3", "status": "dropped", "reason": "empty_instruction"}]))
-    scores = [{"score_id": "c1", "generation_id": "g1", "segment_id": "s1", "score": 5, "expected_score": 4.6},
-              {"score_id": "c2", "generation_id": "g2", "segment_id": "s2", "parse_failure": "no_score", "expected_score": 2.1}]
-    schema = spark_udfs.SCORES_SCHEMA
-    if iterations:  # the loop's tables: scores keyed by iteration, and a curated lineage table
-        schema += ", iteration int"
-        scores = [{**s, "iteration": 1} for s in scores] + [{**s, "score_id": s["score_id"] + "-2", "iteration": 2, "score": 4} for s in scores]
+    scores = [{"score_id": "c1", "generation_id": "g1", "segment_id": "s1", "score": 5, "expected_score": 4.6, "iteration": 1},
+              {"score_id": "c2", "generation_id": "g2", "segment_id": "s2", "parse_failure": "no_score", "expected_score": 2.1, "iteration": 1}]
+    if iterations:  # a second iteration's scores, and the curated lineage table
+        scores += [{**s, "score_id": s["score_id"] + "-2", "iteration": 2, "score": 4} for s in scores]
         storage.append("curated", frame(spark, "iteration int, generation_id string", [
             {"iteration": 1, "generation_id": "g1"}, {"iteration": 2, "generation_id": "g1"}, {"iteration": 2, "generation_id": "g2"}]))
-    storage.append("scores", frame(spark, schema, [{**s, "judge_model_id": judge, "prompt_version": "score_v1", "status": "ok"} for s in scores]))
+    storage.append("scores", frame(spark, spark_udfs.SCORES_SCHEMA, [{**s, "judge_model_id": judge, "prompt_version": "score_v1", "status": "ok"} for s in scores]))
 
 
 def write_run(spark, storage: Storage, run_id: str, tables: dict) -> None:
     stages = [{"stage": "curate_v1", "rows_in": 2, "rows_written": 2, "seconds": 2.0,
                "extra": {"tokens": {"prompt_tokens": 400, "cached_tokens": 0, "output_tokens": 100}}}]
-    storage.append("runs", spark.createDataFrame([(run_id, "2026-01-01T00:00:00+00:00", "{}", json.dumps(stages), json.dumps(tables), "{}")], RUNS_SCHEMA))
+    storage.append("runs", frame(spark, RUNS_SCHEMA, [{"run_id": run_id, "finished_at": "2026-01-01T00:00:00+00:00", "config": "{}",
+                                                       "stages": json.dumps(stages), "tables": json.dumps(tables), "curation": "[]"}]))
 
 
 def context(spark, tmp_path, tiny_model, *extra: str) -> Context:
@@ -68,7 +67,7 @@ def context(spark, tmp_path, tiny_model, *extra: str) -> Context:
     seed.write_text("".join(json.dumps(r) + "\n" for r in SEED))
     cfg = load_pipeline_config(ROOT / "conf/local.yaml", [
         f"storage.root={tmp_path}/tables", f"models.dir={tmp_path}/models", f"models.base={tiny_model}", f"models.seed_model={tiny_model}",
-        f"input.seed={seed}", "curate.score_column=score", "curate.min_score=5", "curate.sampling.max_tokens=8", *extra])
+        f"input.seed={seed}", "iterations.score_column=score", "iterations.min_score=5", "curate.sampling.max_tokens=8", *extra])
     return Context(spark, Storage(spark, cfg.storage.root, "delta-rs"), cfg)
 
 
