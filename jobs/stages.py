@@ -404,6 +404,12 @@ def curated_rows(ctx: Context, iteration: int, result: TrainResult, trained_id: 
     )
 
 
+def _calibrate(ctx: Context) -> StageReport:
+    from jobs.calibration import calibrate  # jobs.calibration builds on this module's helpers
+
+    return calibrate(ctx)
+
+
 STAGE_FUNCTIONS: dict[str, Callable[..., StageReport]] = {
     "ingest": ingest,
     "segment": segment,
@@ -411,14 +417,8 @@ STAGE_FUNCTIONS: dict[str, Callable[..., StageReport]] = {
     "augment": augment,
     "curate": curate,
     "train": train_iteration,
-    "calibrate": lambda ctx: _calibrate(ctx),
+    "calibrate": _calibrate,
 }
-
-
-def _calibrate(ctx: Context) -> StageReport:
-    from jobs.calibration import calibrate  # jobs.calibration builds on this module's helpers
-
-    return calibrate(ctx)
 
 
 def run_stage(ctx: Context, name: str, iteration: int | None = None) -> StageReport:
