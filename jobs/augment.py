@@ -1,7 +1,7 @@
 """The main job: web corpus -> documents -> segments -> models -> candidates -> (scores -> M_i) per iteration.
 
     spark-submit jobs/augment.py --config conf/local.yaml [--set dotted.key=value ...]
-        [--stages ingest,segment,models,augment,curate,train] [--iterations 1,2] [--dry-run]
+        [--stages ingest,segment,models,augment,curate,train] [--iterations 1,2] [--dry-run] [--verbose]
 
 One command runs the paper's loop M0 -> A(1) -> M1 -> A(2) -> M2 (``iterations.count``): the curate and train
 stages run once per iteration, in turn. Every stage skips work already in its output table and every model
@@ -18,13 +18,15 @@ import logging
 import sys
 from datetime import datetime, timezone
 
+from jobs import console, preflight, progress
 from jobs.config import STAGES, load_pipeline_config, schedule
 from jobs.plan import format_plan, make_plan
 from jobs.report import write_report
+from jobs.run_summary import summary_text
 from jobs.session import get_session
 from jobs.stages import Context, MissingInput, run_stage
 from jobs.storage import Storage
-from jobs.summary import format_summary, summarize
+from jobs.summary import summarize
 from udfs.config import ConfigError, to_dict
 from udfs.redact import redact
 
@@ -38,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)} (run in pipeline order)")
     parser.add_argument("--iterations", default="", help="comma-separated iterations for curate and train (default: 1..iterations.count)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and what is already done; run nothing")
+    parser.add_argument("--verbose", action="store_true", help="every log (Spark, vLLM, ...) on the console too")
+    parser.add_argument("--log-dir", default=None, help="folder for the run's log folder (default <storage.root>/logs)")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = sorted(set(chosen) - set(STAGES))
@@ -52,17 +56,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
         cfg = load_pipeline_config(args.config, args.overrides)
-    except ConfigError as exc:
-        sys.exit(f"config error: {exc}")
+        preflight.check_config(cfg)
+    except (ConfigError, preflight.UsageError) as exc:
+        sys.exit(f"config error: {exc}" if isinstance(exc, ConfigError) else f"error: {exc}")
     iterations = args.iterations or list(range(1, cfg.iterations.count + 1))
     if not set(iterations) <= set(range(1, cfg.iterations.count + 1)):
         sys.exit(f"--iterations: {iterations} is not within 1..{cfg.iterations.count} (iterations.count)")
-    log.info("resolved config: %s", json.dumps(redact(to_dict(cfg)), sort_keys=True))
-    spark = get_session(cfg.spark)
+    logs = console.setup_logging(cfg.storage.root, args.verbose, args.log_dir)
+    log.info("logs: %s", logs.dir)
+    try:
+        return run(args, cfg, iterations, logs)
+    except MissingInput as exc:
+        sys.exit(f"cannot run: {exc}")
+    except Exception as exc:  # the traceback goes to the log file; the console gets one line
+        log.error("run failed", exc_info=True, extra=console.FILE_ONLY)
+        sys.exit(console.error_line(preflight.describe_failure(exc) or f"{type(exc).__name__}: {exc}", logs))
+
+
+def run(args: argparse.Namespace, cfg, iterations: list[int], logs: console.RunLogs) -> dict:
+    log.info("resolved config: %s", json.dumps(redact(to_dict(cfg)), sort_keys=True), extra=console.FILE_ONLY)
+    spark = get_session(cfg.spark, logs)
     ctx = Context(spark, Storage(spark, cfg.storage.root, cfg.storage.engine), cfg)
     order = schedule(args.stages, iterations)
     if args.dry_run:
@@ -70,14 +86,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_plan(plan), flush=True)
         return plan
     started_at = datetime.now(timezone.utc)
-    try:
-        reports = [run_stage(ctx, stage, iteration) for stage, iteration in order]
-    except MissingInput as exc:
-        sys.exit(f"cannot run: {exc}")
+    reports = []
+    for stage, iteration in order:
+        with progress.stage(spark, stage if iteration is None else f"{stage} (iteration {iteration})"):
+            reports.append(run_stage(ctx, stage, iteration))
     summary = summarize(ctx, reports, started_at)
-    print(format_summary(summary), flush=True)
-    if cfg.report.after_run:
-        print(f"report: {write_report(ctx, summary['run_id'])}", flush=True)
+    report = write_report(ctx, summary["run_id"]) if cfg.report.after_run else None
+    print(summary_text(ctx, summary, str(logs.dir), report and str(report), args.config, args.overrides), flush=True)
     return summary
 
 

@@ -7,6 +7,7 @@ import os
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
+from jobs import console
 from jobs.config import SparkConfig
 
 # Defaults that suit every stage; any of them set by spark-submit --conf or the cluster is left alone.
@@ -17,7 +18,8 @@ DEFAULTS = {
 }
 
 
-def get_session(cfg: SparkConfig) -> SparkSession:
+def get_session(cfg: SparkConfig, logs: console.RunLogs | None = None) -> SparkSession:
+    """The session; with ``logs`` the JVM and local Python workers log into the run's log folder."""
     active = SparkSession.getActiveSession()
     if active is not None:  # Databricks notebooks and jobs: the platform owns the session
         return active
@@ -25,11 +27,14 @@ def get_session(cfg: SparkConfig) -> SparkSession:
         # Under spark-submit the JVM is up with its --master/--conf, but SparkConf() reads them only once Python
         # is connected to it (before that it is an empty dict, and cfg.master would replace the cluster's master).
         SparkContext._ensure_initialized()
+        if logs is not None:  # the JVM started before us: reconfigure its log4j2 before the SparkContext logs
+            console.reconfigure_jvm(SparkContext, logs)
     conf = SparkConf()
     builder = SparkSession.builder.appName(cfg.app_name)
     if not conf.contains("spark.master"):
         builder = builder.master(cfg.master)
-    for key, value in {**DEFAULTS, **cfg.conf}.items():
+    logging_conf = console.session_conf(logs, conf.get("spark.master", cfg.master)) if logs is not None else {}
+    for key, value in {**DEFAULTS, **logging_conf, **cfg.conf}.items():
         if not conf.contains(key):
             builder = builder.config(key, str(value))
     return builder.getOrCreate()
