@@ -202,7 +202,8 @@ def java_options(logs: RunLogs) -> str:
 
 def session_conf(logs: RunLogs, master: str) -> dict[str, str]:
     """Spark settings that send the JVM's and (in local mode) the Python workers' output to the log folder."""
-    conf = {"spark.driver.extraJavaOptions": java_options(logs)}
+    # Spark's own progress bar would draw over ours.
+    conf = {"spark.driver.extraJavaOptions": java_options(logs), "spark.ui.showConsoleProgress": "false"}
     if master.startswith("local") and not logs.verbose:
         conf["spark.python.daemon.module"] = "jobs.log_daemon"
     return conf
