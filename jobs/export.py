@@ -18,6 +18,8 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
+import shlex
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -171,6 +173,26 @@ def main(argv: list[str] | None = None) -> Path:
         sys.exit(f"error: {exc}")
     print(folder, flush=True)
     return folder
+
+
+def export_from_widgets(dbutils) -> Path:
+    """The Databricks notebook ``notebooks/export.py``: widgets ``config``, ``overrides``, ``iteration``, ``out``."""
+    from jobs.notebook import DEFAULT_CONFIG, project_root
+
+    widgets = dbutils.widgets
+    widgets.text("config", DEFAULT_CONFIG, "Config file")
+    widgets.text("overrides", "", "Overrides (key=value ...)")
+    widgets.text("iteration", "", "Iteration (empty: the last)")
+    widgets.text("out", "", "Output folder (e.g. /Volumes/main/humpback/exports/m2)")
+    root = project_root(Path.cwd())
+    if root is not None:
+        os.chdir(root)
+    args = ["--config", widgets.get("config")]
+    for item in shlex.split(widgets.get("overrides")):
+        args += ["--set", item]
+    if widgets.get("iteration").strip():
+        args += ["--iteration", widgets.get("iteration").strip()]
+    return main([*args, "--out", widgets.get("out")])
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def check_model_dir(key: str, path: str) -> None:
     missing = []
     if not (folder / "config.json").is_file():
         missing.append("config.json")
-    if not any(folder.glob(p) for p in WEIGHT_PATTERNS):
+    if not any(next(folder.glob(p), None) for p in WEIGHT_PATTERNS):
         missing.append("weights (*.safetensors or *.bin)")
     if not any((folder / f).is_file() for f in TOKENIZER_FILES):
         missing.append("a tokenizer (tokenizer.json or tokenizer.model)")
