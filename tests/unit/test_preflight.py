@@ -95,3 +95,14 @@ def test_out_of_disk_is_one_line_also_when_wrapped():
     assert preflight.describe_failure(Exception("java.io.IOException: No space left on device")).startswith(
         "out of disk space")
     assert preflight.describe_failure(ValueError("other")) is None
+
+
+def test_the_job_stops_with_one_line_before_spark_starts(tmp_path, capsys):
+    from jobs.augment import main
+    from tests.conftest import ROOT
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", str(ROOT / "conf/local.yaml"), "--set", f"storage.root={tmp_path}",
+              "--set", f"input.corpus={tmp_path}/crawl/*.warc.gz"])
+    assert str(stop.value.code).startswith("error: input.corpus: nothing matches")
+    assert "\n" not in str(stop.value.code)

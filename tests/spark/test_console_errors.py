@@ -1,0 +1,46 @@
+"""A failure during a run: one line on the console, the traceback in the run's log file, no commit made."""
+
+import errno
+import logging
+
+import pytest
+
+import jobs.storage
+from jobs.augment import main
+from jobs.storage import Storage
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def restore_logging():
+    yield
+    for handler in [h for h in logging.getLogger().handlers if getattr(h, "_humpback", False)]:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def test_out_of_disk_during_a_write_leaves_the_table_unchanged(spark, tmp_path, monkeypatch, restore_logging):
+    root = tmp_path / "tables"
+    args = ["--config", str(ROOT / "conf/local.yaml"), "--set", f"storage.root={root}", "--stages", "ingest"]
+    storage = Storage(spark, str(root))
+    written = jobs.storage._add_action
+
+    def disk_full(table_path, relative):
+        if "/documents" in table_path:  # the data files are written; the disk fills before the commit
+            raise OSError(errno.ENOSPC, "No space left on device", f"{table_path}/{relative}")
+        return written(table_path, relative)
+
+    monkeypatch.setattr(jobs.storage, "_add_action", disk_full)
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    line = str(stop.value.code)
+    assert line.startswith("error: out of disk space writing ") and "the commit was not made" in line
+    assert "\n" not in line and "Traceback" not in line
+    assert storage.version("documents") is None  # no commit: the table does not exist yet
+    log_file = line.rsplit("(traceback: ", 1)[1].rstrip(")")
+    text = open(log_file, encoding="utf-8").read()
+    assert "Traceback" in text and "No space left on device" in text
+
+    monkeypatch.setattr(jobs.storage, "_add_action", written)
+    main(args)  # space freed: the same command writes the table
+    assert storage.read("documents").count() == 29
