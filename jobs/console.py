@@ -205,7 +205,10 @@ def session_conf(logs: RunLogs, master: str) -> dict[str, str]:
     # Spark's own progress bar would draw over ours.
     conf = {"spark.driver.extraJavaOptions": java_options(logs), "spark.ui.showConsoleProgress": "false"}
     if master.startswith("local") and not logs.verbose:
+        # Under spark-submit the JVM (which starts the workers) was started before setup_logging set these.
         conf["spark.python.daemon.module"] = "jobs.log_daemon"
+        for name in ("HUMPBACK_WORKER_LOG", "VLLM_LOGGING_CONFIG_PATH"):
+            conf[f"spark.executorEnv.{name}"] = os.environ[name]
     return conf
 
 
