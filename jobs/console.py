@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from jobs import progress
 from jobs.storage import parse_catalog_schema
 
 OUR_LOGGERS = ("jobs", "udfs", "training", "__main__")
@@ -42,6 +43,8 @@ HARMLESS = (
 )
 # Our own INFO lines that the progress display already shows (jobs.progress prints each stage's start).
 SHOWN_BY_PROGRESS = (("jobs.stages", r"^stage .*: start$"),)
+# The training loops' step lines, once the progress display shows their steps (``progress.training_step``).
+TRAINING_STEPS = (("training", r"^(pretrain )?step \d+/\d+ loss"),)
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,10 @@ class ConsoleFilter(logging.Filter):
         if getattr(record, "console", True) is False:
             return False
         if record.name.split(".")[0] in OUR_LOGGERS:
-            return record.levelno >= logging.INFO and not _matches(SHOWN_BY_PROGRESS, record.name, record.getMessage())
+            message = record.getMessage()
+            if _matches(TRAINING_STEPS, record.name, message) and progress.shows_training_steps():
+                return False
+            return record.levelno >= logging.INFO and not _matches(SHOWN_BY_PROGRESS, record.name, message)
         return record.levelno >= logging.WARNING and not is_harmless(record.name, record.getMessage())
 
 

@@ -189,3 +189,9 @@ def training_step(step: int, total: int, loss: float | None = None) -> None:
         return
     with display.lock:
         display.current.step, display.current.steps_total, display.current.loss = step, total, loss
+
+
+def shows_training_steps() -> bool:
+    """True while the display shows training steps (then the training loop's step log lines stay in the file)."""
+    display = _active
+    return display is not None and display.current.step is not None

@@ -28,6 +28,11 @@ def test_console_keeps_our_info_and_actionable_warnings_only():
     file_only.console = False
     assert not keep(file_only)
     assert console.ConsoleFilter(verbose=True).filter(file_only)
+    step_line = record("training.train", logging.INFO, "step 7/60 loss 2.1 lr 1e-5 padding 2 % 900 tokens/s")
+    assert keep(step_line)  # nothing else shows training steps
+    with progress.stage(None, "models", stream=io.StringIO()):
+        progress.training_step(7, 60, 2.1)
+        assert not keep(step_line)  # the progress display does
 
 
 def test_setup_logging_writes_everything_to_the_log_folder(tmp_path, monkeypatch, capsys):
