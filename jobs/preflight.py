@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from jobs.storage import parse_catalog_schema
+from training.data import resolve
 from udfs.readers import input_format
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
@@ -101,7 +102,7 @@ def check_config(cfg) -> None:
     """Every check above that applies to the pipeline config ``cfg`` (a ``jobs.config.PipelineConfig``)."""
     check_writable("storage.root", cfg.storage.root)
     corpus_files(cfg.input.corpus)
-    check_seed(cfg.input.seed)
+    check_seed(str(resolve(cfg.input.seed)))  # as training finds it: relative paths also from the project root
     for role in ("base", "backward", "seed_model"):
         if getattr(cfg.models, role):
             check_model_dir(f"models.{role}", getattr(cfg.models, role))
