@@ -4,8 +4,8 @@ The display shows what is known: the Spark tasks of the active jobs (from ``Spar
 polled by a background thread, so every stage has it without code of its own), rows done / total with rows/s,
 tokens/s and an ETA where a stage reports them at its chunk commits (``update``), and the training step /
 total with the loss (``training_step``). On a terminal it is a ``rich`` live line; elsewhere (CI, Databricks,
-a log file) a plain line every ``HUMPBACK_PROGRESS_SECONDS`` (10) seconds when something changed, never
-control characters.
+a log file) a plain line every ``HUMPBACK_PROGRESS_SECONDS`` (10) seconds when something changed and every minute
+when nothing did, never control characters.
 
     with progress.stage(spark, "augment"):   # jobs/augment.py, around each stage
         ...
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 POLL_SECONDS = 0.5
+HEARTBEATS = 6  # plain output: an unchanged line is repeated after this many intervals
 
 
 @dataclass
@@ -127,17 +128,20 @@ class _Display:
             self._run_plain()
 
     def _run_plain(self) -> None:
-        last_line, last_time = None, time.monotonic()
+        # A line when the counts changed (at most every interval), else one every HEARTBEATS intervals: a
+        # long step with nothing to count still shows it is alive.
+        last_line, last_check, last_print = None, time.monotonic(), time.monotonic()
         while not self.stop.wait(POLL_SECONDS):
             self.poll_spark()
-            if time.monotonic() - last_time < self.interval:
+            now = time.monotonic()
+            if now - last_check < self.interval:
                 continue
+            last_check = now
             line = self.current.describe()
             changed = line.split("  ")[:-1] != (last_line or "").split("  ")[:-1]
-            if changed:
+            if changed or now - last_print >= HEARTBEATS * self.interval:
                 print(f"  {line}", file=self.stream, flush=True)
-                last_line = line
-            last_time = time.monotonic()
+                last_line, last_print = line, now
 
     def _run_rich(self) -> None:
         from rich.console import Console
