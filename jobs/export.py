@@ -90,11 +90,11 @@ def dataset_card(cfg: PipelineConfig, iteration: int, model_dir: str, meta: dict
     aug = train.get("augmented", {})
     tables = meta["provenance"].get("augmented", {}).get("tables", {})
     counts = frame["source"].value_counts().to_dict()
+    exported = datetime.now(timezone.utc).isoformat(timespec="seconds")
     lines = [
         f"# Humpback training set of M{iteration}",
         "",
-        f"The examples `{model_dir}` was trained on (sha256 `{meta['provenance']['sha256']}`), exported "
-        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}.",
+        f"The examples `{model_dir}` was trained on (sha256 `{meta['provenance']['sha256']}`), exported {exported}.",
         "",
         "- **Schema**: `messages` (`[{role, content}]`: system tag, user instruction, assistant answer), `source` "
         "(`seed` | `augmented`), lineage of augmented rows: " + ", ".join(f"`{c}`" for c in LINEAGE_COLUMNS) + ".",
@@ -105,8 +105,9 @@ def dataset_card(cfg: PipelineConfig, iteration: int, model_dir: str, meta: dict
         versions = ", ".join(f"`{name}` v{t['version']} ({t['path']})" for name, t in tables.items())
         lines += [
             f"- **Table versions**: {versions}.",
-            f"- **Rule**: `{aug.get('score_column')} >= {aug.get('min_score')}` by judge `{aug.get('judge_model_id')}`; "
-            f"system tags: seed \"{train['seed']['system_prompt']}\", augmented \"{aug.get('system_prompt')}\".",
+            f"- **Rule**: `{aug.get('score_column')} >= {aug.get('min_score')}` by judge "
+            f"`{aug.get('judge_model_id')}`; system tags: seed \"{train['seed']['system_prompt']}\", "
+            f"augmented \"{aug.get('system_prompt')}\".",
         ]
     else:
         lines.append("- **Rule**: none (seed pairs only).")

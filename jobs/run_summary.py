@@ -65,7 +65,8 @@ def calibration_lines(calibration: Sequence) -> list[str]:
             return "n/a" if x is None else f"{100 * x:.0f} %"
 
         lines.append(f"  judge of iteration {j.iteration}: precision {pct(pr.precision)}, recall {pct(pr.recall)} "
-                     f"at k={pr.k:g} ({pr.good_kept} of {pr.kept} kept are good; {pr.good} of {pr.pairs} labelled good)")
+                     f"at k={pr.k:g} ({pr.good_kept} of {pr.kept} kept are good; "
+                     f"{pr.good} of {pr.pairs} labelled good)")
     return lines
 
 

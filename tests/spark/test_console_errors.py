@@ -38,7 +38,8 @@ def test_out_of_disk_during_a_write_leaves_the_table_unchanged(spark, tmp_path, 
     assert "\n" not in line and "Traceback" not in line
     assert storage.version("documents") is None  # no commit: the table does not exist yet
     log_file = line.rsplit("(traceback: ", 1)[1].rstrip(")")
-    text = open(log_file, encoding="utf-8").read()
+    with open(log_file, encoding="utf-8") as log:
+        text = log.read()
     assert "Traceback" in text and "No space left on device" in text
 
     monkeypatch.setattr(jobs.storage, "_add_action", written)

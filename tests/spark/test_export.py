@@ -21,6 +21,8 @@ from udfs.ids import model_fingerprint
 
 SEED = [{"instruction": "What is a list?", "output": "A mutable sequence."},
         {"instruction": "What is a tuple?", "output": "An immutable sequence."}]
+SCORES = ("score_id string, generation_id string, judge_model_id string, score double, expected_score double, "
+          "status string")
 
 
 def build_run(spark, tmp_path, judge="m0-judge"):
@@ -35,8 +37,7 @@ def build_run(spark, tmp_path, judge="m0-judge"):
                                                                    "instruction string, status string"))
     # g0 and g1 pass k=3, g2 does not.
     scores = [(f"c{i}", f"g{i}", judge, float(s), float(s) - 0.2, "ok") for i, s in enumerate((5, 4, 2))]
-    storage.append("scores", spark.createDataFrame(scores, "score_id string, generation_id string, judge_model_id "
-                                                           "string, score double, expected_score double, status string"))
+    storage.append("scores", spark.createDataFrame(scores, SCORES))
     seed = tmp_path / "seed.jsonl"
     seed.write_text("".join(json.dumps(r) + "\n" for r in SEED), encoding="utf-8")
     model = tmp_path / "models" / "m1"
@@ -60,8 +61,7 @@ def build_run(spark, tmp_path, judge="m0-judge"):
     pipeline = load_pipeline_config(str(ROOT / "conf/local.yaml"), [
         f"storage.root={root}", f"models.dir={tmp_path / 'models'}", "iterations.count=1", f"input.seed={seed}"])
     # Appended later (iteration 2's scores): the export still gives the pinned training set.
-    storage.append("scores", spark.createDataFrame([("c9", "g2", judge, 5.0, 4.8, "ok")], "score_id string, "
-                   "generation_id string, judge_model_id string, score double, expected_score double, status string"))
+    storage.append("scores", spark.createDataFrame([("c9", "g2", judge, 5.0, 4.8, "ok")], SCORES))
     return pipeline, examples
 
 
