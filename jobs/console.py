@@ -159,6 +159,11 @@ def setup_logging(storage_root: str, verbose: bool = False, configured: str | No
         os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(logs.dir / "vllm_logging.json")
         os.environ["HUMPBACK_WORKER_LOG"] = str(logs.workers_log)
         os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+        # Hugging Face progress bars (loading weights, ...) write carriage returns straight to stderr. The
+        # variable reaches processes that import them later; an already imported transformers is told directly.
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
     return logs
 
 
