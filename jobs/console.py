@@ -41,6 +41,10 @@ HARMLESS = (
     ("mlflow", r"filesystem tracking backend|Model logged without a signature|git"),
     ("py.warnings", r"FutureWarning|DeprecationWarning|UserWarning: .*(deprecated|TypedStorage)"),
 )
+# The environment variables setup_logging sets for this process and the ones it starts.
+ENVIRONMENT = ("VLLM_LOGGING_CONFIG_PATH", "HUMPBACK_WORKER_LOG", "TRANSFORMERS_NO_ADVISORY_WARNINGS",
+               "HF_HUB_DISABLE_PROGRESS_BARS")
+
 # Our own INFO lines that the progress display already shows (jobs.progress prints each stage's start).
 SHOWN_BY_PROGRESS = (("jobs.stages", r"^stage .*: start$"),)
 # The training loops' step lines, once the progress display shows their steps (``progress.training_step``).

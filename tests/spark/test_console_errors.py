@@ -6,13 +6,16 @@ import logging
 import pytest
 
 import jobs.storage
+from jobs import console
 from jobs.augment import main
 from jobs.storage import Storage
 from tests.conftest import ROOT
 
 
 @pytest.fixture
-def restore_logging():
+def restore_logging(monkeypatch):
+    for name in console.ENVIRONMENT:  # restored after the test: later tests must not log into its folder
+        monkeypatch.delenv(name, raising=False)
     yield
     for handler in [h for h in logging.getLogger().handlers if getattr(h, "_humpback", False)]:
         logging.getLogger().removeHandler(handler)

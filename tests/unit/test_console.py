@@ -36,7 +36,7 @@ def test_console_keeps_our_info_and_actionable_warnings_only():
 
 
 def test_setup_logging_writes_everything_to_the_log_folder(tmp_path, monkeypatch, capsys):
-    for name in ("VLLM_LOGGING_CONFIG_PATH", "HUMPBACK_WORKER_LOG"):
+    for name in console.ENVIRONMENT:  # restored after the test
         monkeypatch.delenv(name, raising=False)
     logs = console.setup_logging(str(tmp_path / "tables"))
     try:
