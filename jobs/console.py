@@ -43,7 +43,7 @@ HARMLESS = (
 )
 # The environment variables setup_logging sets for this process and the ones it starts.
 ENVIRONMENT = ("VLLM_LOGGING_CONFIG_PATH", "HUMPBACK_WORKER_LOG", "TRANSFORMERS_NO_ADVISORY_WARNINGS",
-               "HF_HUB_DISABLE_PROGRESS_BARS")
+               "HF_HUB_DISABLE_PROGRESS_BARS", "MLFLOW_CONFIGURE_LOGGING")
 
 # Our own INFO lines that the progress display already shows (jobs.progress prints each stage's start).
 SHOWN_BY_PROGRESS = (("jobs.stages", r"^stage .*: start$"),)
@@ -168,6 +168,13 @@ def setup_logging(storage_root: str, verbose: bool = False, configured: str | No
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         if "transformers" in sys.modules:
             sys.modules["transformers"].utils.logging.disable_progress_bar()
+        # MLflow gives its loggers their own stderr handler (INFO lines about its database) unless told not to;
+        # without it their records come here, through the filter and into job.log.
+        os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
+        for name in ("mlflow", "alembic", "sqlalchemy.engine", "huey"):
+            if "mlflow" in sys.modules:  # imported already: undo what it configured
+                logging.getLogger(name).handlers = []
+                logging.getLogger(name).propagate = True
     return logs
 
 
