@@ -12,6 +12,8 @@ import os
 import shlex
 from typing import Mapping, Sequence
 
+from udfs.redact import redact
+
 TOP_REASONS = 3
 
 
@@ -71,7 +73,8 @@ def calibration_lines(calibration: Sequence) -> list[str]:
 
 
 def next_command(config_path: str, overrides: Sequence[str]) -> str:
-    sets = "".join(f" --set {shlex.quote(o)}" for o in overrides)
+    """The export of this run's data, with the run's overrides (credentials masked: the line is printed)."""
+    sets = "".join(f" --set {shlex.quote(o)}" for o in redact(list(overrides)))
     return (f"spark-submit jobs/export.py --config {config_path}{sets} --out work/export   "
             "# the last iteration's training set as JSONL + Parquet")
 

@@ -110,5 +110,7 @@ def test_summary_table_drops_and_places():
     assert "iteration 1: 4 of 10 pairs curated (40.0 %, score >= 5, mean expected score 3.10)" in text
     assert "precision 75 %, recall 50 % at k=5" in text
     assert "  logs    /l" in text and text.endswith("spark-submit jobs/export.py")
+    command = run_summary.next_command("conf/local.yaml", ["spark.conf.spark.hadoop.fs.s3a.secret.key=s3cr3t"])
+    assert "s3cr3t" not in command and "jobs/export.py --config conf/local.yaml" in command
     places = run_summary.places(SimpleNamespace(models_dir="/m", storage=SimpleNamespace(root="/t")), "/l", "/r.html")
     assert places["mlflow"] == "mlflow ui --backend-store-uri sqlite:////m/mlruns/mlflow.db"
