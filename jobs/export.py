@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from jobs import console
 from jobs.config import PipelineConfig, load_pipeline_config
 from jobs.preflight import UsageError
 from training.config import TrainConfig
@@ -145,18 +146,17 @@ def export(cfg: PipelineConfig, iteration: int, out: str, curated: pd.DataFrame 
     return folder
 
 
-def read_curated(cfg: PipelineConfig) -> pd.DataFrame | None:
+def read_curated(cfg: PipelineConfig, logs=None) -> pd.DataFrame | None:
     """The curated table (lineage of every trained model's examples) through the job's storage."""
     from jobs.session import get_session
     from jobs.storage import Storage
 
-    spark = get_session(cfg.spark)
+    spark = get_session(cfg.spark, logs)
     df = Storage(spark, cfg.storage.root, cfg.storage.engine).read("curated")
     return None if df is None else df.select("trained_model_id", *LINEAGE_COLUMNS).toPandas()
 
 
 def main(argv: list[str] | None = None) -> Path:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/local.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> Path:
         iteration = cfg.iterations.count if args.iteration is None else args.iteration
         if not 0 <= iteration <= cfg.iterations.count:
             raise UsageError(f"--iteration: {iteration} is not within 0..{cfg.iterations.count} (iterations.count)")
-        folder = export(cfg, iteration, args.out, read_curated(cfg))
+        logs = console.setup_logging(cfg.storage.root)  # Spark's and py4j's logs to the log folder, as the job's
+        folder = export(cfg, iteration, args.out, read_curated(cfg, logs))
     except (ConfigError, UsageError) as exc:
         sys.exit(f"error: {exc}")
     print(folder, flush=True)

@@ -5,11 +5,12 @@ training code's own loader (so its sha256 is real), and the curated table holds 
 """
 
 import json
+import logging
 
 import datasets
 import pytest
 
-from jobs import export
+from jobs import console, export
 from jobs.config import load_pipeline_config
 from jobs.preflight import UsageError
 from jobs.storage import Storage
@@ -65,7 +66,18 @@ def build_run(spark, tmp_path, judge="m0-judge"):
     return pipeline, examples
 
 
-def test_export_loads_with_datasets_in_the_chat_schema(spark, tmp_path):
+@pytest.fixture
+def restore_logging(monkeypatch):
+    """export.main sets up the job's logging: undo it after the test."""
+    for name in console.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    yield
+    for handler in [h for h in logging.getLogger().handlers if getattr(h, "_humpback", False)]:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def test_export_loads_with_datasets_in_the_chat_schema(spark, tmp_path, restore_logging):
     cfg, examples = build_run(spark, tmp_path)
     out = tmp_path / "export"
     export.main(["--config", str(ROOT / "conf/local.yaml"), "--set", f"storage.root={cfg.storage.root}",
