@@ -3,6 +3,7 @@ and credentials in the config do not reach training_meta.json."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -40,5 +41,6 @@ def test_remote_code_in_a_model_directory_runs_only_when_trusted_and_no_credenti
     meta = (tmp_path / "m" / META).read_text()
     assert "hunter2-secret" not in meta and "https://***@mlflow.example.com" in meta
 
-    assert type(load_model(str(base), 0.0, torch.device("cpu"), trust_remote_code=True)).__name__ == "EvilModel"
+    trusting = dataclasses.replace(cfg, trust_remote_code=True)
+    assert type(load_model(trusting, torch.device("cpu"), torch.float32)).__name__ == "EvilModel"
     assert ran.exists()  # trusting it does run it: the check above could fail
