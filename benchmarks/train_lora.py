@@ -25,11 +25,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.train_evidence import answer_loss  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.data import Example, read_seed  # noqa: E402
-from training.train import train  # noqa: E402
-from udfs.config import load_config  # noqa: E402
+from benchmarks.train_evidence import answer_loss
+from training.config import TrainConfig
+from training.data import Example, read_seed
+from training.train import train
+from udfs.config import load_config
 
 SEED = ROOT / "data/sample/seed.jsonl"
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
-from training.distributed import Runtime
+from training.distributed import Runtime, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,9 @@ class Checkpointer:
         model_state, optim_state = get_state_dict(
             model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
         )
+        # ignore_frozen_params keeps a frozen weight tied to another name (SmolLM2's lm_head = embeddings).
+        frozen = {name for name, p in unwrap(model).named_parameters(remove_duplicate=False) if not p.requires_grad}
+        model_state = {name: value for name, value in model_state.items() if name not in frozen}
         rng = self.rt.gather(rng_state())
         if not self.rt.is_main:
             return

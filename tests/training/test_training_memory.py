@@ -9,7 +9,14 @@ import json
 import pytest
 
 from training.config import TrainConfig
-from training.memory import GiB, DoesNotFit, ModelShape, Plan, check_fits, estimate_memory
+from training.memory import (
+    DoesNotFit,
+    GiB,
+    ModelShape,
+    Plan,
+    check_fits,
+    estimate_memory,
+)
 
 LLAMA_7B = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
             "num_attention_heads": 32, "num_key_value_heads": 32, "tie_word_embeddings": False}
