@@ -41,7 +41,8 @@ SEED = ROOT / "data/sample/seed.jsonl"
 def answer_loss(model_dir: str, cfg: TrainConfig, examples: list[Example]) -> float:
     """Mean cross-entropy per answer token of ``examples`` in ``cfg.direction``, under the model."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    # fp32 as trained: a pretrained config may say bf16, which CPUs without bf16 units run many times slower.
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     encoded, _ = encode_examples(tokenizer, examples, cfg)
     total, tokens = 0.0, 0
     with torch.no_grad():
