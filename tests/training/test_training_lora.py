@@ -50,6 +50,7 @@ def answer_logits_and_loss(model, cfg, tokenizer) -> tuple[torch.Tensor, float]:
     return logits, token_loss(logits, labels).item() / (labels[:, 1:] != IGNORE_INDEX).sum().item()
 
 
+@pytest.mark.slow  # about a minute on SmolLM2 here
 def test_lora_lowers_loss_and_the_merged_model_is_the_adapted_one(lora_run, real_base):
     cfg, result = lora_run
     out = Path(result.output_dir)
