@@ -78,7 +78,8 @@ class Checkpointer:
     def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, progress: Progress) -> None:
         """Collective: every process must call it; rank 0 writes."""
         model_state, optim_state = get_state_dict(
-            model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+            model, optimizer,
+            options=StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True),
         )
         # ignore_frozen_params keeps a frozen weight tied to another name (SmolLM2's lm_head = embeddings).
         frozen = {name for name, p in unwrap(model).named_parameters(remove_duplicate=False) if not p.requires_grad}

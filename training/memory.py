@@ -86,7 +86,8 @@ class ModelShape:
 
     def lora_parameters(self, r: int, target_modules: tuple[str, ...] = PROJECTIONS) -> int:
         """A (r x in) and B (out x r) for every targeted projection of every block."""
-        return self.num_layers * sum(r * (a + b) for name, (a, b) in self.projections().items() if name in target_modules)
+        shapes = [(a, b) for name, (a, b) in self.projections().items() if name in target_modules]
+        return self.num_layers * sum(r * (a + b) for a, b in shapes)
 
 
 @dataclass(frozen=True)

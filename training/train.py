@@ -42,6 +42,7 @@ from training import lora
 from training.config import OptimConfig, TrainConfig
 from training.data import IGNORE_INDEX, Encoded, Example, encode_examples, load_examples
 from training.distributed import Runtime, gradient_sync, runtime, unwrap, wrap
+from training.memory import ModelShape, Plan, check_fits
 from training.tracking import Tracker
 from udfs.config import to_dict
 from udfs.ids import model_fingerprint
@@ -119,6 +120,8 @@ def run(cfg: TrainConfig, examples: list[Example], provenance: dict[str, Any], f
                          f"{cfg.optim.micro_batch_size} over {rt.world_size} processes")
     optim = dataclasses.replace(cfg.optim, max_steps=cfg.optim.steps_for(len(encoded), batch_size))
     autocast = autocast_dtype(cfg.optim.precision, rt.device)
+    if rt.device.type == "cuda":  # fail before loading gigabytes, naming what to change
+        check_memory(cfg, rt, autocast is not None)
     model = wrap(trainable_model(cfg, rt.device, autocast), rt, cfg.distributed.strategy)
     optimizer, scheduler = make_optimizer(model, optim)
     checkpoints = Checkpointer(cfg.output_dir, fingerprint, optim.checkpoint_every, rt)
@@ -147,7 +150,8 @@ def run(cfg: TrainConfig, examples: list[Example], provenance: dict[str, Any], f
         if rt.is_main:
             trained = unwrap(model)
             if cfg.lora.enabled and lora.needs_rebuild(cfg.lora, rt.distributed and cfg.distributed.strategy == "fsdp"):
-                trained = lora.with_trained_adapters(load_model(cfg, torch.device("cpu"), torch.float32), cfg.lora, weights)
+                base = load_model(cfg, torch.device("cpu"), torch.float32)
+                trained = lora.with_trained_adapters(base, cfg.lora, weights)
             save(cfg, trained, weights, tokenizer, {
                 "fingerprint": fingerprint,
                 "config": to_dict(cfg),
@@ -191,6 +195,18 @@ def save(cfg: TrainConfig, model: Any, weights: dict[str, torch.Tensor], tokeniz
         model.save_pretrained(tmp, state_dict=weights)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / META, redact(meta))
+
+
+def check_memory(cfg: TrainConfig, rt: Runtime, bf16: bool) -> None:
+    """``training.memory.check_fits`` on this GPU; skipped for configs that are not Llama-shaped."""
+    try:
+        shape = ModelShape.from_dir(cfg.base_model)
+    except KeyError as missing:
+        log.warning("no memory estimate for %s: config.json has no %s", cfg.base_model, missing)
+        return
+    device_bytes = torch.cuda.get_device_properties(rt.device).total_memory
+    estimate = check_fits(shape, Plan.of(cfg, rt.world_size, bf16), device_bytes)
+    log.info("estimated training memory per GPU: %s", estimate.describe())
 
 
 def trainable_model(cfg: TrainConfig, device: torch.device, autocast: torch.dtype | None) -> torch.nn.Module:
