@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from training import lora
 from training.artifacts import read_marker, staged_dir, write_json
 from training.checkpoint import Checkpointer, Progress, checkpoint_dir
-from training import lora
 from training.config import OptimConfig, TrainConfig
 from training.data import IGNORE_INDEX, Encoded, Example, encode_examples, load_examples
 from training.distributed import Runtime, gradient_sync, runtime, unwrap, wrap

@@ -4,6 +4,7 @@ QLoRA is refused where it cannot run; ``optim.epochs`` sizes the run to the data
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -18,7 +19,7 @@ from training.config import OptimConfig
 from training.data import IGNORE_INDEX, encode_examples, load_examples
 from training.lora import ADAPTER
 from training.memory import ModelShape
-from training.train import META, collate, token_loss, train
+from training.train import META, collate, model_config, token_loss, train
 from udfs.config import ConfigError
 
 SMOLLM2 = Path(os.environ.get("SMOLLM2_HF", "/work/cache/smollm2-hf"))
@@ -92,6 +93,15 @@ def test_lora_checkpoint_holds_adapters_only_and_a_killed_run_resumes_exactly(ma
     meta = json.loads((Path(cfg.output_dir) / META).read_text())
     assert meta["resumed_from_step"] == 2
     assert meta["losses"] == pytest.approx(reference["losses"], abs=1e-6)
+
+
+def test_gradient_checkpointing_gives_the_same_losses_and_the_same_model_id(make_config, tmp_path):
+    plain = make_config(tmp_path / "plain" / "m0", *LORA, "optim.max_steps=2")
+    recomputed = make_config(tmp_path / "gc" / "m0", *LORA, "optim.max_steps=2", "optim.gradient_checkpointing=true")
+    losses = [json.loads((Path(train(cfg).output_dir) / META).read_text()) for cfg in (plain, recomputed)]
+    assert losses[1]["losses"] == pytest.approx(losses[0]["losses"], abs=1e-6)
+    # The same model: a finished one is reused when only this setting changes.
+    assert model_config(dataclasses.replace(recomputed, output_dir=plain.output_dir)) == model_config(plain)
 
 
 def test_qlora_without_bitsandbytes_or_gpu_is_a_config_error(make_config, tmp_path):
