@@ -18,7 +18,7 @@ import pandas as pd
 from training.artifacts import sha256_texts
 from training.config import AugmentedData, TrainConfig, parse_timestamp
 from udfs.curation import RULE_COLUMNS
-from udfs.prompts import CONF_DIR, PromptTemplate, messages, render_chat
+from udfs.prompts import CONF_DIR, PromptTemplate, encode_prompt, messages, render_chat
 
 IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt and padding); torch's cross-entropy default
 
@@ -154,9 +154,7 @@ def encode(tokenizer: Any, chat: Sequence[dict[str, str]], max_seq_len: int) -> 
     full = render_chat(tokenizer, chat, add_generation_prompt=False)
     if not full.startswith(prompt):
         raise ValueError("chat template does not render the prompt as a prefix of the whole conversation")
-    # Templates that write bos themselves must not get a second one from the tokenizer.
-    bos_in_template = bool(tokenizer.bos_token) and prompt.startswith(tokenizer.bos_token)
-    prompt_ids = tokenizer(prompt, add_special_tokens=not bos_in_template)["input_ids"]
+    prompt_ids = encode_prompt(tokenizer, prompt)
     answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
     if not answer_ids or answer_ids[-1] != tokenizer.eos_token_id:
         answer_ids.append(tokenizer.eos_token_id)

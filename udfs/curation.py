@@ -13,7 +13,11 @@ from typing import Literal, Mapping, NamedTuple
 
 from udfs.prompts import PromptTemplate, messages
 
-SCORE_TOKENS = ("1", "2", "3", "4", "5")
+# The texts that state each rating right after "Score:", with and without the space: a tokenizer may spell
+# " 5" as one token, as a space token and a digit, or merge the space into the colon, and the judge may
+# write either form, so a rating's mass is the sum over its forms (disjoint texts: their probabilities add).
+# " 1" also covers " 10" and " 1.5"; the judge's rubric asks for one digit, so that mass is negligible.
+SCORE_CONTINUATIONS: dict[str, int] = {f"{space}{r}": r for r in range(1, 6) for space in (" ", "")}
 
 # The whole final line must be the score: "Score: 4", "**Score:** 4", "score: 4/5", "Score: 4." ...
 _FINAL_LINE = re.compile(r"^[*_#\s]*score[*_\s]*[:：][*_\s]*(?P<value>[-+]?\d+(?:\.\d+)?)\s*(?:/\s*5)?[*_.\s]*$", re.I)
@@ -34,6 +38,17 @@ ParseFailure = Literal[
 class ParsedScore(NamedTuple):
     score: int | None
     failure: ParseFailure | None
+
+
+ExpectedScoreFailure = Literal[
+    "prompt_too_long",  # prompt, reasoning and rating do not fit the judge's context
+    "no_rating_mass",  # no rating continuation has a finite log-probability
+]
+
+
+class ExpectedScore(NamedTuple):
+    value: float | None
+    failure: ExpectedScoreFailure | None
 
 
 # The curation rule: curated = every listed column >= k ("both": the parsed score and the expected score).
@@ -89,13 +104,19 @@ def score_prompt_suffix(judge_text: str) -> str:
     return (reasoning + "\n" if reasoning else "") + "Score:"
 
 
-def expected_score(logprobs: Mapping[str, float]) -> float | None:
-    """E[score] under the judge's next-token distribution restricted to "1".."5" (None if none is present)."""
-    probs = {int(tok): math.exp(lp) for tok, lp in logprobs.items() if tok in SCORE_TOKENS and lp > -math.inf}
-    total = sum(probs.values())
-    if total <= 0:
-        return None
-    return sum(score * p for score, p in probs.items()) / total
+def expected_score(logprobs: Mapping[str, float] | None) -> ExpectedScore:
+    """E[score] under the judge's distribution over the ratings 1-5 stated after "Score:", from the
+    log-probabilities of ``SCORE_CONTINUATIONS`` (``LLMEngine.continuation_logprobs``; None: not scored).
+    Normalised over the ratings, so only their relative mass counts, however little the judge put on them."""
+    if logprobs is None:
+        return ExpectedScore(None, "prompt_too_long")
+    finite = [(SCORE_CONTINUATIONS[t], lp) for t, lp in logprobs.items() if t in SCORE_CONTINUATIONS and math.isfinite(lp)]
+    if not finite:
+        return ExpectedScore(None, "no_rating_mass")
+    top = max(lp for _, lp in finite)  # shift before exp: a judge sure of something else would underflow to 0
+    mass = [(rating, math.exp(lp - top)) for rating, lp in finite]
+    total = sum(p for _, p in mass)
+    return ExpectedScore(sum(rating * p for rating, p in mass) / total, None)
 
 
 # Web text that talks to the judge. It is rated, never obeyed (the prompt delimits it as data), and the

@@ -11,7 +11,7 @@ import gc
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,35 @@ class LLMEngine(Protocol):
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
         """One completion per prompt, in input order; ``seeds`` make each row reproducible."""
 
-    def next_token_logprobs(self, prompts: Sequence[str], tokens: Sequence[str]) -> list[dict[str, float]]:
-        """Log-probabilities of each single-token string in ``tokens`` as the next token of each prompt."""
+    def continuation_logprobs(
+        self, prompts: Sequence[str], continuations: Sequence[str]
+    ) -> list[dict[str, float] | None]:
+        """log P(text | prompt) of each continuation text after each prompt, whatever the tokenizer makes
+        of the boundary (``continuation_paths``); None for a prompt too long to score."""
+
+
+def continuation_paths(
+    encode: Callable[[str], list[int]], prompt: str, continuations: Sequence[str]
+) -> tuple[list[int], dict[str, tuple[int, ...]]]:
+    """The shared token prefix of ``prompt`` and the tokens that spell each continuation after it.
+
+    A continuation is tokenised jointly with the prompt, as the model would see the text: a tokenizer may
+    merge the prompt's last characters with the continuation's first ("Score:" + "5" can become ":5"), so
+    the continuation's tokens are those after the longest common prefix with the prompt alone. The prefix
+    is the shortest of these over all continuations, so every continuation is scored from the same
+    position and their probabilities compare (each then includes the re-spelt end of the prompt).
+    A continuation that adds no token is left out.
+    """
+    prompt_ids = encode(prompt)
+    joint = {text: encode(prompt + text) for text in continuations}
+    shared = len(prompt_ids)
+    for ids in joint.values():
+        k = 0
+        while k < min(len(ids), len(prompt_ids)) and ids[k] == prompt_ids[k]:
+            k += 1
+        shared = min(shared, k)
+    paths = {text: tuple(ids[shared:]) for text, ids in joint.items() if len(ids) > shared}
+    return prompt_ids[:shared], paths
 
 
 _CACHE: dict[str, Any] = {}

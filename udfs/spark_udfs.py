@@ -20,7 +20,7 @@ from pyspark import TaskContext
 from pyspark.sql.functions import pandas_udf
 
 from udfs.augment import backward_conversation, clean_instruction
-from udfs.curation import SCORE_TOKENS, expected_score, injection_flags, judge_conversation, parse_score, score_prompt_suffix
+from udfs.curation import SCORE_CONTINUATIONS, expected_score, injection_flags, judge_conversation, parse_score, score_prompt_suffix
 from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine
 from udfs.ids import seed_from_id, stable_id
 from udfs.minhash import DedupConfig, minhash
@@ -54,7 +54,7 @@ CANDIDATES_SCHEMA = (
 )
 SCORES_SCHEMA = (
     "score_id string, generation_id string, segment_id string, iteration int, judge_model_id string, prompt_version string, "
-    "score int, expected_score double, parse_failure string, raw_text string, finish_reason string, "
+    "score int, expected_score double, expected_score_failure string, parse_failure string, raw_text string, finish_reason string, "
     "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, input_flags string, status string, reason string"
 )
 
@@ -182,7 +182,7 @@ def judge(
     labelled with the self-training ``iteration`` whose judge this is (None: outside the loop, e.g. calibration).
 
     Two reads of the judge per pair: its written reasoning and "Score: N" (parsed), then the probabilities
-    of "1".."5" right after "Score:" (expected score), which gives every judged row a score.
+    of the ratings 1-5 stated right after "Score:" (expected score, or the reason it has none).
     """
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -192,7 +192,7 @@ def judge(
             fits = [_fit_prompt(engine, lambda a, ins=ins: judge_conversation(template, ins, a), ans, sampling, engine_cfg) for ins, ans in pairs]
             seeds = [seed_from_id(s) for s in batch["score_id"]]
             completions = _generate(engine, fits, seeds, sampling)
-            expected = _expected_scores(engine, {i: fits[i].prompt + score_prompt_suffix(c.text) for i, c in completions.items()}, engine_cfg)
+            expected = _expected_scores(engine, {i: fits[i].prompt + score_prompt_suffix(c.text) for i, c in completions.items()})
             rows = []
             for i, (score_id, gen_id, seg_id) in enumerate(zip(batch["score_id"], batch["generation_id"], batch["segment_id"])):
                 flags = injection_flags(pairs[i][1])
@@ -204,7 +204,8 @@ def judge(
                     continue
                 out = completions[i]
                 parsed = parse_score(out.text, out.finish_reason, quoted=pairs[i])
-                rows.append({**row, "score": parsed.score, "expected_score": expected.get(i), "parse_failure": parsed.failure,
+                rows.append({**row, "score": parsed.score, "expected_score": expected[i].value,
+                             "expected_score_failure": expected[i].failure, "parse_failure": parsed.failure,
                              "raw_text": out.text, "finish_reason": out.finish_reason, "output_tokens": out.output_tokens,
                              "cached_tokens": out.cached_tokens, "status": "ok", "reason": None})
             yield _frame(rows, SCORES_SCHEMA)
@@ -268,13 +269,12 @@ def _generate(engine, fits: list[_Fit], seeds: list[int], sampling: SamplingConf
     return dict(zip(idx, outs))
 
 
-def _expected_scores(engine, prompts: dict, cfg: EngineConfig) -> dict:
-    """E[score] by row index; a follow-up prompt past the context (very long reasoning) gets none."""
-    if not prompts:  # every row of the batch was too long: nothing to ask (the tokenizer fails on an empty list)
+def _expected_scores(engine, prompts: dict) -> dict:
+    """ExpectedScore by row index: a value, or the failure kind of a row that cannot have one."""
+    if not prompts:  # every row of the batch was too long: nothing to ask
         return {}
-    fitting = {i: p for i, p, n in zip(prompts, prompts.values(), engine.count_tokens(list(prompts.values()))) if n < cfg.max_model_len}
-    logprobs = engine.next_token_logprobs(list(fitting.values()), SCORE_TOKENS) if fitting else []
-    return {i: expected_score(lp) for i, lp in zip(fitting, logprobs)}
+    logprobs = engine.continuation_logprobs(list(prompts.values()), list(SCORE_CONTINUATIONS))
+    return {i: expected_score(lp) for i, lp in zip(prompts, logprobs)}
 
 
 def _engine(model_path: str, model_id: str, cfg: EngineConfig):

@@ -45,10 +45,22 @@ def test_parser_accepts_only_1_to_5_on_the_last_line(value, reasoning):
 
 
 def test_expected_score():
-    assert expected_score({"5": 0.0}) == 5.0
-    assert math.isclose(expected_score({"1": math.log(0.5), "5": math.log(0.5)}), 3.0)
-    assert math.isclose(expected_score({"2": math.log(0.1), "4": math.log(0.3), "x": 0.0}), 3.5)
-    assert expected_score({"x": 0.0}) is None
+    assert expected_score({" 5": 0.0}) == (5.0, None)
+    assert math.isclose(expected_score({" 1": math.log(0.5), "5": math.log(0.5)}).value, 3.0)
+    assert math.isclose(expected_score({" 2": math.log(0.1), " 4": math.log(0.3), "x": 0.0}).value, 3.5)
+    # both spellings of a rating add up: 2 x 0.1 on "2" against 0.2 on "4"
+    assert math.isclose(expected_score({" 2": math.log(0.1), "2": math.log(0.1), "4": math.log(0.2)}).value, 3.0)
+
+
+def test_expected_score_failures():
+    assert expected_score({"x": 0.0}) == (None, "no_rating_mass")
+    assert expected_score({" 1": -math.inf, "1": math.nan}) == (None, "no_rating_mass")
+    assert expected_score(None) == (None, "prompt_too_long")
+
+
+def test_expected_score_survives_tiny_mass():
+    # a judge sure of another token leaves the ratings ~e^-800 each: exp() alone would underflow to 0 / 0
+    assert math.isclose(expected_score({" 3": -800.0, " 5": -800.0}).value, 4.0)
 
 
 def test_score_prompt_suffix_replaces_the_judges_score_line():
