@@ -109,18 +109,17 @@ def continuation_paths(
     the continuation's tokens are those after the longest common prefix with the prompt alone. The prefix
     is the shortest of these over all continuations, so every continuation is scored from the same
     position and their probabilities compare (each then includes the re-spelt end of the prompt).
-    A continuation that adds no token is left out.
+    A continuation that leaves the prompt's tokens unchanged (empty, or dropped by the tokenizer) is left out.
     """
     prompt_ids = encode(prompt)
-    joint = {text: encode(prompt + text) for text in continuations}
+    joint = {text: ids for text in continuations if (ids := encode(prompt + text)) != prompt_ids}
     shared = len(prompt_ids)
     for ids in joint.values():
         k = 0
         while k < min(len(ids), len(prompt_ids)) and ids[k] == prompt_ids[k]:
             k += 1
         shared = min(shared, k)
-    paths = {text: tuple(ids[shared:]) for text, ids in joint.items() if len(ids) > shared}
-    return prompt_ids[:shared], paths
+    return prompt_ids[:shared], {text: tuple(ids[shared:]) for text, ids in joint.items()}
 
 
 _CACHE: dict[str, Any] = {}

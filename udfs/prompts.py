@@ -19,12 +19,12 @@ from typing import Any, Sequence
 # generation prompt is an exact prefix of the whole conversation and the answer is only what the model writes;
 # training closes the answer with eos (training.data.encode). It writes no bos: the tokenizer adds its own
 # (``encode_prompt``).
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for m in messages %}{% if not loop.first %}\n\n{% endif %}"
+FALLBACK_CHAT_TEMPLATE = (  # newlines as {{ }} strings: chat templates render with trim_blocks
+    "{% for m in messages %}{% if not loop.first %}{{ '\\n\\n' }}{% endif %}"
     "{% if m['role'] == 'system' %}{{ m['content'] }}"
-    "{% elif m['role'] == 'user' %}### Instruction:\n{{ m['content'] }}"
-    "{% else %}### Response:\n{{ m['content'] }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}\n\n### Response:\n{% endif %}"
+    "{% elif m['role'] == 'user' %}{{ '### Instruction:\\n' + m['content'] }}"
+    "{% else %}{{ '### Response:\\n' + m['content'] }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '\\n\\n### Response:\\n' }}{% endif %}"
 )
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
