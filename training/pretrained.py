@@ -93,4 +93,6 @@ def ensure_smollm2(models_dir: str | Path) -> Path:
     with staged_dir(out) as tmp:
         convert_gguf(gguf, tmp)
         write_json(tmp / MARKER, {"gguf": gguf.name, "gguf_sha256": sha, "name": SMOLLM2})
+        for f in tmp.iterdir():  # safetensors writes its file owner-only; a shared models dir needs it readable
+            f.chmod(0o644)
     return out
