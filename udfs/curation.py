@@ -110,7 +110,8 @@ def expected_score(logprobs: Mapping[str, float] | None) -> ExpectedScore:
     Normalised over the ratings, so only their relative mass counts, however little the judge put on them."""
     if logprobs is None:
         return ExpectedScore(None, "prompt_too_long")
-    finite = [(SCORE_CONTINUATIONS[t], lp) for t, lp in logprobs.items() if t in SCORE_CONTINUATIONS and math.isfinite(lp)]
+    finite = [(SCORE_CONTINUATIONS[t], lp) for t, lp in logprobs.items()
+              if t in SCORE_CONTINUATIONS and math.isfinite(lp)]
     if not finite:
         return ExpectedScore(None, "no_rating_mass")
     top = max(lp for _, lp in finite)  # shift before exp: a judge sure of something else would underflow to 0

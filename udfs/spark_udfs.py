@@ -54,7 +54,8 @@ CANDIDATES_SCHEMA = (
 )
 SCORES_SCHEMA = (
     "score_id string, generation_id string, segment_id string, iteration int, judge_model_id string, prompt_version string, "
-    "score int, expected_score double, expected_score_failure string, parse_failure string, raw_text string, finish_reason string, "
+    "score int, expected_score double, expected_score_failure string, parse_failure string, raw_text string, "
+    "finish_reason string, "
     "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, input_flags string, status string, reason string"
 )
 

@@ -61,8 +61,8 @@ def test_continuation_logprobs_equal_vllms_prompt_logprobs(engine):
     root, paths = continuation_paths(engine.encode, follow[0], list(SCORE_CONTINUATIONS))
     for text, path in paths.items():
         ids = root + list(path)
-        [out] = engine.llm.generate([TokensPrompt(prompt_token_ids=ids)], SamplingParams(prompt_logprobs=0, max_tokens=1),
-                                    use_tqdm=False)
+        params = SamplingParams(prompt_logprobs=0, max_tokens=1)
+        [out] = engine.llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
         reference = sum(out.prompt_logprobs[i][ids[i]].logprob for i in range(len(root), len(ids)))
         assert math.isclose(logprobs[0][text], reference, abs_tol=1e-3), text
 
