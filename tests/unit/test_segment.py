@@ -184,6 +184,45 @@ def test_slow_document_is_dropped_as_parse_timeout():
     assert reasons(page, paper_only(min_chars=20, max_chars=200, parse_timeout_s=1e-9)) == [("dropped", "parse_timeout")]
 
 
+def _explode_on(monkeypatch, word: str) -> None:
+    """Make the segmenter's judging step raise for any section whose body contains ``word``."""
+    import udfs.segment
+
+    judge = udfs.segment._judge
+
+    def judge_or_raise(node, part, body, cfg):
+        if word in body.text:
+            raise KeyError("x" * 2000)
+        return judge(node, part, body, cfg)
+
+    monkeypatch.setattr(udfs.segment, "_judge", judge_or_raise)
+
+
+GOOD_PAGE = f"<h2>Good</h2><p>{LONG}</p>"
+BAD_PAGE = f"<h2>Bad</h2><p>{LONG} explode</p>"
+
+
+def test_unexpected_exception_is_one_error_row_with_the_message(monkeypatch):
+    _explode_on(monkeypatch, "explode")
+    assert reasons(GOOD_PAGE) == [("ok", None)]
+    (row,) = segment_document(BAD_PAGE, CFG)
+    assert row.status == "error" and row.reason.startswith("segment_error: KeyError: 'xxx")
+    assert len(row.reason) <= 500 and row.text == "" and row.header == ""
+
+
+def test_segment_documents_batch_goes_on_past_a_page_that_raises(monkeypatch):
+    import pandas as pd
+
+    from udfs import spark_udfs
+
+    _explode_on(monkeypatch, "explode")
+    batch = pd.DataFrame({"doc_id": ["d1", "d2", "d3"], "url": ["u1", "u2", "u3"], "html": [GOOD_PAGE, BAD_PAGE, GOOD_PAGE]})
+    (frame,) = spark_udfs.segment_documents(CFG)(iter([batch]))
+    assert list(frame["doc_id"]) == ["d1", "d2", "d3"]
+    assert list(frame["status"]) == ["ok", "error", "ok"]
+    assert frame["reason"][1].startswith("segment_error: KeyError:")
+
+
 def test_huge_flat_pages_finish_and_are_split():
     # A generous time bound: this asserts the outcome, not the speed of a shared test machine.
     cfg = paper_only(parse_timeout_s=120)
