@@ -125,8 +125,8 @@ class SegmentCandidate:
     level: int
     header: str
     text: str  # the body without the header line
-    status: str  # "ok" | "dropped"
-    reason: str | None  # snake_case reason when dropped
+    status: str  # "ok" | "dropped" | "error"
+    reason: str | None  # snake_case reason when dropped; "segment_error: <type>: <message>" on error
     measurements: dict[str, Any] = field(default_factory=dict)  # filter name -> its measurements
 
     @property
@@ -136,6 +136,9 @@ class SegmentCandidate:
     @property
     def lang_score(self) -> float | None:
         return self.measurements.get("language_v1", {}).get("score")
+
+
+MAX_ERROR_CHARS = 500  # of an error row's reason
 
 
 class DocumentTooComplex(Exception):
@@ -166,7 +169,9 @@ def html_to_sections(html: str, cfg: SegmentConfig | None = None) -> list[Sectio
 def segment_document(html: str, cfg: SegmentConfig) -> list[SegmentCandidate]:
     """One or more candidates per section, each ``ok`` or ``dropped`` with the first failing reason.
 
-    A document that exceeds a work bound yields one dropped candidate instead (see the module docstring).
+    A document that exceeds a work bound yields one dropped candidate instead (see the module docstring);
+    one that raises anything else yields one ``error`` candidate whose reason names the exception, so a
+    single odd page is recorded and the stage goes on instead of failing on every retry.
     """
     deadline = time.monotonic() + cfg.parse_timeout_s
     try:
@@ -187,6 +192,13 @@ def segment_document(html: str, cfg: SegmentConfig) -> list[SegmentCandidate]:
         return candidates
     except DocumentTooComplex as exc:
         return [_document_dropped(exc.reason)]
+    except Exception as exc:  # noqa: BLE001 - one odd page must not fail the stage on every retry
+        return [SegmentCandidate(0, 0, 0, "", "", "error", _error_reason(exc))]
+
+
+def _error_reason(exc: Exception) -> str:
+    """``segment_error: <type>: <message>``, bounded: the row must stay small whatever the message."""
+    return f"segment_error: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
 
 
 def _judge(node: _Node, part: int, body: _Text, cfg: SegmentConfig) -> SegmentCandidate:
