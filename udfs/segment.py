@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Literal
 
 import numpy as np
@@ -372,18 +373,20 @@ def _blocks(html: str, cfg: SegmentConfig, deadline: float) -> list[_Block]:
         raise DocumentTooComplex("too_deep")
     body = LexborHTMLParser(html).body
     writer = _BlockWriter(cfg)
-    # Iterative depth-first walk: malformed pages nest deeper than Python's recursion limit.
-    stack = [(body, False, False, 0)] if body is not None else []  # (node, leaving, in_sectioning, depth)
+    # Iterative depth-first walk: malformed pages nest deeper than Python's recursion limit. An element
+    # is pushed twice: to enter it (its node) and to leave it (its tag, read once on entering).
+    stack = [(body, False, False, 0)] if body is not None else []  # (node or tag, leaving, in_sectioning, depth)
     walked = 0
     while stack:
         node, leaving, in_sectioning, depth = stack.pop()
         walked += 1
         if walked % _DEADLINE_EVERY == 0:
             _check_deadline(deadline)
-        tag = node.tag
         if leaving:
-            writer.close(tag)
-        elif tag == "-text":
+            writer.close(node)
+            continue
+        tag = node.tag
+        if tag == "-text":
             writer.text(node.text_content)
         elif not node.is_element_node or _is_boilerplate(node, tag, in_sectioning):
             continue  # comments and boilerplate subtrees
@@ -393,9 +396,11 @@ def _blocks(html: str, cfg: SegmentConfig, deadline: float) -> list[_Block]:
             if depth >= cfg.max_depth:
                 raise DocumentTooComplex("too_deep")
             writer.open(tag)
-            stack.append((node, True, in_sectioning, depth))
+            stack.append((tag, True, in_sectioning, depth))
+            children = list(node.iter(include_text=True))
+            children.reverse()
             inner = in_sectioning or tag in _SECTIONING_TAGS
-            stack.extend((child, False, inner, depth + 1) for child in reversed(list(node.iter(include_text=True))))
+            stack.extend(zip(children, repeat(False), repeat(inner), repeat(depth + 1)))
     writer.paragraph()
     return writer.blocks
 
@@ -403,7 +408,7 @@ def _blocks(html: str, cfg: SegmentConfig, deadline: float) -> list[_Block]:
 def _is_boilerplate(node, tag: str, in_sectioning: bool) -> bool:
     if tag in _SKIP_TAGS or (tag in _PAGE_CHROME_TAGS and not in_sectioning):
         return True
-    attrs = node.attributes
+    attrs = node.attrs  # looks attributes up one by one, without building the whole dict
     return attrs.get("role") in _SKIP_ROLES or not _SKIP_CLASSES.isdisjoint((attrs.get("class") or "").split())
 
 
