@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from udfs.decontam import EvalSet  # noqa: E402
-from udfs.readers import read_records  # noqa: E402
-from udfs.segment import SegmentConfig, segment_document  # noqa: E402
+from udfs.decontam import EvalSet
+from udfs.readers import read_records
+from udfs.segment import SegmentConfig, segment_document
 
 SAMPLE = ROOT / "data/sample/python-docs-sample.warc.gz"
 # Cost centres: function names (as cProfile reports them) whose cumulative time is one stage of the work.

@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from udfs.decontam import EvalSet  # noqa: E402
-from udfs.readers import read_records  # noqa: E402
-from udfs.segment import SegmentConfig, segment_document  # noqa: E402
+from udfs.decontam import EvalSet
+from udfs.readers import read_records
+from udfs.segment import SegmentConfig, segment_document
 
 SAMPLE_WARC = ROOT / "data/sample/python-docs-sample.warc.gz"
 DIGESTS = ROOT / "tests/data/segment_digest.json"
