@@ -5,10 +5,17 @@ Work is planned in ``WorkUnit``s (``plan_units``), each read by one task (``read
 - uncompressed JSON Lines: byte ranges of ``split_bytes``; a unit owns every line that *starts* in
   ``[start, end)`` (Hadoop's TextInputFormat rule), so neighbouring units never share or lose a line;
 - Parquet: runs of whole row groups of about ``split_bytes`` (uncompressed), streamed in small batches;
-- WARC, ARC, WET, gzipped JSON Lines and HTML files: one unit per file. A gzip stream cannot be entered
-  at a byte offset, and the start of the next record (or gzip member) found by scanning is ambiguous:
-  payloads may hold gzip magic bytes or "WARC/1.0" lines. Common Crawl ships ~1 GB files by the
-  tens of thousands, so one task per file already gives far more tasks than cores.
+- gzipped WARC and WET files larger than ``split_bytes``: byte ranges of about ``split_bytes`` of the
+  compressed file, cut at gzip member starts (each record is its own member, which decompresses on its
+  own); a unit owns every record whose member *starts* in ``[start, end)``, read past ``end`` to the end
+  of its last record. The cuts come from the file's CDX(J) index when one lies next to it
+  (``<file>.cdxj`` or ``<file>.cdx``), else from a scan for the gzip magic bytes from each target
+  offset on; either way a cut is only taken where a member decompresses into a WARC record header
+  (``_warc_member_at``), because payloads may hold gzip magic bytes too. A few 1 GB files thus still
+  keep every core busy; a file with no valid cut (one big gzip member, say) stays one unit. A payload
+  that is itself a gzipped WARC record would pass the check: give an index for such crawls;
+- other WARC, ARC, WET, gzipped JSON Lines and HTML files: one unit per file (a plain stream's next record
+  start found by scanning is ambiguous, and ARC records have no header to check).
 
 Every record gets a status instead of raising:
 
@@ -34,6 +41,7 @@ This module is pure: no pyspark, no vllm.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import gzip
 import hashlib
@@ -92,7 +100,8 @@ class ReaderConfig:
     """The ``ingest:`` section: bounds per record, how files are split into tasks, and field names."""
 
     max_record_bytes: int = 2 << 20  # decoded body; a bigger record is dropped as too_large, unread beyond this
-    split_bytes: int = 128 << 20  # target size of a work unit (JSONL byte ranges, Parquet row groups)
+    # target size of a work unit: JSONL byte ranges, Parquet row groups, byte ranges of gzipped WARC/WET files
+    split_bytes: int = 128 << 20
     url_field: str = "url"  # JSONL keys / Parquet columns
     html_field: str = "html"
     text_field: str = "text"  # used when a record has no html
@@ -110,8 +119,9 @@ class ReaderConfig:
 
 @dataclass(frozen=True)
 class WorkUnit:
-    """What one task reads: bytes ``[start, end)`` of an uncompressed JSONL file, row groups ``[start, end)``
-    of a Parquet file, or a whole file (``start=0, end=None``)."""
+    """What one task reads: bytes ``[start, end)`` of an uncompressed JSONL file, the records whose gzip
+    members start in bytes ``[start, end)`` of a WARC.gz file (``end=None``: to the end of the file), row
+    groups ``[start, end)`` of a Parquet file, or a whole file (``start=0, end=None``)."""
 
     path: str
     start: int = 0
@@ -172,6 +182,8 @@ def plan_units(paths: list[str], cfg: ReaderConfig) -> list[WorkUnit]:
             units += [WorkUnit(path, s, min(s + cfg.split_bytes, size)) for s in range(0, size, cfg.split_bytes)] or [WorkUnit(path, 0, 0)]
         elif fmt == "parquet":
             units += _row_group_units(path, cfg.split_bytes)
+        elif fmt == "warc" and path.lower().endswith((".warc.gz", ".wet.gz")):
+            units += _gzip_member_units(path, cfg.split_bytes)
         else:
             units.append(WorkUnit(path))
     return units
@@ -259,9 +271,12 @@ def _read_warc(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
         # arc2warc presents ARC records as WARC responses, so one code path serves both; it is off
         # for WARC files because in that mode warcio accepts any line as an ARC record header.
         is_arc = path.lower().endswith((".arc", ".arc.gz"))
+        stream.seek(unit.start)  # warcio counts offsets from the stream's position: they stay absolute
         records = ArchiveIterator(stream, arc2warc=is_arc)
         try:
             for record in records:
+                if unit.end is not None and records.offset >= unit.end:
+                    return  # the next unit's first record
                 if record.format != "warc":  # warcio reads an unknown first line as an ARC header
                     yield _unreadable(path, records.offset, "not a WARC record")
                     return
@@ -278,7 +293,7 @@ def _read_warc(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
             yield _unreadable(path, records.offset, _describe(exc))
             return
         # warcio ends silently on a file cut inside a record header or a gzip member.
-        size = os.fstat(stream.fileno()).st_size
+        size = os.fstat(stream.fileno()).st_size if unit.end is None else unit.end
         if records.offset < size:
             yield _unreadable(path, records.offset, f"{size - records.offset} bytes at the end are not a record")
 
@@ -399,6 +414,91 @@ def _drain(record) -> int:
     while record.raw_stream.read(_CHUNK):
         pass
     return getattr(record.raw_stream, "limit", 0)
+
+
+# --- work units of gzipped WARC files -------------------------------------------------------------------
+
+
+_GZIP_MAGIC = b"\x1f\x8b\x08"  # gzip id bytes and the deflate method
+_SCAN_CHUNK = 1 << 20
+_HEADER_PROBE = 1 << 14  # compressed bytes decompressed to check a WARC record header
+_WARC_HEADER = re.compile(rb"WARC/\d\.\d+\r?\n(?:[!-9;-~]+:[^\r\n]*\r?\n)*?WARC-Type:", re.IGNORECASE)
+
+
+def _gzip_member_units(path: str, split_bytes: int) -> list[WorkUnit]:
+    """Byte ranges of about ``split_bytes``, each starting at a gzip member holding a WARC record header."""
+    size = os.path.getsize(path)
+    if size <= split_bytes:
+        return [WorkUnit(path)]
+    indexed = _indexed_offsets(path)
+    cuts = [0]
+    with open(path, "rb") as f:
+        target = split_bytes
+        while target < size:
+            cut = _next_cut(f, target, size, indexed)
+            if cut is None:
+                break
+            cuts.append(cut)
+            target = cut + split_bytes
+    return [WorkUnit(path, a, b) for a, b in zip(cuts, cuts[1:])] + [WorkUnit(path, cuts[-1], None)]
+
+
+def _next_cut(f, target: int, size: int, indexed: list[int] | None) -> int | None:
+    """The first offset at or after ``target`` where a WARC record's gzip member starts, or None."""
+    if indexed is not None:
+        i = bisect.bisect_left(indexed, target)
+        return next((o for o in indexed[i:] if o < size and _warc_member_at(f, o)), None)
+    pos = target
+    while pos < size:
+        f.seek(pos)
+        chunk = f.read(_SCAN_CHUNK + len(_GZIP_MAGIC) - 1)
+        found = chunk.find(_GZIP_MAGIC)
+        while found >= 0:
+            if _warc_member_at(f, pos + found):
+                return pos + found
+            found = chunk.find(_GZIP_MAGIC, found + 1)
+        pos += _SCAN_CHUNK
+    return None
+
+
+def _warc_member_at(f, offset: int) -> bool:
+    """Whether a gzip member starts at ``offset`` and decompresses into the start of a WARC record."""
+    f.seek(offset)
+    data = f.read(_HEADER_PROBE)
+    if not data.startswith(_GZIP_MAGIC) or len(data) < 10 or data[3] & 0xE0:  # reserved flag bits are zero
+        return False
+    try:
+        head = zlib.decompressobj(wbits=31).decompress(data, _HEADER_PROBE)
+    except zlib.error:
+        return False
+    return _WARC_HEADER.match(head) is not None
+
+
+def _indexed_offsets(path: str) -> list[int] | None:
+    """Record offsets from ``<path>.cdxj`` (JSON block with "offset") or ``<path>.cdx`` (the "V" field), sorted."""
+    for suffix in (".cdxj", ".cdx"):
+        index = Path(path + suffix)
+        if index.is_file():
+            return sorted(set(_cdx_offsets(index)))
+    return None
+
+
+def _cdx_offsets(index: Path) -> Iterator[int]:
+    field = None  # classic CDX: the position of "V" (compressed offset) in the " CDX ..." legend
+    with index.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if line.startswith(" CDX "):
+                legend = line.split()[1:]
+                field = legend.index("V") if "V" in legend else None
+                continue
+            brace = line.find("{")
+            try:
+                if brace >= 0:
+                    yield int(json.loads(line[brace:])["offset"])
+                elif field is not None:
+                    yield int(line.split()[field])
+            except (ValueError, KeyError, IndexError, TypeError):
+                continue  # a line we cannot read costs a cut, never a record: every cut is checked anyway
 
 
 # --- JSON Lines ------------------------------------------------------------------------------------------
