@@ -46,6 +46,7 @@ import codecs
 import gzip
 import hashlib
 import html as html_lib
+import io
 import json
 import os
 import re
@@ -266,36 +267,67 @@ class _ContentEncodingError(ValueError):
 
 
 def _read_warc(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
-    path = unit.path
-    with open(path, "rb") as stream:
-        # arc2warc presents ARC records as WARC responses, so one code path serves both; it is off
-        # for WARC files because in that mode warcio accepts any line as an ARC record header.
-        is_arc = path.lower().endswith((".arc", ".arc.gz"))
+    with open(unit.path, "rb") as stream:
         stream.seek(unit.start)  # warcio counts offsets from the stream's position: they stay absolute
-        records = ArchiveIterator(stream, arc2warc=is_arc)
-        try:
-            for record in records:
-                if unit.end is not None and records.offset >= unit.end:
-                    return  # the next unit's first record
-                if record.format != "warc":  # warcio reads an unknown first line as an ARC header
-                    yield _unreadable(path, records.offset, "not a WARC record")
-                    return
-                if record.rec_type == "response":
-                    row = _warc_response(path, records.offset, record, is_arc, cfg)
-                elif record.rec_type == "conversion":  # WET: text extracted from a response
-                    row = _warc_conversion(path, records.offset, record, cfg)
-                else:
-                    continue  # warcinfo, request, metadata, revisit: not documents
-                yield row
-                if row.status == "error":
-                    return
-        except Exception as exc:  # warcio raises many types (ArchiveLoadFailed, zlib.error, EOFError...)
-            yield _unreadable(path, records.offset, _describe(exc))
-            return
-        # warcio ends silently on a file cut inside a record header or a gzip member.
         size = os.fstat(stream.fileno()).st_size if unit.end is None else unit.end
-        if records.offset < size:
-            yield _unreadable(path, records.offset, f"{size - records.offset} bytes at the end are not a record")
+        yield from _warc_records(stream, unit.path, unit.end, size, cfg)
+
+
+def _warc_records(stream, path: str, end: int | None, size: int, cfg: ReaderConfig) -> Iterator[RawRecord]:
+    """The records of ``stream`` (at a record start) whose offsets are below ``end`` (None: all of them)."""
+    # arc2warc presents ARC records as WARC responses, so one code path serves both; it is off
+    # for WARC files because in that mode warcio accepts any line as an ARC record header.
+    is_arc = path.lower().endswith((".arc", ".arc.gz"))
+    records = ArchiveIterator(stream, arc2warc=is_arc)
+    try:
+        for record in records:
+            if end is not None and records.offset >= end:
+                return  # the next unit's first record
+            if record.format != "warc":  # warcio reads an unknown first line as an ARC header
+                yield _unreadable(path, records.offset, "not a WARC record")
+                return
+            if record.rec_type == "response":
+                row = _warc_response(path, records.offset, record, is_arc, cfg)
+            elif record.rec_type == "conversion":  # WET: text extracted from a response
+                row = _warc_conversion(path, records.offset, record, cfg)
+            else:
+                continue  # warcinfo, request, metadata, revisit: not documents
+            yield row
+            if row.status == "error":
+                return
+    except Exception as exc:  # warcio raises many types (ArchiveLoadFailed, zlib.error, EOFError...)
+        yield _unreadable(path, records.offset, _describe(exc))
+        return
+    # warcio ends silently on a file cut inside a record header or a gzip member.
+    if records.offset < size:
+        yield _unreadable(path, records.offset, f"{size - records.offset} bytes at the end are not a record")
+
+
+def read_record_at(path: str, offset: int, length: int | None = None, cfg: ReaderConfig = ReaderConfig()) -> RawRecord:
+    """The ``RawRecord`` that ``read_records`` produced for the WARC record at byte ``offset`` of ``path``.
+
+    A gzip member decompresses on its own, so only the record's ``length`` bytes (its member, as a CDX
+    index gives it) are read; without ``length`` the reader stops after the record. An offset that holds
+    no document record (a request, or not a record start) yields an ``unreadable_record`` error.
+    """
+    with open(path, "rb") as f:
+        f.seek(offset)
+        if length is None:
+            rows = list(_warc_records(f, path, offset + 1, offset + 1, cfg))
+        else:
+            rows = list(_warc_records(_Window(f.read(length), offset), path, offset + 1, offset + 1, cfg))
+    return rows[0] if rows else _unreadable(path, offset, "no document record at this offset")
+
+
+class _Window(io.BytesIO):
+    """Bytes read from ``base`` onwards of a file, telling positions as offsets in that file."""
+
+    def __init__(self, data: bytes, base: int) -> None:
+        super().__init__(data)
+        self._base = base
+
+    def tell(self) -> int:
+        return super().tell() + self._base
 
 
 def _record_fields(path: str, offset: int, record, is_arc: bool = False) -> dict:

@@ -126,3 +126,32 @@ def test_doc_ids_match_the_whole_file_read(tmp_path):
     assert len(units) > 2
     assert [doc_id(r) for r in everything(units)] == [doc_id(r) for r in read_records(path)]
     json.dumps([u.start for u in units])  # plain ints: units go into Spark rows
+
+
+def member_lengths(path: str) -> dict[int, int]:
+    """offset -> length of every record's gzip member, as a CDX index lists them."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    lengths = {}
+    with open(path, "rb") as f:
+        records = ArchiveIterator(f)
+        for record in records:
+            record.content_stream().read()
+            lengths[records.get_record_offset()] = records.get_record_length()
+    return lengths
+
+
+def test_read_record_at_returns_the_record_the_reader_produced(tmp_path):
+    from tests.conftest import SAMPLE_WARC
+    from udfs.readers import read_record_at
+
+    path = str(SAMPLE_WARC)
+    lengths = member_lengths(path)
+    rows = list(read_records(path))
+    assert len(rows) > 20
+    for row in rows:
+        assert read_record_at(path, row.offset, lengths[row.offset]) == row
+        assert read_record_at(path, row.offset) == row
+    request = next(o for o in lengths if o not in {r.offset for r in rows})  # a request or warcinfo record
+    assert read_record_at(path, request).status == "error"
+    assert read_record_at(path, rows[1].offset + 7).reason.startswith("unreadable_record:")
