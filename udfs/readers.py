@@ -47,6 +47,7 @@ import gzip
 import hashlib
 import html as html_lib
 import io
+import itertools
 import json
 import os
 import re
@@ -472,7 +473,7 @@ def _gzip_member_units(path: str, split_bytes: int) -> list[WorkUnit]:
                 break
             cuts.append(cut)
             target = cut + split_bytes
-    return [WorkUnit(path, a, b) for a, b in zip(cuts, cuts[1:])] + [WorkUnit(path, cuts[-1], None)]
+    return [WorkUnit(path, a, b) for a, b in itertools.pairwise(cuts)] + [WorkUnit(path, cuts[-1], None)]
 
 
 def _next_cut(f, target: int, size: int, indexed: list[int] | None) -> int | None:

@@ -2,6 +2,7 @@
 
 import gzip
 import io
+import itertools
 import json
 import random
 
@@ -30,8 +31,8 @@ def write_members(path, records: list[bytes], stored: bool = False) -> str:
     return str(path)
 
 
-def everything(units, cfg=ReaderConfig()):
-    return [r for u in units for r in read_records(u, cfg)]
+def everything(units, cfg=None):
+    return [r for u in units for r in read_records(u, cfg or ReaderConfig())]
 
 
 def check_units(path: str, split_bytes: int) -> list[WorkUnit]:
@@ -39,7 +40,7 @@ def check_units(path: str, split_bytes: int) -> list[WorkUnit]:
     units = plan_units([path], cfg)
     # contiguous byte ranges from 0 to the end of the file
     assert units[0].start == 0 and units[-1].end is None
-    assert all(a.end == b.start for a, b in zip(units, units[1:]))
+    assert all(a.end == b.start for a, b in itertools.pairwise(units))
     assert everything(units, cfg) == list(read_records(path, cfg))  # same records, fields and offsets, in order
     return units
 
