@@ -41,7 +41,9 @@ _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-
 _CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f:]{3,39}(?![\w:])")
-_DIGIT = re.compile(r"\d")
+# Every card, IPv4 and phone candidate contains such a run (7+ characters of digits, spaces, dots, dashes and
+# brackets between two digits), so one search decides whether their three passes can match at all.
+_NUMBER_RUN = re.compile(r"\d[\d ().-]{5,}\d")
 # Words that make a nearby dotted quad a network address, looked for on its line within _IP_WINDOW characters.
 _IP_WORDS = re.compile(
     r"\b(?:ips?|ipv4|ip-address|address(?:es)?|addr|inet|hosts?|hostname|server|servers|ping|dns|nameserver|resolver|"
@@ -86,7 +88,7 @@ def mask_pii(text: str, region: str = "US") -> Masked:
     # would otherwise swallow them.
     if "@" in text:
         text = _EMAIL.sub(masked_if("email", lambda s: True), text)
-    if _DIGIT.search(text):
+    if _NUMBER_RUN.search(text):
         text = _CARD.sub(masked_if("card", _is_card), text)
         text = _IPV4.sub(_mask_ipv4(counts), text)
         text = _PHONE.sub(lambda m: _mask_phones(m.group(), region, counts), text)
