@@ -39,7 +39,10 @@ from udfs.text import normalize_for_dedup
 if TYPE_CHECKING:  # segment.py imports this module, so only type checkers may import it back
     from udfs.segment import SegmentConfig
 
-__all__ = ["FILTERS", "BoilerplateConfig", "GopherConfig", "Measured", "SegmentView", "measure", "normalize_for_dedup"]
+__all__ = [
+    "FILTERS", "BoilerplateConfig", "GopherConfig", "Measured", "SegmentView", "load_resources", "measure",
+    "normalize_for_dedup",
+]
 
 
 @dataclass(frozen=True)
@@ -324,6 +327,17 @@ FILTERS: tuple[tuple[str, Filter], ...] = (
     ("gopher_quality_v1", gopher_quality_filter),
     ("decontamination_v1", decontamination_filter),
 )
+
+
+def load_resources(cfg: SegmentConfig) -> None:
+    """Load the language model and the evaluation indexes (cached per process).
+
+    The segmenter calls this outside its per-document error handling: a missing evaluation file or model
+    is a broken environment that must fail the stage, not turn every document into an error row.
+    """
+    _language_identifier()
+    for eval_set in cfg.decontamination:
+        load_eval_index(eval_set.path, eval_set.field, cfg.decontamination_ngram, cfg.decontamination_min_words)
 
 
 def measure(seg: SegmentView, cfg: SegmentConfig) -> tuple[str | None, dict[str, dict[str, Any]]]:

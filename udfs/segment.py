@@ -47,7 +47,7 @@ import numpy as np
 from selectolax.lexbor import LexborHTMLParser
 
 from udfs.decontam import EvalSet
-from udfs.filters import BoilerplateConfig, GopherConfig, SegmentView, language_codes, measure
+from udfs.filters import BoilerplateConfig, GopherConfig, SegmentView, language_codes, load_resources, measure
 from udfs.pii import PLACEHOLDERS, mask_pii
 from udfs.text import REPLACEMENT_CHAR, clean_text
 
@@ -174,6 +174,7 @@ def segment_document(html: str, cfg: SegmentConfig) -> list[SegmentCandidate]:
     one that raises anything else yields one ``error`` candidate whose reason names the exception, so a
     single odd page is recorded and the stage goes on instead of failing on every retry.
     """
+    load_resources(cfg)  # outside the try: a broken environment fails the stage (see load_resources)
     deadline = time.monotonic() + cfg.parse_timeout_s
     try:
         blocks = _blocks(html, cfg, deadline)

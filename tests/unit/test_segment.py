@@ -210,6 +210,17 @@ def test_unexpected_exception_is_one_error_row_with_the_message(monkeypatch):
     assert len(row.reason) <= 500 and row.text == "" and row.header == ""
 
 
+def test_a_missing_evaluation_file_fails_loudly_instead_of_erroring_every_row(tmp_path):
+    from udfs.decontam import EvalSet
+
+    prompts = tmp_path / "eval.jsonl"
+    prompts.write_text('{"prompt": "one two three four five six"}\n')
+    cfg = dataclasses.replace(CFG, decontamination=(EvalSet("gone", str(prompts)),))
+    prompts.unlink()  # validated on the driver, missing on this executor
+    with pytest.raises(FileNotFoundError):
+        segment_document(GOOD_PAGE, cfg)
+
+
 def test_segment_documents_batch_goes_on_past_a_page_that_raises(monkeypatch):
     import pandas as pd
 
