@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 from jobs.config import load_pipeline_config  # noqa: E402
 from udfs import spark_udfs  # noqa: E402
-from udfs.readers import plan_units, unit_id  # noqa: E402
+from udfs.ids import unit_id  # noqa: E402
+from udfs.readers import plan_units  # noqa: E402
 
 SAMPLE = ROOT / "data/sample/python-docs-sample.warc.gz"
 _TEXT_NODE = re.compile(r">([^<>]+)<")
@@ -126,7 +127,7 @@ def plain_loop(corpus: Path) -> dict:
     pages = segments = ok = 0
     for unit in plan_units(sorted(str(p) for p in corpus.rglob("*.warc.gz")), cfg.ingest):
         start = time.perf_counter()
-        units = pd.DataFrame({"unit_id": [unit_id("bench", unit)], "path": [unit.path], "start": [unit.start], "end": [unit.end]})
+        units = pd.DataFrame({"unit_id": [unit_id("bench", unit.start, unit.end)], "path": [unit.path], "start": [unit.start], "end": [unit.end]})
         docs = pd.concat(list(read(iter([units]))), ignore_index=True)
         docs = docs[docs["status"] == "ok"]
         middle = time.perf_counter()

@@ -82,9 +82,9 @@ def spark_vs_bare(model: str, engine: EngineConfig, texts: list[str], sampling: 
 
 
 def _schema() -> str:
-    from udfs.spark_udfs import CANDIDATES_SCHEMA
+    from udfs.tables import CANDIDATES
 
-    return CANDIDATES_SCHEMA
+    return CANDIDATES.schema
 
 
 def vllm_vs_hf(model: str, engine: EngineConfig, texts: list[str], max_tokens: int) -> None:

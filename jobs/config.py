@@ -2,6 +2,8 @@
 
 Executors receive only the pieces they need (``SegmentConfig``, ``DedupConfig``, ``EngineConfig``,
 ``SamplingConfig``), which live next to the pure code that uses them; this module composes them for the driver.
+Loading and validating a config imports neither pyspark, deltalake nor torch (a test checks it). The stage
+names and their order are in ``jobs.stages``.
 """
 
 from __future__ import annotations
@@ -11,34 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from jobs.storage import parse_catalog_schema
-from training.bootstrap import BaseModelConfig
+from jobs.catalog import parse_catalog_schema
+from training.config import BaseModelConfig
 from udfs.config import load_config
 from udfs.curation import CurationRule
 from udfs.engine import EngineConfig, SamplingConfig
 from udfs.minhash import DedupConfig
 from udfs.readers import ReaderConfig
 from udfs.segment import SegmentConfig
-
-STAGES = ("ingest", "segment", "models", "augment", "curate", "train", "calibrate")
-ITERATION_STAGES = ("curate", "train")  # run once per self-training iteration, in turn: curate 1, train 1, curate 2, ...
-
-
-def schedule(stages: Sequence[str], iterations: Sequence[int]) -> list[tuple[str, int | None]]:
-    """(stage, iteration) pairs in run order. Each run of consecutive iteration stages repeats per iteration,
-    interleaved, because iteration i's judge is the model iteration i-1 trains."""
-    order: list[tuple[str, int | None]] = []
-    block: list[str] = []
-    for name in [*stages, None]:
-        if name in ITERATION_STAGES:
-            block.append(name)
-            continue
-        order += [(stage, i) for i in iterations for stage in block]
-        block = []
-        if name is not None:
-            order.append((name, None))
-    return order
-
 
 @dataclass(frozen=True)
 class InputConfig:
@@ -122,7 +104,7 @@ class IterationsConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """The run report (jobs/report.py) and judge calibration (jobs/calibration.py)."""
+    """The run report (jobs/report.py) and judge calibration (jobs/stages/calibrate.py)."""
 
     after_run: bool = True  # the main job writes the report at its end
     dir: str | None = None  # where report-<run_id>.html goes; default <storage.root>/reports (a path the driver can write)

@@ -16,26 +16,25 @@ import logging
 import os
 import sys
 from functools import reduce
-from operator import and_
 from pathlib import Path
 from typing import Any, Mapping
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.calibration import calibration_ids, labels_path
 from jobs.config import PipelineConfig, load_pipeline_config
 from jobs.session import get_session
-from jobs.stages import Context
+from jobs.stages.base import Context, status_counts
+from jobs.stages.calibrate import calibration_ids, labels_path
 from jobs.storage import Storage
 from jobs.report_render import (
-    EXAMPLE_CHARS, ExamplePair, JudgeCalibration, LengthStats, ReportData, YieldRow, bin_counts, reason_code, render_html,
+    EXAMPLE_CHARS, ExamplePair, JudgeCalibration, LengthStats, ReportData, YieldRow, bin_counts, render_html,
     stage_throughput,
 )
 from udfs import spark_udfs
 from udfs.calibration import precision_recall_at_k, read_labels
 from udfs.config import ConfigError
-from udfs.curation import RULE_COLUMNS
+from udfs.curation import passes
 from udfs.instruction_stats import load_parser, top_verb_nouns, verb_objects
 
 log = logging.getLogger(__name__)
@@ -104,16 +103,6 @@ class RunTables:
         return self.frames[name]
 
 
-def status_counts(df: DataFrame | None) -> dict[str, int]:
-    if df is None:
-        return {}
-    counts: dict[str, int] = {}
-    for r in df.groupBy("status", "reason").count().collect():
-        key = reason_code(r["status"], r["reason"])
-        counts[key] = counts.get(key, 0) + r["count"]
-    return counts
-
-
 def curated_pairs(t: RunTables, column: str, k: float) -> DataFrame | None:
     """(iteration, generation_id) of the curated pairs: the ``curated`` lineage table when the run wrote one,
     else the curation rule over the judged scores."""
@@ -121,8 +110,7 @@ def curated_pairs(t: RunTables, column: str, k: float) -> DataFrame | None:
         return t["curated"].select("iteration", "generation_id").distinct()
     if t["scores"] is None:
         return None
-    rule = reduce(and_, [F.col(c) >= k for c in RULE_COLUMNS[column]])
-    return t["scores"].where((F.col("status") == "ok") & rule).select("iteration", "generation_id").distinct()
+    return t["scores"].where(passes(F.col, column, k)).select("iteration", "generation_id").distinct()
 
 
 def pool_pairs(t: RunTables) -> DataFrame | None:

@@ -87,7 +87,7 @@ class ReportData:
     score_column: str
     table_versions: dict[str, int | None]
     yields: list[YieldRow]
-    drops: dict[str, dict[str, int]]  # table -> "status:reason_code" -> rows
+    drops: dict[str, dict[str, int]]  # table -> udfs.tables.status_key -> rows
     score_counts: dict[int, dict[str, int]]  # iteration -> SCORE_LABELS -> judged rows
     expected_scores: dict[int, list[int]]  # iteration -> counts per EXPECTED_BINS bin
     parse_failures: dict[int, dict[str, int]]
@@ -100,11 +100,6 @@ class ReportData:
 
 
 # --- data shaping ----------------------------------------------------------------------------------------
-
-
-def reason_code(status: str, reason: str | None) -> str:
-    """``status:code`` of a row (errors carry "code: message"; the message is left out of the counts)."""
-    return f"{status}:{reason.split(':', 1)[0].strip()}" if reason else status
 
 
 def bin_counts(value_counts: Mapping[float, int], edges: Sequence[float] = EXPECTED_BINS) -> list[int]:

@@ -15,16 +15,15 @@ from datetime import datetime, timezone
 
 from pyspark.sql import functions as F
 
-from jobs.stages import Context, StageReport, model_ready, passing
+from jobs.stages.base import Context, StageReport, model_ready
+from jobs.stages.curate import passing
+from udfs import ids
 from udfs.config import to_dict
-from udfs.ids import model_fingerprint, stable_id
+from udfs.ids import model_fingerprint
 from udfs.redact import redact
+from udfs.tables import CALIBRATION, CANDIDATES, CURATED, DOCUMENTS, FILES, RUNS, SCORES, SEGMENTS
 
-TABLES = ("files", "documents", "segments", "candidates", "scores", "curated", "calibration")
-RUNS_SCHEMA = (
-    "run_id string, started_at string, finished_at string, seconds double, config string, stages string, tables string, "
-    "curation string, yields string"
-)
+TABLES = tuple(t.name for t in (FILES, DOCUMENTS, SEGMENTS, CANDIDATES, SCORES, CURATED, CALIBRATION))
 
 
 def curation_summary(ctx: Context, iteration: int) -> dict:
@@ -83,10 +82,10 @@ def summarize(ctx: Context, reports: list[StageReport], started_at: datetime) ->
         "yields": pool_yields(ctx, reports, curation),
     })
     # A run that changed nothing (same config, same table versions) has the same id: re-runs add no row.
-    run_id = stable_id("run", summary["config"], tables)
+    run_id = ids.run_id(summary["config"], tables)
     row = (run_id, started_at.isoformat(), finished_at.isoformat(), round((finished_at - started_at).total_seconds(), 1),
            *(json.dumps(summary[c], default=str) for c in ("config", "stages", "tables", "curation", "yields")))
-    written = ctx.storage.append_new("runs", ctx.spark.createDataFrame([row], RUNS_SCHEMA), "run_id").rows
+    written = ctx.storage.append_new(RUNS.name, ctx.spark.createDataFrame([row], RUNS.schema), RUNS.key).rows
     summary.update(run_id=run_id, runs_row_written=bool(written))
     return summary
 

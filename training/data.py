@@ -17,7 +17,7 @@ import pandas as pd
 
 from training.artifacts import sha256_texts
 from training.config import AugmentedData, TrainConfig, parse_timestamp
-from udfs.curation import RULE_COLUMNS
+from udfs.curation import RULE_COLUMNS, passes
 from udfs.prompts import CONF_DIR, PromptTemplate, messages, render_chat
 
 IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt and padding); torch's cross-entropy default
@@ -120,9 +120,8 @@ def select_curated(
 
     Null scores (unparseable judge output) never pass; with no judge given, a score by any judge passes.
     """
-    passing = scores[scores["status"] == "ok"]
-    for column in RULE_COLUMNS[score_column]:
-        passing = passing[passing[column].notna() & (passing[column] >= min_score)]
+    # A null score compares as NA or False; NA is not passing either.
+    passing = scores[passes(scores.__getitem__, score_column, min_score).fillna(False).astype(bool)]
     if judge_model_id is not None:
         passing = passing[passing["judge_model_id"] == judge_model_id]
     ok_candidates = candidates[(candidates["status"] == "ok") & candidates["instruction"].notna()]

@@ -2,7 +2,7 @@
 
 The paper (Table 7) rates each iteration's judge on a labelled dev set: of the pairs the judge would curate
 (score >= k), how many are good (precision), and of the good pairs, how many it curates (recall).
-``jobs.calibration`` runs the judges over the labels; the report computes these figures from its table.
+``jobs.stages.calibrate`` runs the judges over the labels; the report computes these figures from its table.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from udfs.curation import RULE_COLUMNS, CurationRule
-from udfs.ids import stable_id
+from udfs.ids import label_id
 
 LABELS = ("good", "bad")
 
@@ -36,10 +36,6 @@ class PrecisionRecall:
     good_kept: int
     precision: float | None  # None when the judge keeps nothing
     recall: float | None  # None when nothing is labelled good
-
-
-def label_id(instruction: str, output: str) -> str:
-    return stable_id("label", instruction, output)
 
 
 def read_labels(path: str | Path) -> list[LabelledPair]:

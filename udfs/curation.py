@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal, Mapping, NamedTuple
+from typing import Any, Callable, Literal, Mapping, NamedTuple
 
 from udfs.prompts import PromptTemplate, messages
 
@@ -39,6 +39,17 @@ class ParsedScore(NamedTuple):
 # The curation rule: curated = every listed column >= k ("both": the parsed score and the expected score).
 CurationRule = Literal["score", "expected_score", "both"]
 RULE_COLUMNS: dict[str, tuple[str, ...]] = {"score": ("score",), "expected_score": ("expected_score",), "both": ("score", "expected_score")}
+
+
+def passes(column: Callable[[str], Any], rule: CurationRule, k: float) -> Any:
+    """The curation rule as a condition on judged rows: status ok and every column of ``rule`` >= ``k``
+    (a null score never passes). ``column(name)`` gives a column of whatever holds the rows, so the one rule
+    serves Spark (``pyspark.sql.functions.col``: a Column) and pandas (``frame.__getitem__``: a boolean
+    Series) alike; the stages, the report and training all select with it."""
+    condition = column("status") == "ok"
+    for name in RULE_COLUMNS[rule]:
+        condition = condition & (column(name) >= k)
+    return condition
 
 
 def judge_conversation(template: PromptTemplate, instruction: str, answer: str) -> list[dict[str, str]]:

@@ -52,8 +52,6 @@ from charset_normalizer import from_bytes
 from warcio.archiveiterator import ArchiveIterator
 from warcio.bufferedreaders import ChunkedDataReader
 
-from udfs.ids import stable_id
-
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _FORMATS = (
     ((".warc", ".warc.gz", ".arc", ".arc.gz", ".warc.wet", ".warc.wet.gz", ".wet", ".wet.gz"), "warc"),
@@ -175,16 +173,6 @@ def plan_units(paths: list[str], cfg: ReaderConfig) -> list[WorkUnit]:
         else:
             units.append(WorkUnit(path))
     return units
-
-
-def file_id(path: str, size: int, mtime_ns: int) -> str:
-    """Identity of a file's content for the ingest ledger: path, size and mtime (a changed file is a new file)."""
-    return stable_id("file", path, size, mtime_ns)
-
-
-def unit_id(file: str, unit: WorkUnit) -> str:
-    """Ledger key of ``unit`` of the file whose ``file_id`` is ``file``."""
-    return stable_id("unit", file, unit.start, unit.end)
 
 
 def read_records(unit: WorkUnit | str, cfg: ReaderConfig = ReaderConfig()) -> Iterator[RawRecord]:

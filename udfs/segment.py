@@ -19,7 +19,7 @@ stand alone, packed in document order into parts of at most ``max_chars``; a sub
 segment of its own ends the part before it. ``subheaders`` packs whole short sub-sections (cutting
 the intro at paragraphs only when it alone is too long); ``paragraphs`` packs paragraph by paragraph.
 A too-long section with nothing left to split off keeps one ``too_long`` row. Part 0 keeps the
-section's segment id; later parts add their number to it.
+section's segment id; later parts add their number to it (``segment_rows`` makes the table rows and their ids).
 
 Text before the first header follows no header and is not part of any segment. A document with no
 header at all yields a single level-0 section with an empty header, dropped as ``no_header``, so
@@ -37,6 +37,7 @@ This module is pure: no pyspark, no vllm.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -45,10 +46,11 @@ from typing import Any, Literal
 import numpy as np
 from selectolax.lexbor import LexborHTMLParser
 
+from udfs import ids
 from udfs.decontam import EvalSet
 from udfs.filters import BoilerplateConfig, GopherConfig, SegmentView, language_codes, measure
 from udfs.pii import PLACEHOLDERS, mask_pii
-from udfs.text import REPLACEMENT_CHAR, clean_text
+from udfs.text import REPLACEMENT_CHAR, clean_text, normalize_for_dedup
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,31 @@ def segment_document(html: str, cfg: SegmentConfig) -> list[SegmentCandidate]:
         return candidates
     except DocumentTooComplex as exc:
         return [_document_dropped(exc.reason)]
+
+
+def segment_rows(doc_id: str, url: str, html: str, cfg: SegmentConfig) -> list[dict[str, Any]]:
+    """The segments table's rows of one document (``udfs.tables.SEGMENT_ROWS_SCHEMA``), ids included:
+    ``segment_document``'s candidates keyed by document and span, with the hash exact dedup compares."""
+    return [
+        {
+            "segment_id": ids.segment_id(doc_id, c.index, c.part),
+            "doc_id": doc_id,
+            "url": url,
+            "section_index": c.index,
+            "header_level": c.level,
+            "header": c.header,
+            "text": c.text,
+            "n_chars": len(c.text),
+            "text_hash": ids.text_hash(normalize_for_dedup(c.text)),
+            "status": c.status,
+            "reason": c.reason,
+            "part": c.part,
+            "lang": c.lang,
+            "lang_score": c.lang_score,
+            "measurements": json.dumps(c.measurements, sort_keys=True),
+        }
+        for c in segment_document(html, cfg)
+    ]
 
 
 def _judge(node: _Node, part: int, body: _Text, cfg: SegmentConfig) -> SegmentCandidate:

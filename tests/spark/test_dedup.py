@@ -13,8 +13,8 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.config import load_pipeline_config
-from jobs.dedup import dedup, near_dedup, stored_signatures
-from jobs.stages import Context, ingest, segment
+from jobs.stages import Context, run_stage
+from jobs.stages.segment import dedup, near_dedup, stored_signatures
 from jobs.storage import Storage
 from tests.conftest import ROOT, write_warc
 from udfs.text import normalize_for_dedup
@@ -83,8 +83,8 @@ def run_drop(spark, tmp: Path, name: str, pages: dict[str, bytes], *overrides: s
     warc = write_warc(tmp / f"{name}.warc.gz", pages)
     cfg = load_pipeline_config(str(ROOT / "conf/local.yaml"), [f"input.corpus={warc}", f"storage.root={tmp}/tables", *overrides])
     ctx = Context(spark, Storage(spark, cfg.storage.root), cfg)
-    ingest(ctx)
-    return segment(ctx).rows_written
+    run_stage(ctx, "ingest")
+    return run_stage(ctx, "segment").rows_written
 
 
 def by_text(tmp: Path) -> dict:

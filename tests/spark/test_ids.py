@@ -1,4 +1,4 @@
-from jobs.stages import keyed_id as spark_keyed_id
+from jobs.stages.base import keyed_id as spark_keyed_id
 from udfs.ids import keyed_id
 
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from jobs.config import PipelineConfig
-from jobs.stages import Context, ingest
+from jobs.stages import Context, run_stage
 from jobs.storage import Storage
 from tests.conftest import write_warc
 from udfs.config import load_config
@@ -46,7 +46,7 @@ def test_ingest_ledger_skips_unchanged_files_and_rereads_changed_ones(spark, tmp
     make_inputs(corpus)
     ctx = context(spark, tmp_path, corpus)
 
-    first = ingest(ctx)
+    first = run_stage(ctx, "ingest")
     docs, ledger = table(ctx, "documents"), table(ctx, "files")
     assert (first.extra["files"], first.extra["records_read"]) == (4, 16)
     assert first.extra["units_read"] == len(ledger) == 1 + 2 + 2 + 1  # JSONL and Parquet are split
@@ -68,7 +68,7 @@ def test_ingest_ledger_skips_unchanged_files_and_rereads_changed_ones(spark, tmp
     warc.write_bytes(b"\0" * stat.st_size)
     os.utime(warc, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     versions = (ctx.storage.version("documents"), ctx.storage.version("files"))
-    rerun = ingest(ctx)
+    rerun = run_stage(ctx, "ingest")
     assert (rerun.rows_in, rerun.extra["files_unchanged"], rerun.rows_written) == (0, 4, 0)
     assert (ctx.storage.version("documents"), ctx.storage.version("files")) == versions
 
@@ -76,6 +76,6 @@ def test_ingest_ledger_skips_unchanged_files_and_rereads_changed_ones(spark, tmp
     # also what a crash between the documents and the ledger commits leads to.)
     jsonl_path = corpus / "docs.jsonl"
     os.utime(jsonl_path, ns=(jsonl_path.stat().st_atime_ns, jsonl_path.stat().st_mtime_ns + 10**9))
-    touched = ingest(ctx)
+    touched = run_stage(ctx, "ingest")
     assert (touched.extra["files_unchanged"], touched.extra["units_read"], touched.rows_written) == (3, len(jsonl), 0)
     assert len(table(ctx, "files")) == len(ledger) + len(jsonl)

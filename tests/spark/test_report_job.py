@@ -8,14 +8,12 @@ import re
 import pytest
 from deltalake import DeltaTable
 
-from jobs.calibration import calibrate
 from jobs.config import load_pipeline_config
 from jobs.report import build_report, write_report
-from jobs.stages import Context
+from jobs.stages import Context, run_stage
 from jobs.storage import Storage
-from jobs.summary import RUNS_SCHEMA
 from tests.conftest import ROOT
-from udfs import spark_udfs
+from udfs.tables import CANDIDATES, DOCUMENTS, RUNS, SCORES, SEGMENT_ROWS_SCHEMA
 from udfs.ids import model_fingerprint
 
 pytestmark = pytest.mark.slow
@@ -33,16 +31,16 @@ def frame(spark, schema: str, rows: list[dict]):
 
 def write_tables(spark, storage: Storage, judge: str, iterations: bool = False) -> None:
     """3 documents -> 4 segments -> 3 candidates -> 2 judged pairs, one curated under "score >= 5"."""
-    storage.append("documents", frame(spark, spark_udfs.DOCUMENTS_SCHEMA, [
+    storage.append("documents", frame(spark, DOCUMENTS.schema, [
         {"doc_id": "d1", "url": "https://a.example/1", "status": "ok"}, {"doc_id": "d2", "url": "https://a.example/2", "status": "ok"},
         {"doc_id": "d3", "url": "https://a.example/logo.png", "status": "dropped", "reason": "not_html"}]))
     sea = f"The sea in poems. {SCRIPT} Waves, salt and tides in verse."
-    storage.append("segments", frame(spark, spark_udfs.SEGMENTS_SCHEMA, [
+    storage.append("segments", frame(spark, SEGMENT_ROWS_SCHEMA, [
         {"segment_id": "s1", "doc_id": "d1", "text": sea, "status": "ok"},
         {"segment_id": "s2", "doc_id": "d1", "text": "The bisect module keeps lists sorted.", "status": "ok"},
         {"segment_id": "s3", "doc_id": "d2", "text": "Colour conversions.", "status": "ok"},
         {"segment_id": "s4", "doc_id": "d2", "text": "Short.", "status": "dropped", "reason": "too_short"}]))
-    storage.append("candidates", frame(spark, spark_udfs.CANDIDATES_SCHEMA, [
+    storage.append("candidates", frame(spark, CANDIDATES.schema, [
         {"generation_id": "g1", "segment_id": "s1", "instruction": f"{SCRIPT} Write a poem about the sea.", "status": "ok"},
         {"generation_id": "g2", "segment_id": "s2", "instruction": "Explain the bisect module.", "status": "ok"},
         {"generation_id": "g3", "segment_id": "s3", "status": "dropped", "reason": "empty_instruction"}]))
@@ -52,13 +50,13 @@ def write_tables(spark, storage: Storage, judge: str, iterations: bool = False) 
         scores += [{**s, "score_id": s["score_id"] + "-2", "iteration": 2, "score": 4} for s in scores]
         storage.append("curated", frame(spark, "iteration int, generation_id string", [
             {"iteration": 1, "generation_id": "g1"}, {"iteration": 2, "generation_id": "g1"}, {"iteration": 2, "generation_id": "g2"}]))
-    storage.append("scores", frame(spark, spark_udfs.SCORES_SCHEMA, [{**s, "judge_model_id": judge, "prompt_version": "score_v1", "status": "ok"} for s in scores]))
+    storage.append("scores", frame(spark, SCORES.schema, [{**s, "judge_model_id": judge, "prompt_version": "score_v1", "status": "ok"} for s in scores]))
 
 
 def write_run(spark, storage: Storage, run_id: str, tables: dict) -> None:
     stages = [{"stage": "curate_v1", "rows_in": 2, "rows_written": 2, "seconds": 2.0,
                "extra": {"tokens": {"prompt_tokens": 400, "cached_tokens": 0, "output_tokens": 100}}}]
-    storage.append("runs", frame(spark, RUNS_SCHEMA, [{"run_id": run_id, "finished_at": "2026-01-01T00:00:00+00:00", "config": "{}",
+    storage.append("runs", frame(spark, RUNS.schema, [{"run_id": run_id, "finished_at": "2026-01-01T00:00:00+00:00", "config": "{}",
                                                        "stages": json.dumps(stages), "tables": json.dumps(tables), "curation": "[]"}]))
 
 
@@ -84,11 +82,11 @@ def test_calibration_and_report_from_the_tables(spark, tmp_path, tiny_model):
     write_tables(spark, ctx.storage, judge)
     write_run(spark, ctx.storage, "run-1", {t: ctx.storage.version(t) for t in ("documents", "segments", "candidates", "scores")})
     # a later run's candidate: the report of run-1 reads the tables at run-1's versions and must not count it
-    ctx.storage.append("candidates", frame(spark, spark_udfs.CANDIDATES_SCHEMA, [{"generation_id": "g9", "segment_id": "s3", "instruction": "Later?", "status": "ok"}]))
+    ctx.storage.append("candidates", frame(spark, CANDIDATES.schema, [{"generation_id": "g9", "segment_id": "s3", "instruction": "Later?", "status": "ok"}]))
 
-    first = calibrate(ctx)
+    first = run_stage(ctx, "calibrate")
     assert (first.rows_in, first.rows_written, first.by_status) == (4, 4, {"ok": 4})
-    assert calibrate(ctx).rows_written == 0  # keyed: a re-run judges nothing again
+    assert run_stage(ctx, "calibrate").rows_written == 0  # keyed: a re-run judges nothing again
     calibration = DeltaTable(str(tmp_path / "tables/calibration")).to_pandas()
     assert calibration["calibration_id"].is_unique and set(calibration["judge_model_id"]) == {judge}
     assert sorted(calibration["label"]) == ["bad", "bad", "good", "good"] and calibration["iteration"].eq(1).all()

@@ -67,7 +67,8 @@ RETRY_JOB = textwrap.dedent(
     from pyspark.sql import SparkSession
     from udfs.engine import EngineConfig, SamplingConfig
     from udfs.prompts import PromptTemplate
-    from udfs.spark_udfs import CANDIDATES_SCHEMA, backtranslate
+    from udfs.spark_udfs import backtranslate
+    from udfs.tables import CANDIDATES
 
     model = sys.argv[1]
     spark = SparkSession.builder.master("local[1,2]").config("spark.ui.enabled", "false").getOrCreate()  # 2 attempts per task
@@ -84,7 +85,7 @@ RETRY_JOB = textwrap.dedent(
                 raise RuntimeError("injected failure after the first batch")
             yield out.assign(attempt=attempt)
 
-    retried = spark.createDataFrame(rows).repartition(1).mapInPandas(fails_once, CANDIDATES_SCHEMA + ", attempt int").toPandas()
+    retried = spark.createDataFrame(rows).repartition(1).mapInPandas(fails_once, CANDIDATES.schema + ", attempt int").toPandas()
     direct = pd.concat(fn(iter([rows])))
     print(json.dumps({"attempts": sorted(set(retried["attempt"])), "n": len(retried),
                       "same": retried.set_index("generation_id")["raw_text"].to_dict() == direct.set_index("generation_id")["raw_text"].to_dict()}))

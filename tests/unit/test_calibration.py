@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT
-from udfs.calibration import kept_by_rule, label_id, precision_recall, precision_recall_at_k, read_labels
+from udfs.calibration import kept_by_rule, precision_recall, precision_recall_at_k, read_labels
+from udfs.ids import label_id
 
 LABELS = ROOT / "data/sample/judge_labels.jsonl"
 

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import PipelineConfig, load_pipeline_config, schedule
+from jobs.config import PipelineConfig, load_pipeline_config
+from jobs.stages import schedule
 from udfs.config import ConfigError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

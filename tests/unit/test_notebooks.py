@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import STAGES
+from jobs.stages import STAGE_NAMES
 from jobs.notebook import job_args, project_root
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -26,8 +26,8 @@ def test_every_notebook_is_databricks_source_format():
 
 
 def test_one_notebook_per_stage_runs_that_stage_and_the_loop_notebook_runs_them_all():
-    assert {p.stem for p in NOTEBOOKS.glob("*.py")} == {*STAGES, "loop"}
-    for stage in STAGES:
+    assert {p.stem for p in NOTEBOOKS.glob("*.py")} == {*STAGE_NAMES, "loop"}
+    for stage in STAGE_NAMES:
         call = shell_call(NOTEBOOKS / f"{stage}.py")
         assert [ast.literal_eval(a) for a in call.args[1:]] == [stage]
     assert len(shell_call(NOTEBOOKS / "loop.py").args) == 1  # stages from its widget

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 from jobs.report import pinned_versions
 from jobs.report_render import (
     EXPECTED_BINS, ExamplePair, JudgeCalibration, LengthStats, ReportData, StageThroughput, YieldRow, bin_counts,
-    reason_code, render_html, stage_throughput,
+    render_html, stage_throughput,
 )
 from udfs.calibration import precision_recall
 from udfs.instruction_stats import VerbObject, load_parser, top_verb_nouns, verb_objects
+from udfs.tables import status_key
 
 
 def test_bin_counts_edges():
@@ -30,10 +31,12 @@ def test_bin_counts_keep_every_row(value_counts):
     assert sum(bin_counts(value_counts)) == sum(value_counts.values())
 
 
-def test_reason_code_drops_error_messages():
-    assert reason_code("ok", None) == "ok"
-    assert reason_code("dropped", "too_short") == "dropped:too_short"
-    assert reason_code("error", "unreadable_record: <b>bad gzip</b>") == "error:unreadable_record"
+def test_status_key_drops_error_messages_and_keeps_qualified_codes():
+    assert status_key("ok", None) == "ok"
+    assert status_key("dropped", "too_short") == "dropped:too_short"
+    assert status_key("error", "unreadable_record: <b>bad gzip</b>") == "error:unreadable_record"
+    assert status_key("error", "invalid_json: Expecting value: line 1") == "error:invalid_json"
+    assert status_key("dropped", "eval_overlap:sample_eval") == "dropped:eval_overlap:sample_eval"
 
 
 def test_stage_throughput_from_runs_rows():

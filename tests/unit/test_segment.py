@@ -267,10 +267,10 @@ def test_split_off_or_nothing_to_split_keeps_one_too_long_row():
 
 def test_part_zero_keeps_the_unsplit_segment_id():
     from udfs.ids import stable_id
-    from udfs.spark_udfs import _segment_row
+    from udfs.segment import segment_rows
 
     page = f"<h2>Guide</h2><p>{I1}</p><p>{I2}</p><p>{I3}</p>"
-    rows = [_segment_row("doc1", "https://x/", c) for c in segment_document(page, SPLIT)]
+    rows = segment_rows("doc1", "https://x/", page, SPLIT)
     assert [r["part"] for r in rows] == [0, 1]
     assert rows[0]["segment_id"] == stable_id("segment", "doc1", 0)
     assert rows[1]["segment_id"] == stable_id("segment", "doc1", 0, 1)

@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobs.config import load_pipeline_config
-from jobs.storage import CatalogSchema, Storage, parse_catalog_schema
+from jobs.catalog import CatalogSchema, parse_catalog_schema
+from jobs.storage import Storage
 from tests.conftest import ROOT
 from udfs.config import ConfigError
 
