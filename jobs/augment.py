@@ -33,9 +33,24 @@ log = logging.getLogger(__name__)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/local.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
-    parser.add_argument("--stages", default=",".join(STAGE_NAMES), help=f"comma-separated subset of {','.join(STAGE_NAMES)} (run in pipeline order)")
-    parser.add_argument("--iterations", default="", help="comma-separated iterations for curate and train (default: 1..iterations.count)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
+    parser.add_argument(
+        "--stages",
+        default=",".join(STAGE_NAMES),
+        help=f"comma-separated subset of {','.join(STAGE_NAMES)} (run in pipeline order)",
+    )
+    parser.add_argument(
+        "--iterations",
+        default="",
+        help="comma-separated iterations for curate and train (default: 1..iterations.count)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and what is already done; run nothing")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.stages.split(",") if s.strip()]

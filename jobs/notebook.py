@@ -56,4 +56,6 @@ def run_from_widgets(dbutils, stage: str | None = None) -> dict:
         os.chdir(root)
     iterations = widgets.get("iterations") if iterated else ""
     stages = stage or widgets.get("stages")
-    return main(job_args(widgets.get("config"), widgets.get("overrides"), stages, iterations, widgets.get("dry_run") == "true"))
+    return main(
+        job_args(widgets.get("config"), widgets.get("overrides"), stages, iterations, widgets.get("dry_run") == "true")
+    )

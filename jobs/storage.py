@@ -136,7 +136,9 @@ class Storage:
         path = self.path(name)
         folder = f"w-{uuid.uuid4().hex}"
         df.write.mode("errorifexists").parquet(f"{path}/{folder}")
-        actions = [_add_action(path, f"{folder}/{f}") for f in sorted(os.listdir(f"{path}/{folder}")) if f.endswith(".parquet")]
+        actions = [
+            _add_action(path, f"{folder}/{f}") for f in sorted(os.listdir(f"{path}/{folder}")) if f.endswith(".parquet")
+        ]
         rows = sum(json.loads(a.stats)["numRecords"] for a in actions)
         actions = [a for a in actions if json.loads(a.stats)["numRecords"] > 0]
         if not actions:  # Spark writes a schema-only file for an empty DataFrame: nothing to commit

@@ -88,9 +88,11 @@ def pretrain(model: LlamaForCausalLM, stream: torch.Tensor, cfg: BaseModelConfig
     # Linear warmup, then linear decay to a tenth of lr.
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda s: (s + 1) / (cfg.warmup_steps + 1)
-        if s < cfg.warmup_steps
-        else 1 - 0.9 * (s - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps),
+        lambda s: (
+            (s + 1) / (cfg.warmup_steps + 1)
+            if s < cfg.warmup_steps
+            else 1 - 0.9 * (s - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        ),
     )
     model.train()
     losses = []

@@ -99,10 +99,16 @@ def read_curated(aug: AugmentedData) -> tuple[list[Example], dict[str, Any]]:
         if as_of is not None:
             tables[name]["as_of"] = as_of.isoformat()
     pairs = select_curated(
-        frames["segments"], frames["candidates"], frames["scores"],
-        score_column=aug.score_column, min_score=aug.min_score, judge_model_id=aug.judge_model_id,
+        frames["segments"],
+        frames["candidates"],
+        frames["scores"],
+        score_column=aug.score_column,
+        min_score=aug.min_score,
+        judge_model_id=aug.judge_model_id,
     )
-    examples = [Example(aug.system_prompt, r.instruction, r.output, "augmented", r.score_id) for r in pairs.itertuples()]
+    examples = [
+        Example(aug.system_prompt, r.instruction, r.output, "augmented", r.score_id) for r in pairs.itertuples()
+    ]
     return examples, tables
 
 
@@ -129,11 +135,16 @@ def select_curated(
     pairs = (
         ok_candidates[["generation_id", "segment_id", "instruction"]]
         .merge(ok_segments[["segment_id", "text"]].drop_duplicates("segment_id"), on="segment_id")
-        .merge(passing[["generation_id", "score_id"]].sort_values("score_id").drop_duplicates("generation_id"), on="generation_id")
+        .merge(
+            passing[["generation_id", "score_id"]].sort_values("score_id").drop_duplicates("generation_id"),
+            on="generation_id",
+        )
         .drop_duplicates("generation_id")
         .sort_values("generation_id", kind="stable")
     )
-    return pairs.rename(columns={"text": "output"})[["generation_id", "score_id", "instruction", "output"]].reset_index(drop=True)
+    return pairs.rename(columns={"text": "output"})[["generation_id", "score_id", "instruction", "output"]].reset_index(
+        drop=True
+    )
 
 
 def conversation(example: Example, direction: str, backward_prompt: PromptTemplate) -> list[dict[str, str]]:

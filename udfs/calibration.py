@@ -54,7 +54,12 @@ def read_labels(path: str | Path) -> list[LabelledPair]:
         if not isinstance(row, dict):
             raise ValueError(f"{path}:{n}: expected a JSON object")
         instruction, output, label = row.get("instruction"), row.get("output"), row.get("label")
-        if not isinstance(instruction, str) or not instruction.strip() or not isinstance(output, str) or not output.strip():
+        if (
+            not isinstance(instruction, str)
+            or not instruction.strip()
+            or not isinstance(output, str)
+            or not output.strip()
+        ):
             raise ValueError(f"{path}:{n}: needs non-empty string fields 'instruction' and 'output'")
         if label not in LABELS:
             raise ValueError(f"{path}:{n}: label must be one of {LABELS}, got {label!r}")
@@ -78,7 +83,11 @@ def precision_recall(good: Sequence[bool], kept: Sequence[bool], k: float) -> Pr
     n_good, n_kept = sum(good), sum(kept)
     hits = sum(g and c for g, c in zip(good, kept))
     return PrecisionRecall(
-        k=k, pairs=len(good), good=n_good, kept=n_kept, good_kept=hits,
+        k=k,
+        pairs=len(good),
+        good=n_good,
+        kept=n_kept,
+        good_kept=hits,
         precision=hits / n_kept if n_kept else None,
         recall=hits / n_good if n_good else None,
     )

@@ -38,7 +38,11 @@ class ParsedScore(NamedTuple):
 
 # The curation rule: curated = every listed column >= k ("both": the parsed score and the expected score).
 CurationRule = Literal["score", "expected_score", "both"]
-RULE_COLUMNS: dict[str, tuple[str, ...]] = {"score": ("score",), "expected_score": ("expected_score",), "both": ("score", "expected_score")}
+RULE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "score": ("score",),
+    "expected_score": ("expected_score",),
+    "both": ("score", "expected_score"),
+}
 
 
 def passes(column: Callable[[str], Any], rule: CurationRule, k: float) -> Any:
@@ -114,7 +118,8 @@ def expected_score(logprobs: Mapping[str, float]) -> float | None:
 _INJECTION_PATTERNS = {
     "score_line": re.compile(r"^[*_#\s]*score[*_\s]*[:：]\s*\d", re.I | re.M),
     "instruction_override": re.compile(
-        r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier)\b.{0,20}\b(instructions?|prompts?|rules)\b", re.I | re.S
+        r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier)\b.{0,20}\b(instructions?|prompts?|rules)\b",
+        re.I | re.S,
     ),
     "role_marker": re.compile(r"^\s*(system|assistant)\s*:|<\|(system|assistant|user)\|>", re.I | re.M),
 }

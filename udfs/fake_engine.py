@@ -15,7 +15,22 @@ from typing import Sequence
 
 from udfs.engine import Completion, SamplingConfig
 
-_WORDS = ("explain", "how", "the", "list", "works", "write", "a", "short", "guide", "to", "python", "code", "with", "examples")
+_WORDS = (
+    "explain",
+    "how",
+    "the",
+    "list",
+    "works",
+    "write",
+    "a",
+    "short",
+    "guide",
+    "to",
+    "python",
+    "code",
+    "with",
+    "examples",
+)
 
 
 def _hash(*parts: object) -> int:
@@ -49,7 +64,9 @@ class FakeEngine:
         finish = "stop"
         if len(text.split()) > max_tokens:
             text, finish = " ".join(text.split()[:max_tokens]), "length"
-        return Completion(text=text, finish_reason=finish, prompt_tokens=len(prompt.split()), output_tokens=len(text.split()))
+        return Completion(
+            text=text, finish_reason=finish, prompt_tokens=len(prompt.split()), output_tokens=len(text.split())
+        )
 
     def next_token_logprobs(self, prompts: Sequence[str], tokens: Sequence[str]) -> list[dict[str, float]]:
         result = []

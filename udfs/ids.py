@@ -101,5 +101,9 @@ def model_fingerprint(model_dir: str) -> str:
     for name in ("config.json", "training_meta.json", "bootstrap.json"):
         if (path / name).is_file():
             parts.append((name, (path / name).read_text()))
-    parts.extend(sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.is_file() and p.suffix in {".safetensors", ".bin"}))
+    parts.extend(
+        sorted(
+            (p.name, p.stat().st_size) for p in path.iterdir() if p.is_file() and p.suffix in {".safetensors", ".bin"}
+        )
+    )
     return f"{path.name}-{stable_id(*parts, length=12)}"

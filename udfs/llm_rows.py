@@ -16,39 +16,79 @@ from typing import Callable, Iterator
 import pandas as pd
 
 from udfs.augment import backward_conversation, clean_instruction
-from udfs.curation import SCORE_TOKENS, expected_score, injection_flags, judge_conversation, parse_score, score_prompt_suffix
+from udfs.curation import (
+    SCORE_TOKENS,
+    expected_score,
+    injection_flags,
+    judge_conversation,
+    parse_score,
+    score_prompt_suffix,
+)
 from udfs.engine import Completion, EngineConfig, LLMEngine, SamplingConfig
 from udfs.ids import seed_from_id
 from udfs.prompts import PromptTemplate
 from udfs.tables import CANDIDATES, SCORES, ddl_columns, ddl_types
 
 
-def augment_batch(engine: LLMEngine, batch: pd.DataFrame, model_id: str, template: PromptTemplate, sampling: SamplingConfig,
-                  engine_cfg: EngineConfig, max_instruction_chars: int) -> pd.DataFrame:
+def augment_batch(
+    engine: LLMEngine,
+    batch: pd.DataFrame,
+    model_id: str,
+    template: PromptTemplate,
+    sampling: SamplingConfig,
+    engine_cfg: EngineConfig,
+    max_instruction_chars: int,
+) -> pd.DataFrame:
     """Backtranslation of (generation_id, segment_id, text) rows: M_yx writes the instruction each segment answers.
     Output: ``udfs.tables.CANDIDATES`` rows, one per input row, in order."""
     sampling_json = json.dumps(dataclasses.asdict(sampling), sort_keys=True)
-    fits = [fit_prompt(engine, lambda t: backward_conversation(template, t), text, sampling, engine_cfg) for text in batch["text"]]
+    fits = [
+        fit_prompt(engine, lambda t: backward_conversation(template, t), text, sampling, engine_cfg)
+        for text in batch["text"]
+    ]
     seeds = [seed_from_id(g) for g in batch["generation_id"]]
     completions = generate(engine, fits, seeds, sampling)
     rows = []
     for i, (gen_id, seg_id) in enumerate(zip(batch["generation_id"], batch["segment_id"])):
-        row = {"generation_id": gen_id, "segment_id": seg_id, "model_id": model_id, "prompt_version": template.version,
-               "sampling": sampling_json, "seed": seeds[i], "prompt_tokens": fits[i].n_tokens,
-               "truncated_tokens": fits[i].truncated_tokens}
+        row = {
+            "generation_id": gen_id,
+            "segment_id": seg_id,
+            "model_id": model_id,
+            "prompt_version": template.version,
+            "sampling": sampling_json,
+            "seed": seeds[i],
+            "prompt_tokens": fits[i].n_tokens,
+            "truncated_tokens": fits[i].truncated_tokens,
+        }
         if fits[i].prompt is None:
             rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
             continue
         out = completions[i]
         cleaned = clean_instruction(out.text, out.finish_reason, max_instruction_chars)
-        rows.append({**row, "instruction": cleaned.text, "raw_text": out.text, "finish_reason": out.finish_reason,
-                     "output_tokens": out.output_tokens, "cached_tokens": out.cached_tokens,
-                     "status": cleaned.status, "reason": cleaned.reason})
+        rows.append(
+            {
+                **row,
+                "instruction": cleaned.text,
+                "raw_text": out.text,
+                "finish_reason": out.finish_reason,
+                "output_tokens": out.output_tokens,
+                "cached_tokens": out.cached_tokens,
+                "status": cleaned.status,
+                "reason": cleaned.reason,
+            }
+        )
     return frame(rows, CANDIDATES.schema)
 
 
-def judge_batch(engine: LLMEngine, batch: pd.DataFrame, model_id: str, template: PromptTemplate, sampling: SamplingConfig,
-                engine_cfg: EngineConfig, iteration: int | None = None) -> pd.DataFrame:
+def judge_batch(
+    engine: LLMEngine,
+    batch: pd.DataFrame,
+    model_id: str,
+    template: PromptTemplate,
+    sampling: SamplingConfig,
+    engine_cfg: EngineConfig,
+    iteration: int | None = None,
+) -> pd.DataFrame:
     """Self-curation of (score_id, generation_id, segment_id, instruction, text) rows by the judge ``model_id``.
     Output: ``udfs.tables.SCORES`` rows, one per input row, in order, labelled with the self-training
     ``iteration`` whose judge this is (None: outside the loop, e.g. calibration).
@@ -57,24 +97,48 @@ def judge_batch(engine: LLMEngine, batch: pd.DataFrame, model_id: str, template:
     of "1".."5" right after "Score:" (expected score), which gives every judged row a score.
     """
     pairs = list(zip(batch["instruction"], batch["text"]))
-    fits = [fit_prompt(engine, lambda a, ins=ins: judge_conversation(template, ins, a), ans, sampling, engine_cfg) for ins, ans in pairs]
+    fits = [
+        fit_prompt(engine, lambda a, ins=ins: judge_conversation(template, ins, a), ans, sampling, engine_cfg)
+        for ins, ans in pairs
+    ]
     seeds = [seed_from_id(s) for s in batch["score_id"]]
     completions = generate(engine, fits, seeds, sampling)
-    expected = expected_scores(engine, {i: fits[i].prompt + score_prompt_suffix(c.text) for i, c in completions.items()}, engine_cfg)
+    expected = expected_scores(
+        engine, {i: fits[i].prompt + score_prompt_suffix(c.text) for i, c in completions.items()}, engine_cfg
+    )
     rows = []
     for i, (score_id, gen_id, seg_id) in enumerate(zip(batch["score_id"], batch["generation_id"], batch["segment_id"])):
         flags = injection_flags(pairs[i][1])
-        row = {"score_id": score_id, "generation_id": gen_id, "segment_id": seg_id, "iteration": iteration, "judge_model_id": model_id,
-               "prompt_version": template.version, "prompt_tokens": fits[i].n_tokens,
-               "truncated_tokens": fits[i].truncated_tokens, "input_flags": ",".join(flags) or None}
+        row = {
+            "score_id": score_id,
+            "generation_id": gen_id,
+            "segment_id": seg_id,
+            "iteration": iteration,
+            "judge_model_id": model_id,
+            "prompt_version": template.version,
+            "prompt_tokens": fits[i].n_tokens,
+            "truncated_tokens": fits[i].truncated_tokens,
+            "input_flags": ",".join(flags) or None,
+        }
         if fits[i].prompt is None:
             rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
             continue
         out = completions[i]
         parsed = parse_score(out.text, out.finish_reason, quoted=pairs[i])
-        rows.append({**row, "score": parsed.score, "expected_score": expected.get(i), "parse_failure": parsed.failure,
-                     "raw_text": out.text, "finish_reason": out.finish_reason, "output_tokens": out.output_tokens,
-                     "cached_tokens": out.cached_tokens, "status": "ok", "reason": None})
+        rows.append(
+            {
+                **row,
+                "score": parsed.score,
+                "expected_score": expected.get(i),
+                "parse_failure": parsed.failure,
+                "raw_text": out.text,
+                "finish_reason": out.finish_reason,
+                "output_tokens": out.output_tokens,
+                "cached_tokens": out.cached_tokens,
+                "status": "ok",
+                "reason": None,
+            }
+        )
     return frame(rows, SCORES.schema)
 
 
@@ -85,8 +149,13 @@ class Fit:
     truncated_tokens: int | None  # tokens cut from the end of the web text to fit, when any
 
 
-def fit_prompt(engine: LLMEngine, conversation: Callable[[str], list[dict[str, str]]], text: str, sampling: SamplingConfig,
-               cfg: EngineConfig) -> Fit:
+def fit_prompt(
+    engine: LLMEngine,
+    conversation: Callable[[str], list[dict[str, str]]],
+    text: str,
+    sampling: SamplingConfig,
+    cfg: EngineConfig,
+) -> Fit:
     """Render ``conversation(text)`` so that prompt + max_tokens fits the context window.
 
     With ``cfg.overflow == "truncate"`` the web text (never the template) is cut at a token boundary and the

@@ -134,7 +134,9 @@ def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Parameters (a odd, b) of the hash functions, from BLAKE2b so they never change with a numpy release."""
 
     def draw(name: str) -> np.ndarray:
-        stream = b"".join(hashlib.blake2b(f"{name}:{seed}:{i}".encode(), digest_size=8).digest() for i in range(num_perm))
+        stream = b"".join(
+            hashlib.blake2b(f"{name}:{seed}:{i}".encode(), digest_size=8).digest() for i in range(num_perm)
+        )
         return np.frombuffer(stream, dtype="<u8").astype(np.uint64)
 
     return draw("a") | np.uint64(1), draw("b")

@@ -60,8 +60,17 @@ class SegmentConfig:
     min_chars: int = 600
     max_chars: int = 3000
     navigation_headers: tuple[str, ...] = (
-        "advertisement", "forum", "quick link", "quick links", "free newsletter", "navigation",
-        "table of contents", "related topics", "this page", "previous topic", "next topic",
+        "advertisement",
+        "forum",
+        "quick link",
+        "quick links",
+        "free newsletter",
+        "navigation",
+        "table of contents",
+        "related topics",
+        "this page",
+        "previous topic",
+        "next topic",
     )
     repetition_ngram: int = 3  # word n-grams per sentence (ours)
     repetition_threshold: float = 0.8  # Jaccard at/above which two sentences repeat (ours)
@@ -161,7 +170,14 @@ def html_to_sections(html: str, cfg: SegmentConfig | None = None) -> list[Sectio
     sections = []
     for node in _section_tree(blocks):
         body = _join(blocks[node.start + 1 : node.end]).text
-        sections.append(Section(node.index, node.level, node.header, f"{node.header}\n\n{body}" if node.header and body else node.header or body))
+        sections.append(
+            Section(
+                node.index,
+                node.level,
+                node.header,
+                f"{node.header}\n\n{body}" if node.header and body else node.header or body,
+            )
+        )
     return sections
 
 
@@ -221,7 +237,9 @@ def _judge(node: _Node, part: int, body: _Text, cfg: SegmentConfig) -> SegmentCa
     measurements["pii_v1"] = dict(zip(PLACEHOLDERS, body.pii))
     if node.level == 0:
         reason = "no_header"
-    return SegmentCandidate(node.index, part, node.level, node.header, body.text, "dropped" if reason else "ok", reason, measurements)
+    return SegmentCandidate(
+        node.index, part, node.level, node.header, body.text, "dropped" if reason else "ok", reason, measurements
+    )
 
 
 def _document_dropped(reason: str) -> SegmentCandidate:
@@ -295,7 +313,9 @@ def _join(blocks: list[_Block]) -> _Text:
     return _Text("\n\n".join(texts), sum(b.link_chars for b in blocks), pii)
 
 
-def _split(node: _Node, nodes: list[_Node], bodies: list[_Text], blocks: list[_Block], cfg: SegmentConfig) -> list[list[_Block]]:
+def _split(
+    node: _Node, nodes: list[_Node], bodies: list[_Text], blocks: list[_Block], cfg: SegmentConfig
+) -> list[list[_Block]]:
     """The block lists of the parts of a too-long section (see the module docstring)."""
     first_child = nodes[node.children[0]].start if node.children else node.end
     groups: list[list[_Block] | None] = [blocks[node.start + 1 : first_child]]  # None: a sub-section judged on its own
@@ -343,15 +363,45 @@ _SECTIONING_TAGS = frozenset({"article", "aside", "main", "nav", "section"})
 _SKIP_ROLES = frozenset({"navigation", "search", "banner", "contentinfo", "complementary", "menu", "menubar"})
 # Common class names of navigation chrome; "headerlink" is the Sphinx/MkDocs "¶" permalink.
 _SKIP_CLASSES = frozenset(
-    {"sidebar", "sphinxsidebar", "related", "footer", "breadcrumb", "breadcrumbs", "navbar", "menu", "toc",
-     "headerlink"}
+    {
+        "sidebar",
+        "sphinxsidebar",
+        "related",
+        "footer",
+        "breadcrumb",
+        "breadcrumbs",
+        "navbar",
+        "menu",
+        "toc",
+        "headerlink",
+    }
 )
 _HEADINGS = {f"h{k}": k for k in range(1, 7)}
 _PARAGRAPH_TAGS = frozenset(
     {
-        "address", "article", "blockquote", "caption", "center", "details", "dialog", "div", "dl",
-        "fieldset", "figcaption", "figure", "footer", "header", "hgroup", "hr", "main", "ol", "p",
-        "section", "summary", "table", "ul",
+        "address",
+        "article",
+        "blockquote",
+        "caption",
+        "center",
+        "details",
+        "dialog",
+        "div",
+        "dl",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "header",
+        "hgroup",
+        "hr",
+        "main",
+        "ol",
+        "p",
+        "section",
+        "summary",
+        "table",
+        "ul",
     }
 )
 _LINE_TAGS = frozenset({"br", "dd", "dt", "li", "tr"})

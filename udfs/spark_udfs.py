@@ -78,7 +78,9 @@ def minhash_signatures(cfg: DedupConfig) -> BatchFn:
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            hashes = [minhash(text, cfg) if status == "ok" else None for text, status in zip(batch["text"], batch["status"])]
+            hashes = [
+                minhash(text, cfg) if status == "ok" else None for text, status in zip(batch["text"], batch["status"])
+            ]
             yield batch.assign(
                 minhash=[None if m is None else m.signature.view("int32") for m in hashes],
                 minhash_bands=[None if m is None else m.band_keys for m in hashes],
@@ -89,7 +91,12 @@ def minhash_signatures(cfg: DedupConfig) -> BatchFn:
 
 
 def backtranslate(
-    model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate, max_instruction_chars: int
+    model_path: str,
+    model_id: str,
+    engine_cfg: EngineConfig,
+    sampling: SamplingConfig,
+    template: PromptTemplate,
+    max_instruction_chars: int,
 ) -> BatchFn:
     """Input: (generation_id, segment_id, text). Output: CANDIDATES rows (``udfs.llm_rows.augment_batch``)."""
 
@@ -102,14 +109,21 @@ def backtranslate(
 
 
 def judge(
-    model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate, iteration: int | None = None
+    model_path: str,
+    model_id: str,
+    engine_cfg: EngineConfig,
+    sampling: SamplingConfig,
+    template: PromptTemplate,
+    iteration: int | None = None,
 ) -> BatchFn:
     """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES rows of the self-training
     ``iteration`` whose judge this is (``udfs.llm_rows.judge_batch``)."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in chunks(batches, engine_cfg.batch_size):
-            yield judge_batch(_engine(model_path, model_id, engine_cfg), batch, model_id, template, sampling, engine_cfg, iteration)
+            yield judge_batch(
+                _engine(model_path, model_id, engine_cfg), batch, model_id, template, sampling, engine_cfg, iteration
+            )
 
     return _dropping_engine_on_failure(run)
 

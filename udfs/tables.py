@@ -40,17 +40,25 @@ def status_key(status: str, reason: str | None) -> str:
 
 
 # The ingest ledger: one row per work unit read (files are split into units, see udfs.readers.plan_units).
-FILES = Table("files", "unit_id", (
-    "unit_id string, file_id string, path string, size long, mtime_ns long, unit_start long, unit_end long, "
-    "units_in_file int, records long, status_counts string, ingested_at string"
-))
+FILES = Table(
+    "files",
+    "unit_id",
+    (
+        "unit_id string, file_id string, path string, size long, mtime_ns long, unit_start long, unit_end long, "
+        "units_in_file int, records long, status_counts string, ingested_at string"
+    ),
+)
 # The ingest stage's work list, handed to the executors (not stored).
 UNITS_SCHEMA = "unit_id string, path string, start long, end long"
-DOCUMENTS = Table("documents", "doc_id", (
-    "doc_id string, source_path string, offset long, url string, record_id string, fetch_date string, "
-    "http_status int, content_type string, content_hash string, html string, status string, reason string, "
-    "charset string, charset_source string"
-))
+DOCUMENTS = Table(
+    "documents",
+    "doc_id",
+    (
+        "doc_id string, source_path string, offset long, url string, record_id string, fetch_date string, "
+        "http_status int, content_type string, content_hash string, html string, status string, reason string, "
+        "charset string, charset_source string"
+    ),
+)
 # What the readers yield: documents rows plus the work unit each came from (for the ingest ledger).
 READ_SCHEMA = DOCUMENTS.schema + ", unit_id string"
 # What segmentation yields, one row per section; the segment stage adds dedup's columns before storing.
@@ -65,37 +73,57 @@ SEGMENT_ROWS_SCHEMA = (
 MINHASH_SCHEMA = "minhash array<int>, minhash_bands array<bigint>, minhash_scheme string"
 MINHASH_COLUMNS = ddl_columns(MINHASH_SCHEMA)
 SEGMENTS = Table("segments", "segment_id", f"{SEGMENT_ROWS_SCHEMA}, duplicate_of string, {MINHASH_SCHEMA}")
-CANDIDATES = Table("candidates", "generation_id", (
-    "generation_id string, segment_id string, instruction string, raw_text string, finish_reason string, "
-    "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, model_id string, "
-    "prompt_version string, sampling string, seed long, status string, reason string"
-))
-SCORES = Table("scores", "score_id", (
-    "score_id string, generation_id string, segment_id string, iteration int, judge_model_id string, "
-    "prompt_version string, score int, expected_score double, parse_failure string, raw_text string, "
-    "finish_reason string, prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, "
-    "input_flags string, status string, reason string"
-))
+CANDIDATES = Table(
+    "candidates",
+    "generation_id",
+    (
+        "generation_id string, segment_id string, instruction string, raw_text string, finish_reason string, "
+        "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, model_id string, "
+        "prompt_version string, sampling string, seed long, status string, reason string"
+    ),
+)
+SCORES = Table(
+    "scores",
+    "score_id",
+    (
+        "score_id string, generation_id string, segment_id string, iteration int, judge_model_id string, "
+        "prompt_version string, score int, expected_score double, parse_failure string, raw_text string, "
+        "finish_reason string, prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, "
+        "input_flags string, status string, reason string"
+    ),
+)
 # The calibrate stage's input rows (data/sample/judge_labels.jsonl), handed to the judge (not stored).
 LABELS_SCHEMA = "label_id string, instruction string, output string, label string, kind string"
 # A judge's scores row keyed by label instead of generation/segment, plus the label and iteration.
-CALIBRATION = Table("calibration", "calibration_id", (
-    "calibration_id string, label_id string, label string, kind string, iteration int, judge_model_id string, "
-    "prompt_version string, score int, expected_score double, parse_failure string, raw_text string, "
-    "finish_reason string, prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, "
-    "input_flags string, status string, reason string"
-))
+CALIBRATION = Table(
+    "calibration",
+    "calibration_id",
+    (
+        "calibration_id string, label_id string, label string, kind string, iteration int, judge_model_id string, "
+        "prompt_version string, score int, expected_score double, parse_failure string, raw_text string, "
+        "finish_reason string, prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, "
+        "input_flags string, status string, reason string"
+    ),
+)
 # Lineage of each trained model's augmented examples: one row per example.
-CURATED = Table("curated", "curated_id", (
-    "curated_id string, iteration int, trained_model_id string, score_id string, generation_id string, "
-    "segment_id string, doc_id string, url string, generation_model_id string, augment_prompt_version string, "
-    "judge_model_id string, judge_prompt_version string, score int, expected_score double, score_column string, "
-    "min_score double, training_data_sha256 string, status string, reason string"
-))
-RUNS = Table("runs", "run_id", (
-    "run_id string, started_at string, finished_at string, seconds double, config string, stages string, "
-    "tables string, curation string, yields string"
-))
+CURATED = Table(
+    "curated",
+    "curated_id",
+    (
+        "curated_id string, iteration int, trained_model_id string, score_id string, generation_id string, "
+        "segment_id string, doc_id string, url string, generation_model_id string, augment_prompt_version string, "
+        "judge_model_id string, judge_prompt_version string, score int, expected_score double, score_column string, "
+        "min_score double, training_data_sha256 string, status string, reason string"
+    ),
+)
+RUNS = Table(
+    "runs",
+    "run_id",
+    (
+        "run_id string, started_at string, finished_at string, seconds double, config string, stages string, "
+        "tables string, curation string, yields string"
+    ),
+)
 
 # The tables a training set is read from, at pinned versions.
 POOL_TABLES = (SEGMENTS.name, CANDIDATES.name, SCORES.name)

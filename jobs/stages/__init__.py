@@ -18,7 +18,17 @@ from typing import Callable, Sequence
 from jobs.stages import augment, calibrate, curate, ingest, models, segment, train
 from jobs.stages.base import Context, MissingInput, StageReport
 
-__all__ = ["STAGES", "Context", "MissingInput", "Stage", "StageReport", "format_plan", "make_plan", "run_stage", "schedule"]
+__all__ = [
+    "STAGES",
+    "Context",
+    "MissingInput",
+    "Stage",
+    "StageReport",
+    "format_plan",
+    "make_plan",
+    "run_stage",
+    "schedule",
+]
 
 log = logging.getLogger(__name__)
 

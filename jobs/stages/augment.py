@@ -10,7 +10,17 @@ import dataclasses
 
 from pyspark.sql import DataFrame
 
-from jobs.stages.base import Context, StageReport, append_in_chunks, keyed_id, model_id, model_state, pending, require, table_state
+from jobs.stages.base import (
+    Context,
+    StageReport,
+    append_in_chunks,
+    keyed_id,
+    model_id,
+    model_state,
+    pending,
+    require,
+    table_state,
+)
 from udfs import spark_udfs
 from udfs.ids import generation_salt
 from udfs.prompts import PromptTemplate
@@ -22,7 +32,9 @@ def run(ctx: Context, report: StageReport) -> None:
     model_path = cfg.model_path("backward")
     backward_id = model_id(model_path, "M_yx", "models")
     template = PromptTemplate.load(cfg.augment.prompt)
-    fn = spark_udfs.backtranslate(model_path, backward_id, cfg.engine, cfg.augment.sampling, template, cfg.augment.max_instruction_chars)
+    fn = spark_udfs.backtranslate(
+        model_path, backward_id, cfg.engine, cfg.augment.sampling, template, cfg.augment.max_instruction_chars
+    )
     append_in_chunks(ctx, CANDIDATES, augment_rows(ctx, backward_id, report), fn, report)
     report.extra["model_id"] = backward_id
 
@@ -34,8 +46,12 @@ def plan(ctx: Context, iteration: int | None = None) -> dict:
     todo = ok
     if segments is not None and backward["state"] == "present":
         todo = pending(ctx, CANDIDATES, augment_rows(ctx, backward["id"])).count()
-    return {"models": {"M_yx": backward}, "inputs": {"segments_ok": ok},
-            "outputs": {CANDIDATES.name: table_state(ctx, CANDIDATES)}, "todo": {"generations": todo}}
+    return {
+        "models": {"M_yx": backward},
+        "inputs": {"segments_ok": ok},
+        "outputs": {CANDIDATES.name: table_state(ctx, CANDIDATES)},
+        "todo": {"generations": todo},
+    }
 
 
 def augment_rows(ctx: Context, backward_id: str, report: StageReport | None = None) -> DataFrame:

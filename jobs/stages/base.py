@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class MissingInput(RuntimeError):
-    """A stage's input is not there yet (a model not trained, pairs not scored): the message says which stage makes it."""
+    """A stage's input is not there yet (a model not trained, pairs not scored): the message says which stage
+    makes it."""
 
 
 @dataclass
@@ -99,7 +100,9 @@ def append(ctx: Context, table: Table, df: DataFrame, report: StageReport) -> No
     new.unpersist()
 
 
-def pending(ctx: Context, table: Table, rows: DataFrame, report: StageReport | None = None, key: str | None = None) -> DataFrame:
+def pending(
+    ctx: Context, table: Table, rows: DataFrame, report: StageReport | None = None, key: str | None = None
+) -> DataFrame:
     """The rows of ``rows`` whose key (``table.key`` unless given) is not in ``table`` yet: what a keyed stage
     still has to do."""
     key = key or table.key

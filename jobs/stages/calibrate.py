@@ -35,7 +35,9 @@ def run(ctx: Context, report: StageReport) -> None:
         report.extra["skipped"] = "report.judge_labels is null"
         return
     pairs = read_labels(path)
-    labels = ctx.spark.createDataFrame([(p.label_id, p.instruction, p.output, p.label, p.kind) for p in pairs], LABELS_SCHEMA)
+    labels = ctx.spark.createDataFrame(
+        [(p.label_id, p.instruction, p.output, p.label, p.kind) for p in pairs], LABELS_SCHEMA
+    )
     template = PromptTemplate.load(cfg.curate.prompt)
     done = ctx.storage.read(CALIBRATION.name)
     report.extra["judges"] = []
@@ -49,13 +51,22 @@ def run(ctx: Context, report: StageReport) -> None:
         if done is not None:  # skip before judging: the LLM is the expensive part
             todo = todo.join(done.select(F.col("calibration_id").alias("score_id")), on="score_id", how="left_anti")
         report.rows_in += todo.count()
-        pairs = todo.select("score_id", F.col("label_id").alias("generation_id"), F.col("label_id").alias("segment_id"),
-                            "instruction", F.col("output").alias("text"))
+        pairs = todo.select(
+            "score_id",
+            F.col("label_id").alias("generation_id"),
+            F.col("label_id").alias("segment_id"),
+            "instruction",
+            F.col("output").alias("text"),
+        )
         fn = spark_udfs.judge(model_path, model_id, cfg.engine, cfg.curate.sampling, template)
-        rows = (llm_map(ctx, pairs, fn, SCORES.schema)
-                .withColumnRenamed("score_id", "calibration_id").withColumnRenamed("generation_id", "label_id")
-                .join(todo.select("label_id", "label", "kind"), on="label_id")
-                .withColumn("iteration", F.lit(iteration)).select(*CALIBRATION.columns))
+        rows = (
+            llm_map(ctx, pairs, fn, SCORES.schema)
+            .withColumnRenamed("score_id", "calibration_id")
+            .withColumnRenamed("generation_id", "label_id")
+            .join(todo.select("label_id", "label", "kind"), on="label_id")
+            .withColumn("iteration", F.lit(iteration))
+            .select(*CALIBRATION.columns)
+        )
         append(ctx, CALIBRATION, rows, report)
         report.extra["judges"].append({"iteration": iteration, "judge_model_id": model_id})
         log.info("calibrate: iteration %d judge %s done", iteration, model_id)
@@ -63,12 +74,21 @@ def run(ctx: Context, report: StageReport) -> None:
 
 def plan(ctx: Context, iteration: int | None = None) -> dict:
     cfg = ctx.cfg
-    judges = {f"M{i - 1} (judge of iteration {i})": model_state(cfg.iteration_model(i - 1)) for i in range(1, cfg.iterations.count + 1)}
+    judges = {
+        f"M{i - 1} (judge of iteration {i})": model_state(cfg.iteration_model(i - 1))
+        for i in range(1, cfg.iterations.count + 1)
+    }
     path = labels_path(cfg)
-    return {"models": judges, "inputs": {"judge_labels": str(path) if path else None},
-            "outputs": {CALIBRATION.name: table_state(ctx, CALIBRATION)},
-            "todo": {"judges": "none: report.judge_labels is null" if path is None
-                     else f"each present judge over {path.name} (rows already present are skipped)"}}
+    return {
+        "models": judges,
+        "inputs": {"judge_labels": str(path) if path else None},
+        "outputs": {CALIBRATION.name: table_state(ctx, CALIBRATION)},
+        "todo": {
+            "judges": "none: report.judge_labels is null"
+            if path is None
+            else f"each present judge over {path.name} (rows already present are skipped)"
+        },
+    }
 
 
 def labels_path(cfg: PipelineConfig) -> Path | None:
@@ -80,7 +100,9 @@ def labels_path(cfg: PipelineConfig) -> Path | None:
 
 
 def calibration_salt(cfg: PipelineConfig, judge_model_id: str, template: PromptTemplate) -> str:
-    return ids.calibration_salt(judge_model_id, template.version, dataclasses.asdict(cfg.curate.sampling), cfg.curate.seed)
+    return ids.calibration_salt(
+        judge_model_id, template.version, dataclasses.asdict(cfg.curate.sampling), cfg.curate.seed
+    )
 
 
 def calibration_ids(cfg: PipelineConfig, judge_model_ids: list[str], labels: list[LabelledPair]) -> set[str]:

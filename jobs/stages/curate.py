@@ -14,7 +14,17 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.config import PipelineConfig
-from jobs.stages.base import Context, StageReport, append_in_chunks, keyed_id, model_id, model_state, pending, require, table_state
+from jobs.stages.base import (
+    Context,
+    StageReport,
+    append_in_chunks,
+    keyed_id,
+    model_id,
+    model_state,
+    pending,
+    require,
+    table_state,
+)
 from udfs import spark_udfs
 from udfs.curation import passes
 from udfs.ids import score_salt
@@ -41,14 +51,20 @@ def plan(ctx: Context, iteration: int) -> dict:
         _, judge_id = judge_of(cfg, iteration)
         todo = pending(ctx, SCORES, score_rows(ctx, iteration, judge_id)).count()
         done = pool - todo
-    return {"models": {f"M{iteration - 1} (judge)": judge}, "inputs": {"candidates_ok": pool},
-            "outputs": {SCORES.name: table_state(ctx, SCORES) | {"rows_of_this_judge": done}}, "todo": {"pairs": todo}}
+    return {
+        "models": {f"M{iteration - 1} (judge)": judge},
+        "inputs": {"candidates_ok": pool},
+        "outputs": {SCORES.name: table_state(ctx, SCORES) | {"rows_of_this_judge": done}},
+        "todo": {"pairs": todo},
+    }
 
 
 def judge_of(cfg: PipelineConfig, iteration: int) -> tuple[str, str]:
     """Path and id of iteration ``iteration``'s judge, M_{i-1}."""
     path = cfg.iteration_model(iteration - 1)
-    return path, model_id(path, f"M{iteration - 1}", "models" if iteration == 1 else f"train (iteration {iteration - 1})")
+    return path, model_id(
+        path, f"M{iteration - 1}", "models" if iteration == 1 else f"train (iteration {iteration - 1})"
+    )
 
 
 def score_rows(ctx: Context, iteration: int, judge_id: str, report: StageReport | None = None) -> DataFrame:

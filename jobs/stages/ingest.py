@@ -50,8 +50,19 @@ def run(ctx: Context, report: StageReport) -> None:
     records.unpersist()
     now = datetime.now(timezone.utc).isoformat()
     rows = [
-        (uid, ids[u.path], u.path, stats[u.path].st_size, stats[u.path].st_mtime_ns, u.start, u.end, units_in_file[u.path],
-         sum(counts[uid].values()), json.dumps(dict(sorted(counts[uid].items()))), now)
+        (
+            uid,
+            ids[u.path],
+            u.path,
+            stats[u.path].st_size,
+            stats[u.path].st_mtime_ns,
+            u.start,
+            u.end,
+            units_in_file[u.path],
+            sum(counts[uid].values()),
+            json.dumps(dict(sorted(counts[uid].items()))),
+            now,
+        )
         for uid, u in todo.items()
     ]
     written = ctx.storage.append_new(FILES.name, ctx.spark.createDataFrame(rows, FILES.schema), FILES.key)
@@ -63,8 +74,11 @@ def plan(ctx: Context, iteration: int | None = None) -> dict:
     files = list_input_files(ctx.cfg.input.corpus)
     _, done = ledger(ctx)
     new = [f for f in files if file_id(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) not in done]
-    return {"inputs": {"corpus": ctx.cfg.input.corpus, "files": len(files)},
-            "outputs": {DOCUMENTS.name: table_state(ctx, DOCUMENTS)}, "todo": {"new_or_changed_files": len(new)}}
+    return {
+        "inputs": {"corpus": ctx.cfg.input.corpus, "files": len(files)},
+        "outputs": {DOCUMENTS.name: table_state(ctx, DOCUMENTS)},
+        "todo": {"new_or_changed_files": len(new)},
+    }
 
 
 def list_input_files(pattern: str) -> list[str]:

@@ -44,12 +44,22 @@ def run(ctx: Context, report: StageReport) -> None:
 def plan(ctx: Context, iteration: int | None = None) -> dict:
     cfg = ctx.cfg
     states = {name: model_state(cfg.model_path(role)) for role, name in ROLES.items()}
-    todo = [name for role, name in ROLES.items() if states[name]["state"] != "present" and getattr(cfg.models, role) is None]
+    todo = [
+        name for role, name in ROLES.items() if states[name]["state"] != "present" and getattr(cfg.models, role) is None
+    ]
     return {"models": states, "todo": {"build": todo}}
 
 
-def train_config(cfg: PipelineConfig, recipe: str, base: str, output_dir: str, extra: tuple[str, ...] = ()) -> TrainConfig:
+def train_config(
+    cfg: PipelineConfig, recipe: str, base: str, output_dir: str, extra: tuple[str, ...] = ()
+) -> TrainConfig:
     """The training recipe ``recipe`` for one model of this pipeline, from ``base`` into ``output_dir``."""
-    overrides = [f"base_model={base}", f"output_dir={output_dir}", f"seed.path={cfg.input.seed}",
-                 f"trust_remote_code={cfg.engine.trust_remote_code}", *cfg.models.train_overrides, *extra]
+    overrides = [
+        f"base_model={base}",
+        f"output_dir={output_dir}",
+        f"seed.path={cfg.input.seed}",
+        f"trust_remote_code={cfg.engine.trust_remote_code}",
+        *cfg.models.train_overrides,
+        *extra,
+    ]
     return load_config(TrainConfig, recipe, overrides)

@@ -54,7 +54,11 @@ def plan(ctx: Context, iteration: int | None = None) -> dict:
     todo = 0
     if docs is not None:
         todo = pending(ctx, SEGMENTS, docs.where("status = 'ok'").select("doc_id"), key="doc_id").count()
-    return {"inputs": {"documents_ok": ok}, "outputs": {SEGMENTS.name: table_state(ctx, SEGMENTS)}, "todo": {"documents": todo}}
+    return {
+        "inputs": {"documents_ok": ok},
+        "outputs": {SEGMENTS.name: table_state(ctx, SEGMENTS)},
+        "todo": {"documents": todo},
+    }
 
 
 def _ok() -> Column:
@@ -71,7 +75,9 @@ def dedup(segments: DataFrame, stored: DataFrame | None, cfg: DedupConfig) -> Da
     if cfg.near_duplicates:
         marked = near_dedup(marked, stored, cfg)
     # Only kept segments carry a signature: a dropped one is never a representative.
-    return marked.select(*[F.when(_ok(), F.col(c)).alias(c) if c in ("minhash", "minhash_bands") else F.col(c) for c in columns])
+    return marked.select(
+        *[F.when(_ok(), F.col(c)).alias(c) if c in ("minhash", "minhash_bands") else F.col(c) for c in columns]
+    )
 
 
 def with_minhash(segments: DataFrame, cfg: DedupConfig) -> DataFrame:
@@ -104,7 +110,8 @@ def near_dedup(segments: DataFrame, stored: DataFrame | None, cfg: DedupConfig) 
     new_bands = by_band.where("_new")
     reps = (  # stored segments first (False < True), then the smallest id
         by_band.join(new_bands.select("_band").distinct(), on="_band", how="left_semi")
-        .groupBy("_band").agg(F.min(F.struct("_new", "segment_id")).alias("_rep"))
+        .groupBy("_band")
+        .agg(F.min(F.struct("_new", "segment_id")).alias("_rep"))
     )
     pairs = (
         new_bands.join(reps, on="_band")

@@ -25,21 +25,32 @@ def run(ctx: Context, report: StageReport) -> None:
     _, judge_id = judge_of(cfg, iteration)
     unscored = pending(ctx, SCORES, score_rows(ctx, iteration, judge_id)).count()
     if unscored:  # training on part of A(i) would make a model (and a next judge) that the full pool replaces
-        raise MissingInput(f"iteration {iteration}: {unscored} pairs are not scored by {judge_id} yet: run the curate stage first")
+        raise MissingInput(
+            f"iteration {iteration}: {unscored} pairs are not scored by {judge_id} yet: run the curate stage first"
+        )
     versions = {t: ctx.storage.version(t) for t in POOL_TABLES}
     report.reads.update(versions)
     extra = [f"augmented.{t}_table={ctx.storage.path(t)}" for t in POOL_TABLES]
     extra += [f"augmented.{t}_version={v}" for t, v in versions.items()]
-    extra += [f"augmented.judge_model_id={judge_id}", f"augmented.score_column={cfg.iterations.score_column}",
-              f"augmented.min_score={cfg.iterations.k(iteration)}"]
+    extra += [
+        f"augmented.judge_model_id={judge_id}",
+        f"augmented.score_column={cfg.iterations.score_column}",
+        f"augmented.min_score={cfg.iterations.k(iteration)}",
+    ]
     output_dir = cfg.iteration_model(iteration)
     result = train(train_config(cfg, cfg.models.train_forward, cfg.model_path("base"), output_dir, tuple(extra)))
     trained_id = model_fingerprint(output_dir)
     append(ctx, CURATED, curated_rows(ctx, iteration, result, trained_id), report)
     report.rows_in = result.examples
-    report.extra.update(model_id=trained_id, judge_model_id=judge_id, rule=cfg.iterations.rule(iteration), steps=result.steps,
-                        final_loss=result.final_loss, examples_by_source=result.provenance["examples_by_source"],
-                        data_sha256=result.provenance["sha256"])
+    report.extra.update(
+        model_id=trained_id,
+        judge_model_id=judge_id,
+        rule=cfg.iterations.rule(iteration),
+        steps=result.steps,
+        final_loss=result.final_loss,
+        examples_by_source=result.provenance["examples_by_source"],
+        data_sha256=result.provenance["sha256"],
+    )
 
 
 def plan(ctx: Context, iteration: int) -> dict:
@@ -63,10 +74,12 @@ def plan(ctx: Context, iteration: int) -> dict:
         todo = f"retrain: A({iteration}) has {curated} pairs now, M{iteration} was trained on {trained_on}"
     else:
         todo = "none: up to date" if curated is not None else f"unknown until M{iteration - 1} exists"
-    return {"models": {f"M{iteration - 1} (judge)": judge, f"M{iteration}": model},
-            "inputs": {"seed": cfg.input.seed, "rule": cfg.iterations.rule(iteration), "curated_pairs_now": curated},
-            "outputs": {CURATED.name: {"rows_of_this_model": lineage}, "augmented_examples_trained_on": trained_on},
-            "todo": {"train": todo}}
+    return {
+        "models": {f"M{iteration - 1} (judge)": judge, f"M{iteration}": model},
+        "inputs": {"seed": cfg.input.seed, "rule": cfg.iterations.rule(iteration), "curated_pairs_now": curated},
+        "outputs": {CURATED.name: {"rows_of_this_model": lineage}, "augmented_examples_trained_on": trained_on},
+        "todo": {"train": todo},
+    }
 
 
 def curated_rows(ctx: Context, iteration: int, result: TrainResult, trained_id: str) -> DataFrame:
@@ -76,23 +89,35 @@ def curated_rows(ctx: Context, iteration: int, result: TrainResult, trained_id: 
     tables = result.provenance["augmented"]["tables"]
     read = {t: ctx.storage.read(t, tables[t]["version"]) for t in POOL_TABLES}
     used = ctx.spark.createDataFrame([(s,) for s in result.curated_score_ids], "score_id string")
-    scores = read[SCORES.name].select("score_id", "generation_id", "judge_model_id", F.col("prompt_version").alias("judge_prompt_version"),
-                                      "score", "expected_score")
-    candidates = read[CANDIDATES.name].select("generation_id", "segment_id", F.col("model_id").alias("generation_model_id"),
-                                              F.col("prompt_version").alias("augment_prompt_version"))
+    scores = read[SCORES.name].select(
+        "score_id",
+        "generation_id",
+        "judge_model_id",
+        F.col("prompt_version").alias("judge_prompt_version"),
+        "score",
+        "expected_score",
+    )
+    candidates = read[CANDIDATES.name].select(
+        "generation_id",
+        "segment_id",
+        F.col("model_id").alias("generation_model_id"),
+        F.col("prompt_version").alias("augment_prompt_version"),
+    )
     return (
         used.join(scores, on="score_id")
         .join(candidates, on="generation_id")
         .join(read[SEGMENTS.name].select("segment_id", "doc_id", "url"), on="segment_id")
-        .withColumns({
-            "curated_id": keyed_id("score_id", trained_id),
-            "iteration": F.lit(iteration),
-            "trained_model_id": F.lit(trained_id),
-            "score_column": F.lit(ctx.cfg.iterations.score_column),
-            "min_score": F.lit(ctx.cfg.iterations.k(iteration)),
-            "training_data_sha256": F.lit(result.provenance["sha256"]),
-            "status": F.lit("ok"),  # every row is an example of the training set; nothing else is written here
-            "reason": F.lit(None).cast("string"),
-        })
+        .withColumns(
+            {
+                "curated_id": keyed_id("score_id", trained_id),
+                "iteration": F.lit(iteration),
+                "trained_model_id": F.lit(trained_id),
+                "score_column": F.lit(ctx.cfg.iterations.score_column),
+                "min_score": F.lit(ctx.cfg.iterations.k(iteration)),
+                "training_data_sha256": F.lit(result.provenance["sha256"]),
+                "status": F.lit("ok"),  # every row is an example of the training set; nothing else is written here
+                "reason": F.lit(None).cast("string"),
+            }
+        )
         .select(*CURATED.columns)
     )

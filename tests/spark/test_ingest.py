@@ -21,19 +21,31 @@ PAGE = b"<html><body><h2>Page %d</h2><p>Some text.</p></body></html>"
 
 def make_inputs(root):
     root.mkdir()
-    write_warc(root / "crawl.warc.gz", {f"http://w/{i}": PAGE % i for i in range(2)},
-               extra=[("http://w/gone", "404 Not Found", "text/html", b"gone"), ("http://w/old", "301 Moved Permanently", "text/html", b"")])
+    write_warc(
+        root / "crawl.warc.gz",
+        {f"http://w/{i}": PAGE % i for i in range(2)},
+        extra=[
+            ("http://w/gone", "404 Not Found", "text/html", b"gone"),
+            ("http://w/old", "301 Moved Permanently", "text/html", b""),
+        ],
+    )
     lines = [json.dumps({"url": f"http://j/{i}", "html": (PAGE % (10 + i)).decode()}) for i in range(6)] + ["{broken"]
     (root / "docs.jsonl").write_text("\n".join(lines) + "\n")
-    pq.write_table(pa.table({"url": [f"http://p/{i}" for i in range(4)], "text": [f"Parquet text {i}. " * 20 for i in range(4)]}),
-                   root / "docs.parquet", row_group_size=2)
+    pq.write_table(
+        pa.table({"url": [f"http://p/{i}" for i in range(4)], "text": [f"Parquet text {i}. " * 20 for i in range(4)]}),
+        root / "docs.parquet",
+        row_group_size=2,
+    )
     (root / "page.html").write_bytes(PAGE % 99)
     (root / "notes.txt").write_text("not an input format: ignored")
 
 
 def context(spark, tmp_path, corpus) -> Context:
-    cfg = load_config(PipelineConfig, None, [f"input.corpus={corpus}", "input.seed=unused", f"storage.root={tmp_path}/tables",
-                                             "ingest.split_bytes=400"])
+    cfg = load_config(
+        PipelineConfig,
+        None,
+        [f"input.corpus={corpus}", "input.seed=unused", f"storage.root={tmp_path}/tables", "ingest.split_bytes=400"],
+    )
     return Context(spark, Storage(spark, cfg.storage.root), cfg)
 
 
@@ -56,7 +68,10 @@ def test_ingest_ledger_skips_unchanged_files_and_rereads_changed_ones(spark, tmp
     assert reasons == {"ok": 2 + 6 + 4 + 1, "http_status_not_200": 1, "redirect": 1, "invalid_json": 1}
     assert set(docs.loc[docs["status"] == "ok", "charset_source"].dropna()) <= {"header", "detected", "default"}
     parquet = ledger[ledger["path"].str.endswith("docs.parquet")]
-    assert sorted(zip(parquet["unit_start"], parquet["unit_end"])) == [(0, 1), (1, 2)] and (parquet["units_in_file"] == 2).all()
+    assert (
+        sorted(zip(parquet["unit_start"], parquet["unit_end"])) == [(0, 1), (1, 2)]
+        and (parquet["units_in_file"] == 2).all()
+    )
     jsonl = ledger[ledger["path"].str.endswith("docs.jsonl")]
     assert jsonl["unit_start"].min() == 0 and jsonl["unit_end"].max() == os.path.getsize(corpus / "docs.jsonl")
     counts = json.loads(ledger.loc[ledger["path"].str.endswith(".warc.gz"), "status_counts"].iloc[0])

@@ -70,11 +70,17 @@ def params(tiny_model, run_dir) -> dict[str, str]:
     seed = run_dir / "seed.jsonl"
     seed.write_text("".join(SAMPLE_SEED.read_text().splitlines(keepends=True)[:8]))
     overrides = [
-        f"input.corpus={warc}", f"input.seed={seed}", f"storage.root={run_dir}/tables", f"models.dir={run_dir}/models",
+        f"input.corpus={warc}",
+        f"input.seed={seed}",
+        f"storage.root={run_dir}/tables",
+        f"models.dir={run_dir}/models",
         *(f"models.{role}={tiny_model}" for role in ("base", "backward", "seed_model")),
         "'models.train_overrides=[optim.max_steps=2, optim.max_seq_len=256]'",
-        "segment.min_chars=100000", "segment.max_chars=200000", "iterations.count=1",
-        "report.after_run=false", "report.judge_labels=null",  # the report and calibration have their own tests
+        "segment.min_chars=100000",
+        "segment.max_chars=200000",
+        "iterations.count=1",
+        "report.after_run=false",
+        "report.judge_labels=null",  # the report and calibration have their own tests
     ]
     return {"config": "conf/local.yaml", "overrides": " ".join(overrides)}
 
@@ -84,7 +90,10 @@ def test_every_notebook_runs_its_stages_into_the_tables(spark, params, run_dir):
         # As the job's task for iteration 1 would run it; no `spark` global: the notebook must not need one.
         summary = run_notebook(stage, params | ({"iterations": "1"} if stage in ITERATION_STAGES else {}))
         assert stages_run(summary) == [stage]
-    tables = {t: DeltaTable(str(run_dir / "tables" / t)).to_pandas() for t in ("documents", "segments", "candidates", "scores")}
+    tables = {
+        t: DeltaTable(str(run_dir / "tables" / t)).to_pandas()
+        for t in ("documents", "segments", "candidates", "scores")
+    }
     assert list(tables["documents"]["status"]) == ["ok", "ok"]
     assert len(tables["segments"]) > 0 and set(tables["segments"]["reason"]) == {"too_short"}
     assert tables["candidates"].empty and tables["scores"].empty

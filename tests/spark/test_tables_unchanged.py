@@ -35,11 +35,19 @@ DIGEST = ROOT / "tests/data/sample_tables_digest.json"
 RUN_DIR = Path("/tmp/humpback-tables-digest")
 
 SETTINGS = [
-    "models.bootstrap.hidden_size=128", "models.bootstrap.num_heads=2", "models.bootstrap.intermediate_size=256",
-    "models.bootstrap.num_layers=2", "models.bootstrap.steps=10", "models.bootstrap.warmup_steps=2",
+    "models.bootstrap.hidden_size=128",
+    "models.bootstrap.num_heads=2",
+    "models.bootstrap.intermediate_size=256",
+    "models.bootstrap.num_layers=2",
+    "models.bootstrap.steps=10",
+    "models.bootstrap.warmup_steps=2",
     "models.train_overrides=[optim.max_steps=6, optim.max_seq_len=512, tracking.enabled=false]",
-    "augment.sampling.max_tokens=48", "curate.sampling.max_tokens=16", "iterations.count=1", "iterations.score_column=expected_score",
-    "iterations.min_score=1.0", "report.after_run=false",
+    "augment.sampling.max_tokens=48",
+    "curate.sampling.max_tokens=16",
+    "iterations.count=1",
+    "iterations.score_column=expected_score",
+    "iterations.min_score=1.0",
+    "report.after_run=false",
 ]
 STAGES = "ingest,segment,models,augment,curate,train"
 
@@ -76,8 +84,12 @@ def table_digest(path: Path, key: str | None, excluded: tuple[str, ...]) -> dict
     df = DeltaTable(str(path)).to_pandas()
     columns = sorted(c for c in df.columns if c not in excluded and not c.endswith(("_at", "seconds")))
     rows = [json.dumps({c: _value(r[c]) for c in columns}, sort_keys=True, default=str) for r in df.to_dict("records")]
-    return {"rows": len(df), "columns": columns, "ids_sha256": _sha([str(i) for i in df[key]]) if key else None,
-            "rows_sha256": _sha(rows)}
+    return {
+        "rows": len(df),
+        "columns": columns,
+        "ids_sha256": _sha([str(i) for i in df[key]]) if key else None,
+        "rows_sha256": _sha(rows),
+    }
 
 
 def sample_run() -> dict:
@@ -86,8 +98,20 @@ def sample_run() -> dict:
     warc = write_warc(RUN_DIR / "crawl.warc.gz", sample_pages())
     seed = RUN_DIR / "seed.jsonl"
     seed.write_text("".join(SAMPLE_SEED.read_text().splitlines(keepends=True)[:16]))
-    args = ["--config", str(ROOT / "conf/local.yaml"), "--stages", STAGES, "--set", f"input.corpus={warc}",
-            "--set", f"input.seed={seed}", "--set", f"storage.root={RUN_DIR}/tables", "--set", f"models.dir={RUN_DIR}/models"]
+    args = [
+        "--config",
+        str(ROOT / "conf/local.yaml"),
+        "--stages",
+        STAGES,
+        "--set",
+        f"input.corpus={warc}",
+        "--set",
+        f"input.seed={seed}",
+        "--set",
+        f"storage.root={RUN_DIR}/tables",
+        "--set",
+        f"models.dir={RUN_DIR}/models",
+    ]
     for item in SETTINGS:
         args += ["--set", item]
     main(args)

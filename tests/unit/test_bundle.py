@@ -1,7 +1,6 @@
 """databricks.yml: the job is valid for Databricks' own bundle models and runs every stage, in order, from the wheel."""
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
@@ -65,7 +64,7 @@ def test_job_parameters_are_a_valid_command_line_on_the_catalog_schema(job):
     assert set(params) == {"config", "overrides"}
     assert (ROOT / params["config"]).is_file()
     args = job_args(params["config"], params["overrides"], ",".join(STAGE_NAMES))
-    overrides = dict(a.split("=", 1) for a in args[args.index("--set") + 1::2])
+    overrides = dict(a.split("=", 1) for a in args[args.index("--set") + 1 :: 2])
     catalog_schema = parse_catalog_schema(overrides["storage.root"])
     assert catalog_schema is not None
     volumes = f"/Volumes/{catalog_schema.catalog}/{catalog_schema.schema}/"

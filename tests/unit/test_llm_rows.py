@@ -17,7 +17,10 @@ BACKWARD = PromptTemplate.load("conf/prompts/backtranslate_v1.txt")
 JUDGE = PromptTemplate.load("conf/prompts/score_v1.txt")
 SAMPLING = SamplingConfig(temperature=0.7, top_p=0.9, max_tokens=32)
 CFG = EngineConfig(name="fake", max_model_len=2048)
-TEXTS = ["Use sorted(items) to get a new sorted list; items.sort() sorts in place.", "A tuple is an immutable sequence."]
+TEXTS = [
+    "Use sorted(items) to get a new sorted list; items.sort() sorts in place.",
+    "A tuple is an immutable sequence.",
+]
 
 
 @pytest.fixture
@@ -26,14 +29,25 @@ def engine():
 
 
 def segments(n: int, words: int = 12) -> pd.DataFrame:
-    return pd.DataFrame({"generation_id": [f"{i:032x}" for i in range(n)], "segment_id": [f"s{i}" for i in range(n)],
-                         "text": [" ".join(["segment"] * words) + f" {i}" for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "generation_id": [f"{i:032x}" for i in range(n)],
+            "segment_id": [f"s{i}" for i in range(n)],
+            "text": [" ".join(["segment"] * words) + f" {i}" for i in range(n)],
+        }
+    )
 
 
 def pairs(n: int) -> pd.DataFrame:
-    return pd.DataFrame({"score_id": [f"{i + 7:032x}" for i in range(n)], "generation_id": [f"g{i}" for i in range(n)],
-                         "segment_id": [f"s{i}" for i in range(n)], "instruction": [f"How do I do thing {i}?" for i in range(n)],
-                         "text": [TEXTS[i % 2] for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "score_id": [f"{i + 7:032x}" for i in range(n)],
+            "generation_id": [f"g{i}" for i in range(n)],
+            "segment_id": [f"s{i}" for i in range(n)],
+            "instruction": [f"How do I do thing {i}?" for i in range(n)],
+            "text": [TEXTS[i % 2] for i in range(n)],
+        }
+    )
 
 
 def test_augment_writes_one_candidate_per_segment_in_order_with_its_provenance(engine):
@@ -59,19 +73,33 @@ def test_augment_drops_truncated_and_overlong_instructions_with_reasons(engine):
 
 
 def test_a_prompt_over_the_context_is_truncated_or_dropped_as_configured(engine):
-    prompt_words = engine.count_tokens([engine.render_chat([{"role": "user", "content": BACKWARD.render(output="")}])])[0]
+    prompt_words = engine.count_tokens([engine.render_chat([{"role": "user", "content": BACKWARD.render(output="")}])])[
+        0
+    ]
     window = prompt_words + SAMPLING.max_tokens + 40  # room for 40 words of web text
     long_rows = segments(2, words=200)
-    cut = augment_batch(engine, long_rows, "m", BACKWARD, SAMPLING, EngineConfig(name="fake", max_model_len=window), 2000)
+    cut = augment_batch(
+        engine, long_rows, "m", BACKWARD, SAMPLING, EngineConfig(name="fake", max_model_len=window), 2000
+    )
     assert (cut["status"] == "ok").all() and cut["truncated_tokens"].gt(150).all()
     assert (cut["prompt_tokens"] <= window - SAMPLING.max_tokens).all()
-    drop = augment_batch(engine, long_rows, "m", BACKWARD, SAMPLING, EngineConfig(name="fake", max_model_len=window, overflow="drop"), 2000)
+    drop = augment_batch(
+        engine,
+        long_rows,
+        "m",
+        BACKWARD,
+        SAMPLING,
+        EngineConfig(name="fake", max_model_len=window, overflow="drop"),
+        2000,
+    )
     assert list(drop["reason"]) == ["prompt_too_long"] * 2 and drop["instruction"].isna().all()
 
 
 def test_judge_scores_every_pair_and_names_each_parse_failure(engine):
     start = time.perf_counter()
-    out = judge_batch(engine, pairs(40), "m0-1", JUDGE, SamplingConfig(temperature=0.0, max_tokens=64), CFG, iteration=1)
+    out = judge_batch(
+        engine, pairs(40), "m0-1", JUDGE, SamplingConfig(temperature=0.0, max_tokens=64), CFG, iteration=1
+    )
     assert time.perf_counter() - start < 0.5
     assert list(out.columns) == SCORES.columns and list(out["generation_id"]) == [f"g{i}" for i in range(40)]
     assert (out["status"] == "ok").all() and (out["iteration"] == 1).all() and (out["judge_model_id"] == "m0-1").all()
