@@ -31,6 +31,16 @@ def test_invalid_value_fails_validation_with_its_section():
         load_pipeline_config(str(CONF / "local.yaml"), ["augment.sampling.top_p=1.5"])
     with pytest.raises(ConfigError, match=r"iterations\.score_column: must be one of"):
         load_pipeline_config(str(CONF / "local.yaml"), ["iterations.score_column=vibes"])
+    with pytest.raises(ConfigError, match=r"engine\.name: must be one of"):
+        load_pipeline_config(str(CONF / "local.yaml"), ["engine.name=gpt"])
+
+
+def test_the_engine_is_chosen_by_name_vllm_by_default():
+    from udfs.engine import ENGINES
+
+    assert load_pipeline_config(str(CONF / "local.yaml")).engine.name == "vllm"
+    assert load_pipeline_config(str(CONF / "local.yaml"), ["engine.name=fake"]).engine.name == "fake"
+    assert set(ENGINES) == {"vllm", "fake"}
 
 
 def test_overrides_are_typed_and_nested():
