@@ -16,6 +16,7 @@ Everything else, the LLM tables included, repeated bit for bit across runs of th
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -93,6 +94,7 @@ def table_digest(path: Path, key: str | None, excluded: tuple[str, ...]) -> dict
 
 
 def sample_run() -> dict:
+    """Run the sample into ``RUN_DIR`` and digest its tables (the caller holds ``RUN_DIR``'s lock)."""
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     RUN_DIR.mkdir(parents=True)
     warc = write_warc(RUN_DIR / "crawl.warc.gz", sample_pages())
@@ -124,7 +126,10 @@ def test_sample_run_tables_match_the_recorded_digest(spark, monkeypatch):
 
     for module in (training.bootstrap, training.train):
         monkeypatch.setattr(module, "time", StillClock)
-    digest = sample_run()
+    # One fixed directory for every checkout on this machine: runs from two worktrees take turns.
+    with open(f"{RUN_DIR}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        digest = sample_run()
     if os.environ.get("HUMPBACK_WRITE_DIGEST"):
         DIGEST.write_text(json.dumps(digest, indent=2, sort_keys=True) + "\n")
     recorded = json.loads(DIGEST.read_text())
