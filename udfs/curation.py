@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal, Mapping, NamedTuple
+from typing import Any, Callable, Literal, Mapping, NamedTuple
 
 from udfs.prompts import PromptTemplate, messages
 
@@ -38,7 +38,22 @@ class ParsedScore(NamedTuple):
 
 # The curation rule: curated = every listed column >= k ("both": the parsed score and the expected score).
 CurationRule = Literal["score", "expected_score", "both"]
-RULE_COLUMNS: dict[str, tuple[str, ...]] = {"score": ("score",), "expected_score": ("expected_score",), "both": ("score", "expected_score")}
+RULE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "score": ("score",),
+    "expected_score": ("expected_score",),
+    "both": ("score", "expected_score"),
+}
+
+
+def passes(column: Callable[[str], Any], rule: CurationRule, k: float) -> Any:
+    """The curation rule as a condition on judged rows: status ok and every column of ``rule`` >= ``k``
+    (a null score never passes). ``column(name)`` gives a column of whatever holds the rows, so the one rule
+    serves Spark (``pyspark.sql.functions.col``: a Column) and pandas (``frame.__getitem__``: a boolean
+    Series) alike; the stages, the report and training all select with it."""
+    condition = column("status") == "ok"
+    for name in RULE_COLUMNS[rule]:
+        condition = condition & (column(name) >= k)
+    return condition
 
 
 def judge_conversation(template: PromptTemplate, instruction: str, answer: str) -> list[dict[str, str]]:
@@ -103,7 +118,8 @@ def expected_score(logprobs: Mapping[str, float]) -> float | None:
 _INJECTION_PATTERNS = {
     "score_line": re.compile(r"^[*_#\s]*score[*_\s]*[:：]\s*\d", re.I | re.M),
     "instruction_override": re.compile(
-        r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier)\b.{0,20}\b(instructions?|prompts?|rules)\b", re.I | re.S
+        r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier)\b.{0,20}\b(instructions?|prompts?|rules)\b",
+        re.I | re.S,
     ),
     "role_marker": re.compile(r"^\s*(system|assistant)\s*:|<\|(system|assistant|user)\|>", re.I | re.M),
 }

@@ -63,7 +63,12 @@ class GopherConfig:
     stop_words: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")
 
     def __post_init__(self) -> None:
-        for name in ("max_symbol_word_ratio", "max_bullet_lines_ratio", "max_ellipsis_lines_ratio", "min_alpha_words_ratio"):
+        for name in (
+            "max_symbol_word_ratio",
+            "max_bullet_lines_ratio",
+            "max_ellipsis_lines_ratio",
+            "min_alpha_words_ratio",
+        ):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise ValueError(f"gopher.{name} must be in [0, 1] or null, got {value}")
@@ -76,9 +81,25 @@ class BoilerplateConfig:
     max_link_density: float | None = 0.6  # share of the text's characters that were link anchors
     max_boilerplate_lines_ratio: float | None = 0.3  # share of lines holding a boilerplate phrase
     phrases: tuple[str, ...] = (
-        "cookie policy", "accept cookies", "use of cookies", "privacy policy", "terms of use", "terms of service",
-        "all rights reserved", "sign in", "log in", "sign up", "subscribe to", "newsletter", "share this",
-        "follow us", "skip to content", "enable javascript", "click here", "read more", "back to top",
+        "cookie policy",
+        "accept cookies",
+        "use of cookies",
+        "privacy policy",
+        "terms of use",
+        "terms of service",
+        "all rights reserved",
+        "sign in",
+        "log in",
+        "sign up",
+        "subscribe to",
+        "newsletter",
+        "share this",
+        "follow us",
+        "skip to content",
+        "enable javascript",
+        "click here",
+        "read more",
+        "back to top",
     )
 
     def __post_init__(self) -> None:
@@ -164,8 +185,8 @@ def language_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
     """Language by py3langid; drop when no language of ``cfg.languages`` reaches ``cfg.language_threshold``.
 
     The probabilities are py3langid's normalised ones, for the first ``LANGUAGE_SAMPLE_CHARS``
-    characters (py3langid walks text byte by byte in Python: the cap bounds its cost). An empty ``cfg.languages`` keeps every language
-    (the language is still measured).
+    characters (py3langid walks text byte by byte in Python: the cap bounds its cost). An empty
+    ``cfg.languages`` keeps every language (the language is still measured).
     """
     ranked = _language_identifier().rank(seg.text[:LANGUAGE_SAMPLE_CHARS])
     lang, score = ranked[0]
@@ -255,7 +276,9 @@ def gopher_quality_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
         "words": n,
         "mean_word_length": round(sum(map(len, words)) / n, 3) if n else 0.0,
         "hash_ratio": round(len(_HASHTAG.findall(text)) / n, 4) if n else 0.0,
-        "ellipsis_ratio": round((len(_ELLIPSIS.findall(text)) - len(_PROMPT_ELLIPSIS.findall(text))) / n, 4) if n else 0.0,
+        "ellipsis_ratio": round((len(_ELLIPSIS.findall(text)) - len(_PROMPT_ELLIPSIS.findall(text))) / n, 4)
+        if n
+        else 0.0,
         "bullet_lines_ratio": round(sum(line.lstrip().startswith(_BULLETS) for line in lines) / len(lines), 4),
         "ellipsis_lines_ratio": round(sum(line.rstrip().endswith(("...", "…")) for line in lines) / len(lines), 4),
         "alpha_words_ratio": round(sum(map(bool, map(_LETTER.search, words))) / n, 4) if n else 0.0,
@@ -264,14 +287,34 @@ def gopher_quality_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
     rules = (
         (g.min_words is not None and n < g.min_words, "gopher_short_doc"),
         (g.max_words is not None and n > g.max_words, "gopher_long_doc"),
-        (g.min_mean_word_length is not None and values["mean_word_length"] < g.min_mean_word_length, "gopher_below_avg_threshold"),
-        (g.max_mean_word_length is not None and values["mean_word_length"] > g.max_mean_word_length, "gopher_above_avg_threshold"),
-        (g.max_symbol_word_ratio is not None and values["hash_ratio"] > g.max_symbol_word_ratio, "gopher_too_many_hashes"),
-        (g.max_symbol_word_ratio is not None and values["ellipsis_ratio"] > g.max_symbol_word_ratio, "gopher_too_many_ellipsis"),
-        (g.max_bullet_lines_ratio is not None and values["bullet_lines_ratio"] > g.max_bullet_lines_ratio, "gopher_too_many_bullets"),
-        (g.max_ellipsis_lines_ratio is not None and values["ellipsis_lines_ratio"] > g.max_ellipsis_lines_ratio,
-         "gopher_too_many_end_ellipsis"),
-        (g.min_alpha_words_ratio is not None and values["alpha_words_ratio"] < g.min_alpha_words_ratio, "gopher_below_alpha_threshold"),
+        (
+            g.min_mean_word_length is not None and values["mean_word_length"] < g.min_mean_word_length,
+            "gopher_below_avg_threshold",
+        ),
+        (
+            g.max_mean_word_length is not None and values["mean_word_length"] > g.max_mean_word_length,
+            "gopher_above_avg_threshold",
+        ),
+        (
+            g.max_symbol_word_ratio is not None and values["hash_ratio"] > g.max_symbol_word_ratio,
+            "gopher_too_many_hashes",
+        ),
+        (
+            g.max_symbol_word_ratio is not None and values["ellipsis_ratio"] > g.max_symbol_word_ratio,
+            "gopher_too_many_ellipsis",
+        ),
+        (
+            g.max_bullet_lines_ratio is not None and values["bullet_lines_ratio"] > g.max_bullet_lines_ratio,
+            "gopher_too_many_bullets",
+        ),
+        (
+            g.max_ellipsis_lines_ratio is not None and values["ellipsis_lines_ratio"] > g.max_ellipsis_lines_ratio,
+            "gopher_too_many_end_ellipsis",
+        ),
+        (
+            g.min_alpha_words_ratio is not None and values["alpha_words_ratio"] < g.min_alpha_words_ratio,
+            "gopher_below_alpha_threshold",
+        ),
         (g.min_stop_words is not None and values["stop_words"] < g.min_stop_words, "gopher_enough_stop_words"),
     )
     return Measured(values, next((reason for failed, reason in rules if failed), None))

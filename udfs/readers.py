@@ -62,8 +62,6 @@ from charset_normalizer import from_bytes
 from warcio.archiveiterator import ArchiveIterator
 from warcio.bufferedreaders import ChunkedDataReader
 
-from udfs.ids import stable_id
-
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _FORMATS = (
     ((".warc", ".warc.gz", ".arc", ".arc.gz", ".warc.wet", ".warc.wet.gz", ".wet", ".wet.gz"), "warc"),
@@ -85,8 +83,13 @@ _SNIFF_BYTES = 1024
 _BINARY_BYTES = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x1B), *range(0x1C, 0x20)])
 _BINARY_SCAN_BYTES = 8192
 _MAX_BINARY_FRACTION = 0.01  # a stray NUL in a text page is noise; compressed or image data is ~10 %
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 _WIDE_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)  # (UTF-32-LE's starts like UTF-16-LE's)
 _DETECT_BYTES = 65536  # charset-normalizer decodes its whole input once per candidate charset
 _ASCII_BYTES = bytes(range(0x80))
@@ -181,7 +184,9 @@ def plan_units(paths: list[str], cfg: ReaderConfig) -> list[WorkUnit]:
         fmt = detect_format(path)
         if fmt == "jsonl" and not path.lower().endswith(".gz"):
             size = os.path.getsize(path)
-            units += [WorkUnit(path, s, min(s + cfg.split_bytes, size)) for s in range(0, size, cfg.split_bytes)] or [WorkUnit(path, 0, 0)]
+            units += [WorkUnit(path, s, min(s + cfg.split_bytes, size)) for s in range(0, size, cfg.split_bytes)] or [
+                WorkUnit(path, 0, 0)
+            ]
         elif fmt == "parquet":
             units += _row_group_units(path, cfg.split_bytes)
         elif fmt == "warc" and path.lower().endswith((".warc.gz", ".wet.gz")):
@@ -189,16 +194,6 @@ def plan_units(paths: list[str], cfg: ReaderConfig) -> list[WorkUnit]:
         else:
             units.append(WorkUnit(path))
     return units
-
-
-def file_id(path: str, size: int, mtime_ns: int) -> str:
-    """Identity of a file's content for the ingest ledger: path, size and mtime (a changed file is a new file)."""
-    return stable_id("file", path, size, mtime_ns)
-
-
-def unit_id(file: str, unit: WorkUnit) -> str:
-    """Ledger key of ``unit`` of the file whose ``file_id`` is ``file``."""
-    return stable_id("unit", file, unit.start, unit.end)
 
 
 def read_records(unit: WorkUnit | str, cfg: ReaderConfig = ReaderConfig()) -> Iterator[RawRecord]:
@@ -244,7 +239,7 @@ def decode_body(body: bytes, content_type_header: str | None) -> Decoded:
 
 def looks_like_html(body: bytes) -> bool:
     """WHATWG-style sniffing for a body served without a Content-Type."""
-    sample = body[len(codecs.BOM_UTF8):] if body.startswith(codecs.BOM_UTF8) else body
+    sample = body[len(codecs.BOM_UTF8) :] if body.startswith(codecs.BOM_UTF8) else body
     return _HTML_START.match(sample[:_SNIFF_BYTES]) is not None
 
 
@@ -377,7 +372,9 @@ def _warc_response(path: str, offset: int, record, is_arc: bool, cfg: ReaderConf
 
 def _warc_conversion(path: str, offset: int, record, cfg: ReaderConfig) -> RawRecord:
     content_type_header = record.rec_headers.get_header("Content-Type")
-    fields = dict(_record_fields(path, offset, record), content_type=_parse_content_type(content_type_header)[0] or "text/plain")
+    fields = dict(
+        _record_fields(path, offset, record), content_type=_parse_content_type(content_type_header)[0] or "text/plain"
+    )
     if fields["content_type"] != "text/plain" and fields["content_type"] not in _HTML_TYPES:
         return RawRecord(**fields, status="dropped", reason="not_html")
     body = _read_at_most(record.raw_stream, cfg.max_record_bytes + 1)
@@ -396,7 +393,9 @@ def _http_body(http, raw, limit: int) -> bytes:
     Common Crawl stores payloads decoded and renames the headers (X-Crawler-Content-Encoding), so this
     matters for WARCs written by other crawlers.
     """
-    stream = ChunkedDataReader(raw) if (http.get_header("Transfer-Encoding") or "").strip().lower() == "chunked" else raw
+    stream = (
+        ChunkedDataReader(raw) if (http.get_header("Transfer-Encoding") or "").strip().lower() == "chunked" else raw
+    )
     encoding = (http.get_header("Content-Encoding") or "identity").strip().lower()
     if encoding == "identity":
         return _read_at_most(stream, limit)
@@ -645,11 +644,17 @@ def _read_parquet(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
         offset = sum(parquet.metadata.row_group(i).num_rows for i in range(unit.start))
         names = set(parquet.schema_arrow.names)
         if cfg.html_field not in names and cfg.text_field not in names:
-            reason = f"missing_columns: neither {cfg.html_field!r} nor {cfg.text_field!r} in {sorted(names)}"[:_MAX_MESSAGE]
+            reason = f"missing_columns: neither {cfg.html_field!r} nor {cfg.text_field!r} in {sorted(names)}"[
+                :_MAX_MESSAGE
+            ]
             yield RawRecord(path, offset, status="error", reason=reason)
             return
-        columns = [c for c in (cfg.url_field, cfg.id_field, cfg.date_field, cfg.html_field, cfg.text_field) if c in names]
-        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, row_groups=list(range(unit.start, end)), columns=columns):
+        columns = [
+            c for c in (cfg.url_field, cfg.id_field, cfg.date_field, cfg.html_field, cfg.text_field) if c in names
+        ]
+        for batch in parquet.iter_batches(
+            batch_size=_PARQUET_BATCH_ROWS, row_groups=list(range(unit.start, end)), columns=columns
+        ):
             for row in batch.to_pylist():
                 yield _fields_record(path, offset, row, cfg)
                 offset += 1
@@ -670,8 +675,16 @@ def _read_html(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
 # --- shared ----------------------------------------------------------------------------------------------
 
 
-def _document(fields: dict, body: bytes, cfg: ReaderConfig, *, kind: str = "html", content_type_header: str | None = None,
-              sniff: bool = False, text: str | None = None) -> RawRecord:
+def _document(
+    fields: dict,
+    body: bytes,
+    cfg: ReaderConfig,
+    *,
+    kind: str = "html",
+    content_type_header: str | None = None,
+    sniff: bool = False,
+    text: str | None = None,
+) -> RawRecord:
     """The checks every record goes through, cheapest first: size cap, empty body, sniffing (no declared
     type), binary bytes, charset decoding. ``text`` is given when the input held text already (JSON)."""
     if len(body) > cfg.max_record_bytes:
@@ -763,7 +776,11 @@ def _detect_charset(body: bytes) -> str | None:
     best = matches.best()
     if best is None:
         return None
-    tied = [m.encoding for m in matches if (m.percent_chaos, m.percent_coherence) == (best.percent_chaos, best.percent_coherence)]
+    tied = [
+        m.encoding
+        for m in matches
+        if (m.percent_chaos, m.percent_coherence) == (best.percent_chaos, best.percent_coherence)
+    ]
     return codecs.lookup("cp1252" if "cp1252" in tied else best.encoding).name
 
 

@@ -40,7 +40,9 @@ class VLLMEngine:
 
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
         params = [
-            SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=seed)
+            SamplingParams(
+                temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=seed
+            )
             for seed in seeds
         ]
         if self.prefix_caching and len(prompts) > 1:
