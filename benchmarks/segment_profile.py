@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from udfs.decontam import EvalSet
-from udfs.readers import read_records
-from udfs.segment import SegmentConfig, segment_document
+from udfs.decontam import EvalSet  # noqa: E402
+from udfs.readers import read_records  # noqa: E402
+from udfs.segment import SegmentConfig, segment_document  # noqa: E402
 
 SAMPLE = ROOT / "data/sample/python-docs-sample.warc.gz"
 # Cost centres: function names (as cProfile reports them) whose cumulative time is one stage of the work.
@@ -61,8 +61,10 @@ def main() -> None:
     pages = [rec.html for rec in read_records(args.warc) if rec.status == "ok"]
     segment_document(pages[0], cfg)  # load the language model and the evaluation index outside the clock
     wall, cpu = min(_timed(pages, cfg) for _ in range(args.repeat))
-    print(f"{len(pages)} pages in {wall:.2f} s wall, {cpu:.2f} s CPU: {len(pages) / wall:.1f} pages/s wall, "
-          f"{len(pages) / cpu:.1f} pages/s CPU on one core ({args.warc})")
+    print(
+        f"{len(pages)} pages in {wall:.2f} s wall, {cpu:.2f} s CPU: {len(pages) / wall:.1f} pages/s wall, "
+        f"{len(pages) / cpu:.1f} pages/s CPU on one core ({args.warc})"
+    )
 
     profile = cProfile.Profile()
     profile.runcall(lambda: [segment_document(p, cfg) for p in pages])
@@ -82,7 +84,9 @@ def main() -> None:
     if args.digest:
         digest = hashlib.sha256()
         for page in pages:
-            digest.update(json.dumps([dataclasses.asdict(c) for c in segment_document(page, cfg)], sort_keys=True).encode())
+            digest.update(
+                json.dumps([dataclasses.asdict(c) for c in segment_document(page, cfg)], sort_keys=True).encode()
+            )
         print(f"\noutput digest: {digest.hexdigest()}")
 
 

@@ -40,7 +40,13 @@ if TYPE_CHECKING:  # segment.py imports this module, so only type checkers may i
     from udfs.segment import SegmentConfig
 
 __all__ = [
-    "FILTERS", "BoilerplateConfig", "GopherConfig", "Measured", "SegmentView", "load_resources", "measure",
+    "FILTERS",
+    "BoilerplateConfig",
+    "GopherConfig",
+    "Measured",
+    "SegmentView",
+    "load_resources",
+    "measure",
     "normalize_for_dedup",
 ]
 

@@ -73,8 +73,10 @@ def test_section_numbers_and_versions_are_not_ip_addresses(text):
         ("Open http://93.184.216.34/index.html now.", "Open http://<IP_ADDRESS>/index.html now."),
         ("$ ping -c 3 1.1.1.1", "$ ping -c 3 <IP_ADDRESS>"),
         ("host = '93.184.216.34'", "host = '<IP_ADDRESS>'"),
-        ('93.184.216.34 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0"',
-         '<IP_ADDRESS> - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0"'),
+        (
+            '93.184.216.34 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0"',
+            '<IP_ADDRESS> - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0"',
+        ),
     ],
 )
 def test_addresses_that_read_as_addresses_are_masked(text, masked):

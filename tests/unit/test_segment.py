@@ -237,7 +237,9 @@ def test_segment_documents_batch_goes_on_past_a_page_that_raises(monkeypatch):
     from udfs import spark_udfs
 
     _explode_on(monkeypatch, "explode")
-    batch = pd.DataFrame({"doc_id": ["d1", "d2", "d3"], "url": ["u1", "u2", "u3"], "html": [GOOD_PAGE, BAD_PAGE, GOOD_PAGE]})
+    batch = pd.DataFrame(
+        {"doc_id": ["d1", "d2", "d3"], "url": ["u1", "u2", "u3"], "html": [GOOD_PAGE, BAD_PAGE, GOOD_PAGE]}
+    )
     (frame,) = spark_udfs.segment_documents(CFG)(iter([batch]))
     assert list(frame["doc_id"]) == ["d1", "d2", "d3"]
     assert list(frame["status"]) == ["ok", "error", "ok"]

@@ -19,17 +19,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from udfs.decontam import EvalSet
-from udfs.readers import read_records
-from udfs.segment import SegmentConfig, segment_document
+from udfs.decontam import EvalSet  # noqa: E402
+from udfs.readers import read_records  # noqa: E402
+from udfs.segment import SegmentConfig, segment_document  # noqa: E402
 
 SAMPLE_WARC = ROOT / "data/sample/python-docs-sample.warc.gz"
 DIGESTS = ROOT / "tests/data/segment_digest.json"
 _EVAL = (EvalSet("sample_eval", str(ROOT / "data/sample/eval-prompts.jsonl")),)
 CONFIGS = {
     "default": SegmentConfig(decontamination=_EVAL),
-    "small_paragraphs": SegmentConfig(min_chars=150, max_chars=800, split_long="paragraphs", decontamination=_EVAL,
-                                      decontamination_ngram=5, decontamination_min_words=3),
+    "small_paragraphs": SegmentConfig(
+        min_chars=150,
+        max_chars=800,
+        split_long="paragraphs",
+        decontamination=_EVAL,
+        decontamination_ngram=5,
+        decontamination_min_words=3,
+    ),
 }
 
 
@@ -54,5 +60,7 @@ def test_segment_document_outputs_match_the_stored_digest():
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
-    DIGESTS.write_text(json.dumps({name: page_digests(cfg) for name, cfg in CONFIGS.items()}, indent=1, sort_keys=True) + "\n")
+    DIGESTS.write_text(
+        json.dumps({name: page_digests(cfg) for name, cfg in CONFIGS.items()}, indent=1, sort_keys=True) + "\n"
+    )
     print(f"wrote {DIGESTS}")

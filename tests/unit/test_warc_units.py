@@ -47,12 +47,18 @@ def check_units(path: str, split_bytes: int) -> list[WorkUnit]:
 
 pages = st.lists(
     st.tuples(st.sampled_from(["response", "resource", "metadata"]), st.integers(0, 6000), st.booleans()),
-    min_size=1, max_size=25,
+    min_size=1,
+    max_size=25,
 )
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(pages=pages, split_bytes=st.sampled_from([1, 300, 1000, 4096, 20_000]), stored=st.booleans(), seed=st.integers(0, 99))
+@given(
+    pages=pages,
+    split_bytes=st.sampled_from([1, 300, 1000, 4096, 20_000]),
+    stored=st.booleans(),
+    seed=st.integers(0, 99),
+)
 def test_union_of_units_is_the_whole_file(tmp_path, pages, split_bytes, stored, seed):
     rng = random.Random(seed)
     records = []
@@ -103,8 +109,9 @@ def test_classic_cdx_index_uses_the_compressed_offset_field(tmp_path):
     records = [record_bytes(f"https://example.org/{i}", random.Random(i).randbytes(2000)) for i in range(8)]
     path = write_members(tmp_path / "crawl.warc.gz", records)
     offsets = [r.offset for r in read_records(path)]
-    lines = [" CDX N b a m s k r M S V g"] + [f"org,example)/{i} 2026 u text/html 200 - - - 1 {o} crawl.warc.gz"
-                                              for i, o in enumerate(offsets[::2])]
+    lines = [" CDX N b a m s k r M S V g"] + [
+        f"org,example)/{i} 2026 u text/html 200 - - - 1 {o} crawl.warc.gz" for i, o in enumerate(offsets[::2])
+    ]
     (tmp_path / "crawl.warc.gz.cdx").write_text("\n".join(lines) + "\n")
     assert [u.start for u in check_units(path, 1000)] == offsets[::2]
 
