@@ -30,11 +30,15 @@ SP_CHAT_TEMPLATE = (
 
 def _corpus() -> list[str]:
     prompts = [p.read_text() for p in sorted((CONF_DIR / "prompts").glob("*.txt"))]
-    return prompts + [
-        "Score: 1\nScore: 2\nScore: 3\nScore: 4\nScore: 5\nScore:5",
-        "The quick brown fox jumps over the lazy dog. How do I sort a list in Python? Use sorted(xs).",
-        "Instruction: explain recursion. Response: a function that calls itself on a smaller input.",
-    ] * 3
+    return (
+        prompts
+        + [
+            "Score: 1\nScore: 2\nScore: 3\nScore: 4\nScore: 5\nScore:5",
+            "The quick brown fox jumps over the lazy dog. How do I sort a list in Python? Use sorted(xs).",
+            "Instruction: explain recursion. Response: a function that calls itself on a smaller input.",
+        ]
+        * 3
+    )
 
 
 def sentencepiece_tokenizer():
@@ -45,8 +49,10 @@ def sentencepiece_tokenizer():
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never"),
-         pre_tokenizers.Digits(individual_digits=True)]
+        [
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never"),
+            pre_tokenizers.Digits(individual_digits=True),
+        ]
     )
     trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
     tok.train_from_iterator(_corpus(), trainer)
@@ -61,8 +67,9 @@ def sentencepiece_tokenizer():
     tok.decoder = decoders.Sequence(
         [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
     )
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A",
-                                                       special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", chat_template=SP_CHAT_TEMPLATE
     )
@@ -77,8 +84,12 @@ def base_tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=[bos, eos], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=[bos, eos],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(_corpus(), trainer)
     tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos)
@@ -106,9 +117,17 @@ def build_tiny_model(family: str, out_dir: str | Path, seed: int = 0) -> Path:
     tokenizer = build_tokenizer(family)
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-        intermediate_size=128, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)

@@ -73,7 +73,9 @@ class Checkpointer:
     def due(self, step: int, max_steps: int) -> bool:
         return bool(self.every) and step % self.every == 0 and step < max_steps
 
-    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, progress: Progress) -> None:
+    def save(
+        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, progress: Progress
+    ) -> None:
         """Collective: every process must call it; rank 0 writes."""
         model_state, optim_state = get_state_dict(
             model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -108,7 +110,10 @@ class Checkpointer:
             log.warning("ignoring %s: it belongs to another config, data, base model or process count", self.path)
             return Progress()
         set_state_dict(
-            model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+            model,
+            optimizer,
+            model_state_dict=state["model"],
+            optim_state_dict=state["optimizer"],
             options=StateDictOptions(full_state_dict=True),
         )
         scheduler.load_state_dict(state["scheduler"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal, Mapping, NamedTuple
+from typing import Any, Callable, Literal, Mapping, NamedTuple
 
 from udfs.prompts import PromptTemplate, messages
 
@@ -53,7 +53,22 @@ class ExpectedScore(NamedTuple):
 
 # The curation rule: curated = every listed column >= k ("both": the parsed score and the expected score).
 CurationRule = Literal["score", "expected_score", "both"]
-RULE_COLUMNS: dict[str, tuple[str, ...]] = {"score": ("score",), "expected_score": ("expected_score",), "both": ("score", "expected_score")}
+RULE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "score": ("score",),
+    "expected_score": ("expected_score",),
+    "both": ("score", "expected_score"),
+}
+
+
+def passes(column: Callable[[str], Any], rule: CurationRule, k: float) -> Any:
+    """The curation rule as a condition on judged rows: status ok and every column of ``rule`` >= ``k``
+    (a null score never passes). ``column(name)`` gives a column of whatever holds the rows, so the one rule
+    serves Spark (``pyspark.sql.functions.col``: a Column) and pandas (``frame.__getitem__``: a boolean
+    Series) alike; the stages, the report and training all select with it."""
+    condition = column("status") == "ok"
+    for name in RULE_COLUMNS[rule]:
+        condition = condition & (column(name) >= k)
+    return condition
 
 
 def judge_conversation(template: PromptTemplate, instruction: str, answer: str) -> list[dict[str, str]]:
@@ -110,8 +125,9 @@ def expected_score(logprobs: Mapping[str, float] | None) -> ExpectedScore:
     Normalised over the ratings, so only their relative mass counts, however little the judge put on them."""
     if logprobs is None:
         return ExpectedScore(None, "prompt_too_long")
-    finite = [(SCORE_CONTINUATIONS[t], lp) for t, lp in logprobs.items()
-              if t in SCORE_CONTINUATIONS and math.isfinite(lp)]
+    finite = [
+        (SCORE_CONTINUATIONS[t], lp) for t, lp in logprobs.items() if t in SCORE_CONTINUATIONS and math.isfinite(lp)
+    ]
     if not finite:
         return ExpectedScore(None, "no_rating_mass")
     top = max(lp for _, lp in finite)  # shift before exp: a judge sure of something else would underflow to 0
@@ -125,7 +141,8 @@ def expected_score(logprobs: Mapping[str, float] | None) -> ExpectedScore:
 _INJECTION_PATTERNS = {
     "score_line": re.compile(r"^[*_#\s]*score[*_\s]*[:：]\s*\d", re.I | re.M),
     "instruction_override": re.compile(
-        r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier)\b.{0,20}\b(instructions?|prompts?|rules)\b", re.I | re.S
+        r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier)\b.{0,20}\b(instructions?|prompts?|rules)\b",
+        re.I | re.S,
     ),
     "role_marker": re.compile(r"^\s*(system|assistant)\s*:|<\|(system|assistant|user)\|>", re.I | re.M),
 }

@@ -1,13 +1,17 @@
-"""The LLM engine interface the stages program against, and the per-worker engine cache.
+"""The LLM engine interface the stages program against, the engines by name, and the per-worker engine cache.
 
-Only ``udfs.vllm_engine`` imports vLLM; this module stays importable without it. A Spark Python worker
-keeps one engine in ``_CACHE`` and reuses it across batches and tasks (Spark reuses Python workers), so
-the model loads once per worker rather than once per batch. A different model replaces the cached one.
+``engine.name`` picks the implementation from ``ENGINES``: ``vllm`` (``udfs.vllm_engine``, the only module
+that imports vLLM) or ``fake`` (``udfs.fake_engine``, deterministic text for fast tests of the row logic in
+``udfs.llm_rows``). Implementations are imported by name when first used, so this module stays importable
+without vLLM and imports neither implementation. A Spark Python worker keeps one engine in ``_CACHE`` and
+reuses it across batches and tasks (Spark reuses Python workers), so the model loads once per worker rather
+than once per batch. A different model replaces the cached one.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -15,11 +19,15 @@ from typing import Any, Callable, Literal, Protocol, Sequence
 
 log = logging.getLogger(__name__)
 
+# engine.name -> "module:class" of an ``LLMEngine`` whose constructor takes ``engine_args``' dict.
+ENGINES = {"vllm": "udfs.vllm_engine:VLLMEngine", "fake": "udfs.fake_engine:FakeEngine"}
+
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """vLLM engine settings (the same keys on CPU here and on GPU clusters)."""
+    """LLM engine settings (the same keys on CPU here and on GPU clusters)."""
 
+    name: Literal["vllm", "fake"] = "vllm"  # ENGINES: fake only for tests of the row logic
     dtype: str = "auto"
     max_model_len: int = 4096
     tensor_parallel_size: int = 1
@@ -156,15 +164,20 @@ def get_engine(model_path: str, cfg: EngineConfig, model_id: str | None = None) 
     fingerprint) is part of the key: M1 retrained in place on a grown pool must not be served by the engine
     a reused worker still holds for the old M1."""
     args = engine_args(model_path, cfg)
+    key = (cfg.name, args, model_id)
     with _LOCK:
-        if _CACHE.get("key") != (args, model_id):
+        if _CACHE.get("key") != key:
             drop_engine()
-            from udfs.vllm_engine import VLLMEngine  # the one vLLM adapter; imported lazily
-
-            log.info("loading LLM engine for %s", model_path)
-            _CACHE.update(key=(args, model_id), engine=VLLMEngine(args))
+            log.info("loading %s engine for %s", cfg.name, model_path)
+            _CACHE.update(key=key, engine=engine_class(cfg.name)(args))
             _LOADS[0] += 1
         return _CACHE["engine"]  # type: ignore[return-value]
+
+
+def engine_class(name: str) -> type:
+    """The ``LLMEngine`` implementation registered as ``name`` in ``ENGINES``, imported on first use."""
+    module, cls = ENGINES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def drop_engine() -> None:

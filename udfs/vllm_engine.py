@@ -44,7 +44,9 @@ class VLLMEngine:
 
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
         params = [
-            SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=seed)
+            SamplingParams(
+                temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=seed
+            )
             for seed in seeds
         ]
         # Token ids, not text: vLLM would add the tokenizer's special tokens to a text prompt whose template
@@ -96,10 +98,12 @@ class VLLMEngine:
             if plan is None:
                 result.append(None)
                 continue
-            result.append({
-                text: sum(found[(n, path[:d])].get(t, float("-inf")) for d, t in enumerate(path))
-                for text, path in plan[1].items()
-            })
+            result.append(
+                {
+                    text: sum(found[(n, path[:d])].get(t, float("-inf")) for d, t in enumerate(path))
+                    for text, path in plan[1].items()
+                }
+            )
         return result
 
     def close(self) -> None:

@@ -30,8 +30,13 @@ def test_conversion_writes_a_complete_directory_keyed_by_sha(converted):
     models, path = converted
     sha = sha256_file(smollm2_gguf())
     assert path == models / f"smollm2-135m-instruct-{sha[:12]}"
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                 "generation_config.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ):
         assert (path / name).is_file(), name
     assert json.loads((path / MARKER).read_text())["gguf_sha256"] == sha
     config = AutoConfig.from_pretrained(path)
@@ -69,8 +74,13 @@ def test_vllm_serves_the_converted_model_in_english(converted):
     pytest.importorskip("vllm")
     from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine
 
-    cfg = EngineConfig(max_model_len=512, kv_cache_memory_bytes=64 * 2**20, enforce_eager=True, max_num_seqs=4,
-                       enable_chunked_prefill=False)
+    cfg = EngineConfig(
+        max_model_len=512,
+        kv_cache_memory_bytes=64 * 2**20,
+        enforce_eager=True,
+        max_num_seqs=4,
+        enable_chunked_prefill=False,
+    )
     engine = get_engine(str(converted[1]), cfg, model_id="smollm2-test")
     try:
         # the 4-bit 135M model is brittle: the bare question drifts into French landmarks, this one does not

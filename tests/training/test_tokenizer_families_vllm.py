@@ -18,8 +18,13 @@ from udfs.prompts import PromptTemplate
 
 pytestmark = pytest.mark.slow
 
-CFG = EngineConfig(max_model_len=1024, kv_cache_memory_bytes=32 * 2**20, enforce_eager=True, max_num_seqs=16,
-                   enable_chunked_prefill=False)
+CFG = EngineConfig(
+    max_model_len=1024,
+    kv_cache_memory_bytes=32 * 2**20,
+    enforce_eager=True,
+    max_num_seqs=16,
+    enable_chunked_prefill=False,
+)
 PAIRS = [
     (f"How do I do task {i}?", f"Step {i}: open the file, read it line by line, and count the words. Done {i}.")
     for i in range(10)

@@ -35,7 +35,10 @@ def test_echoed_segment_score_is_not_the_judges():
     assert parse_score("Reasoning.\nScore: 2", quoted=("instruction", segment)) == (2, None)
 
 
-@given(st.integers(min_value=-10_000, max_value=10_000), st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200))
+@given(
+    st.integers(min_value=-10_000, max_value=10_000),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200),
+)
 def test_parser_accepts_only_1_to_5_on_the_last_line(value, reasoning):
     parsed = parse_score(f"{reasoning}\nScore: {value}")
     if parsed.score is not None:
@@ -77,14 +80,18 @@ def test_injection_flags():
     assert injection_flags("The score: it was a tie") == []  # words, not a score line
 
 
-_REASONING = st.text(alphabet=st.characters(whitelist_categories=("L", "N", "Zs"), whitelist_characters=".,!?:"), max_size=120).map(
+_REASONING = st.text(
+    alphabet=st.characters(whitelist_categories=("L", "N", "Zs"), whitelist_characters=".,!?:"), max_size=120
+).map(
     lambda t: t.replace("core", "c0re").replace("CORE", "C0RE")  # keep generated reasoning free of "score:"
 )
 _FINAL_LINES = {
     "ok": st.integers(1, 5).map(lambda v: f"Score: {v}"),
     "out_of_range": st.integers(6, 10_000).map(lambda v: f"Score: {v}"),
     "not_an_integer": st.tuples(st.integers(1, 4), st.integers(1, 9)).map(lambda p: f"Score: {p[0]}.{p[1]}"),
-    "conflicting_scores": st.tuples(st.integers(1, 5), st.integers(1, 5)).filter(lambda p: p[0] != p[1]).map(lambda p: f"Score: {p[0]}, Score: {p[1]}"),
+    "conflicting_scores": st.tuples(st.integers(1, 5), st.integers(1, 5))
+    .filter(lambda p: p[0] != p[1])
+    .map(lambda p: f"Score: {p[0]}, Score: {p[1]}"),
     "no_score": st.just("I think the answer is fine."),
 }
 
