@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import pytest
 
-from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine
+from udfs.engine import EngineConfig, SamplingConfig, drop_engine, engine_args, get_engine
 from udfs.fake_engine import FakeEngine
 from udfs.llm_rows import augment_batch, chunks, judge_batch
 from udfs.prompts import PromptTemplate
@@ -25,7 +25,7 @@ TEXTS = [
 
 @pytest.fixture
 def engine():
-    return FakeEngine({"model": "/models/fake"})
+    return FakeEngine(engine_args("/models/fake", CFG))
 
 
 def segments(n: int, words: int = 12) -> pd.DataFrame:
