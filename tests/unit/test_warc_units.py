@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from warcio.warcwriter import WARCWriter
 
 from tests.conftest import http_response
+from udfs import ids
 from udfs.readers import ReaderConfig, WorkUnit, plan_units, read_records
 
 
@@ -125,9 +126,11 @@ def test_small_or_single_member_files_stay_one_unit(tmp_path):
     assert plan_units([str(whole)], ReaderConfig(split_bytes=100)) == [WorkUnit(str(whole))]
 
 
-def test_doc_ids_match_the_whole_file_read(tmp_path):
-    from udfs.spark_udfs import doc_id
+def doc_id(rec):
+    return ids.doc_id(rec.url, rec.content_hash, rec.source_path, rec.offset, rec.reason)
 
+
+def test_doc_ids_match_the_whole_file_read(tmp_path):
     records = [record_bytes(f"https://example.org/{i}", random.Random(i).randbytes(1500)) for i in range(10)]
     path = write_members(tmp_path / "crawl.warc.gz", records)
     units = plan_units([path], ReaderConfig(split_bytes=2000))
