@@ -1,5 +1,5 @@
 # make demo: install everything into .venv and run the main job on the embedded default.
-# make test: run the test suite (what CI runs).
+# make test: lint (ruff, configured in pyproject.toml), then run the test suite (what CI runs).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -28,6 +28,7 @@ demo: install
 	$(BIN)/spark-submit jobs/augment.py --config conf/local.yaml
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
 clean:

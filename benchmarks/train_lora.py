@@ -29,11 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.train_evidence import answer_loss
-from training.config import TrainConfig
-from training.data import Example, read_seed
-from training.train import train
-from udfs.config import load_config
+from benchmarks.train_evidence import answer_loss  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.data import Example, read_seed  # noqa: E402
+from training.train import train  # noqa: E402
+from udfs.config import load_config  # noqa: E402
 
 SEED = ROOT / "data/sample/seed.jsonl"
 
@@ -57,20 +57,33 @@ def main() -> None:
     held_out, train_split = pairs[:cut], pairs[cut:]
     train_file = work / "train.jsonl"
     train_file.parent.mkdir(parents=True, exist_ok=True)
-    train_file.write_text("".join(json.dumps({"instruction": e.instruction, "output": e.output}) + "\n"
-                                  for e in train_split))
+    train_file.write_text(
+        "".join(json.dumps({"instruction": e.instruction, "output": e.output}) + "\n" for e in train_split)
+    )
     print(f"{args.base}: {len(train_split)} train, {len(held_out)} held-out pairs; overrides {args.overrides}")
     for direction in args.directions.split(","):
         runs = {"lora": args.overrides}
         if direction == "forward" and args.full_steps:
-            runs["full"] = ["lora.enabled=false", "optim.lr=1.0e-5", "optim.final_lr=9.0e-6",
-                            f"optim.max_steps={args.full_steps}"]
+            runs["full"] = [
+                "lora.enabled=false",
+                "optim.lr=1.0e-5",
+                "optim.final_lr=9.0e-6",
+                f"optim.max_steps={args.full_steps}",
+            ]
         before = None
         for name, overrides in runs.items():
-            cfg = load_config(TrainConfig, ROOT / f"conf/train/lora_cpu_{direction}.yaml", [
-                f"base_model={args.base}", f"output_dir={work / f'{direction}-{name}'}", f"seed.path={train_file}",
-                "tracking.enabled=false", "optim.checkpoint_every=0", *overrides,
-            ])
+            cfg = load_config(
+                TrainConfig,
+                ROOT / f"conf/train/lora_cpu_{direction}.yaml",
+                [
+                    f"base_model={args.base}",
+                    f"output_dir={work / f'{direction}-{name}'}",
+                    f"seed.path={train_file}",
+                    "tracking.enabled=false",
+                    "optim.checkpoint_every=0",
+                    *overrides,
+                ],
+            )
             examples = [Example(cfg.seed.system_prompt, e.instruction, e.output, "seed") for e in held_out]
             if before is None:
                 before = answer_loss(args.base, cfg, examples)
@@ -79,10 +92,13 @@ def main() -> None:
             seconds = time.monotonic() - began
             meta = json.loads((Path(result.output_dir) / "training_meta.json").read_text())
             after = answer_loss(result.output_dir, cfg, examples)
-            print(f"{direction:8s} {name:4s} {result.steps:3d} steps lr {cfg.optim.lr:.0e}: held-out loss/token "
-                  f"{before:.3f} -> {after:.3f} ({after - before:+.3f}); {meta['tokens_per_second']:.0f} tokens/s, "
-                  f"train {meta['seconds']:.0f} s (with load and save {seconds:.0f} s), "
-                  f"{meta['trainable_parameters']:,} trainable parameters", flush=True)
+            print(
+                f"{direction:8s} {name:4s} {result.steps:3d} steps lr {cfg.optim.lr:.0e}: held-out loss/token "
+                f"{before:.3f} -> {after:.3f} ({after - before:+.3f}); {meta['tokens_per_second']:.0f} tokens/s, "
+                f"train {meta['seconds']:.0f} s (with load and save {seconds:.0f} s), "
+                f"{meta['trainable_parameters']:,} trainable parameters",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

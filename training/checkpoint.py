@@ -75,10 +75,13 @@ class Checkpointer:
     def due(self, step: int, max_steps: int) -> bool:
         return bool(self.every) and step % self.every == 0 and step < max_steps
 
-    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, progress: Progress) -> None:
+    def save(
+        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, progress: Progress
+    ) -> None:
         """Collective: every process must call it; rank 0 writes."""
         model_state, optim_state = get_state_dict(
-            model, optimizer,
+            model,
+            optimizer,
             options=StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True),
         )
         # ignore_frozen_params keeps a frozen weight tied to another name (SmolLM2's lm_head = embeddings).
@@ -116,7 +119,10 @@ class Checkpointer:
         # Not strict when parameters are frozen: the checkpoint has none of them, on purpose.
         frozen = any(not p.requires_grad for p in model.parameters())
         set_state_dict(
-            model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+            model,
+            optimizer,
+            model_state_dict=state["model"],
+            optim_state_dict=state["optimizer"],
             options=StateDictOptions(full_state_dict=True, strict=not frozen),
         )
         scheduler.load_state_dict(state["scheduler"])

@@ -19,6 +19,48 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 
 
 @dataclass(frozen=True)
+class BaseModelConfig:
+    """The tiny local base model (``training.bootstrap``): architecture and pretraining budget (the defaults
+    take about a minute on 2 CPU cores)."""
+
+    vocab_size: int = 4096
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4  # head_dim = hidden_size / num_heads = 64: vLLM's CPU attention supports 32, 64, 80, ...
+    intermediate_size: int = 688
+    max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = True
+    seq_len: int = 256  # pretraining chunk length (texts are packed, bos/eos between them)
+    batch_size: int = 8
+    steps: int = 120
+    lr: float = 3e-3
+    warmup_steps: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "intermediate_size",
+            "seq_len",
+            "batch_size",
+            "steps",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.seq_len > self.max_position_embeddings:
+            raise ValueError(f"seq_len {self.seq_len} exceeds max_position_embeddings {self.max_position_embeddings}")
+        if self.vocab_size < 300:
+            raise ValueError(f"vocab_size must be >= 300 (256 bytes + special tokens), got {self.vocab_size}")
+        if not self.lr > 0 or not 0 <= self.warmup_steps < self.steps:
+            raise ValueError("lr must be positive and warmup_steps in [0, steps)")
+
+
+@dataclass(frozen=True)
 class SeedData:
     """Human-written (instruction, output) pairs, JSONL; ``system_prompt`` tags them in forward training."""
 

@@ -25,7 +25,10 @@ from udfs.config import load_config
 
 
 def train_distributed(
-    config_path: str, overrides: Sequence[str] = (), num_processes: int = 1, use_gpu: bool = True,
+    config_path: str,
+    overrides: Sequence[str] = (),
+    num_processes: int = 1,
+    use_gpu: bool = True,
     local_mode: bool = False,
 ) -> TrainResult:
     """Train with ``num_processes`` processes started by TorchDistributor on the active Spark session."""

@@ -129,8 +129,9 @@ def gradient_sync(model: torch.nn.Module, sync: bool) -> contextlib.AbstractCont
     return contextlib.nullcontext()
 
 
-def launch(cfg: TrainConfig, num_processes: int = 1, spark: bool = False, use_gpu: bool | None = None,
-           local_mode: bool = True) -> TrainResult:
+def launch(
+    cfg: TrainConfig, num_processes: int = 1, spark: bool = False, use_gpu: bool | None = None, local_mode: bool = True
+) -> TrainResult:
     """``train(cfg)`` in ``num_processes`` processes, each joining the group as under torchrun; rank 0's result.
 
     ``spark``: started by pyspark's ``TorchDistributor`` on the active Spark session (a cluster's GPUs, e.g.
@@ -146,7 +147,8 @@ def launch(cfg: TrainConfig, num_processes: int = 1, spark: bool = False, use_gp
         from pyspark.ml.torch.distributor import TorchDistributor
 
         return TorchDistributor(num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu).run(
-            train_logged, cfg)
+            train_logged, cfg
+        )
     if num_processes == 1:
         from training.train import train
 
@@ -154,8 +156,15 @@ def launch(cfg: TrainConfig, num_processes: int = 1, spark: bool = False, use_gp
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     # The c10d rendezvous on port 0 picks a free port, so concurrent launches on one machine do not collide.
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=num_processes, run_id=uuid.uuid4().hex,
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=num_processes,
+        run_id=uuid.uuid4().hex,
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+    )
     return elastic_launch(config, train_logged)(cfg)[0]
 
 

@@ -29,11 +29,19 @@ def check_supported(lora: LoraConfig) -> None:
     """Fail before any data or model is loaded when QLoRA is asked for where it cannot run."""
     if lora.quantize == "none":
         return
-    missing = [what for what, ok in (("the bitsandbytes package", importlib.util.find_spec("bitsandbytes") is not None),
-                                     ("a CUDA GPU", torch.cuda.is_available())) if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("the bitsandbytes package", importlib.util.find_spec("bitsandbytes") is not None),
+            ("a CUDA GPU", torch.cuda.is_available()),
+        )
+        if not ok
+    ]
     if missing:
-        raise ConfigError(f"lora.quantize: 4bit (QLoRA) needs {' and '.join(missing)}, which this machine lacks; "
-                          "set lora.quantize=none (LoRA on a full-precision base)")
+        raise ConfigError(
+            f"lora.quantize: 4bit (QLoRA) needs {' and '.join(missing)}, which this machine lacks; "
+            "set lora.quantize=none (LoRA on a full-precision base)"
+        )
 
 
 def quantization(lora: LoraConfig) -> Any:
@@ -42,22 +50,34 @@ def quantization(lora: LoraConfig) -> Any:
         return None
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
 
 
 def add_adapters(model: torch.nn.Module, lora: LoraConfig, gradient_checkpointing: bool) -> PeftModel:
     """``model`` frozen, with trainable adapters on ``lora.target_modules`` (fp32, whatever the base dtype)."""
     if lora.quantize != "none":
         # Norms and the head in fp32 for a stable loss under a 4-bit base, as the QLoRA paper does.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     return get_peft_model(model, peft_config(lora))
 
 
 def peft_config(lora: LoraConfig) -> PeftLoraConfig:
-    return PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                          target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+    return PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
 
 
 def needs_rebuild(lora: LoraConfig, sharded: bool) -> bool:
@@ -70,8 +90,10 @@ def with_trained_adapters(base: torch.nn.Module, lora: LoraConfig, adapters: dic
     model = get_peft_model(base, peft_config(lora))
     result = model.load_state_dict(adapters, strict=False)
     if result.unexpected_keys or any("lora_" in key for key in result.missing_keys):
-        raise ValueError(f"trained adapters do not match the rebuilt model: unexpected {result.unexpected_keys[:3]}, "
-                         f"missing {[k for k in result.missing_keys if 'lora_' in k][:3]}")
+        raise ValueError(
+            f"trained adapters do not match the rebuilt model: unexpected {result.unexpected_keys[:3]}, "
+            f"missing {[k for k in result.missing_keys if 'lora_' in k][:3]}"
+        )
     return model
 
 

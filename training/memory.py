@@ -53,8 +53,11 @@ class ModelShape:
     def from_config(cls, config: dict[str, Any]) -> ModelShape:
         heads = config["num_attention_heads"]
         return cls(
-            vocab_size=config["vocab_size"], hidden_size=config["hidden_size"],
-            intermediate_size=config["intermediate_size"], num_layers=config["num_hidden_layers"], num_heads=heads,
+            vocab_size=config["vocab_size"],
+            hidden_size=config["hidden_size"],
+            intermediate_size=config["intermediate_size"],
+            num_layers=config["num_hidden_layers"],
+            num_heads=heads,
             num_kv_heads=config.get("num_key_value_heads") or heads,
             head_dim=config.get("head_dim") or config["hidden_size"] // heads,
             tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
@@ -66,10 +69,21 @@ class ModelShape:
 
     def projections(self) -> dict[str, tuple[int, int]]:
         """(in, out) features of each linear layer in a block, by module name."""
-        h, q, kv, i = self.hidden_size, self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim, \
-            self.intermediate_size
-        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        h, q, kv, i = (
+            self.hidden_size,
+            self.num_heads * self.head_dim,
+            self.num_kv_heads * self.head_dim,
+            self.intermediate_size,
+        )
+        return {
+            "q_proj": (h, q),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (q, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
 
     @property
     def block_parameters(self) -> int:
@@ -109,8 +123,17 @@ class Plan:
         """The plan of ``cfg`` on ``devices`` devices; ``bf16``: whether they have it (for precision auto)."""
         method = ("qlora" if cfg.lora.quantize != "none" else "lora") if cfg.lora.enabled else "full"
         precision = "bf16" if cfg.optim.precision == "bf16" or (cfg.optim.precision == "auto" and bf16) else "fp32"
-        return cls(method, precision, cfg.distributed.strategy, devices, cfg.optim.gradient_checkpointing,
-                   cfg.optim.micro_batch_size, cfg.optim.max_seq_len, cfg.lora.r, cfg.lora.target_modules)
+        return cls(
+            method,
+            precision,
+            cfg.distributed.strategy,
+            devices,
+            cfg.optim.gradient_checkpointing,
+            cfg.optim.micro_batch_size,
+            cfg.optim.max_seq_len,
+            cfg.lora.r,
+            cfg.lora.target_modules,
+        )
 
 
 @dataclass(frozen=True)
@@ -128,8 +151,10 @@ class MemoryEstimate:
         return self.weights + self.gradients + self.optimizer + self.activations + self.overhead
 
     def describe(self) -> str:
-        parts = ", ".join(f"{name} {getattr(self, name) / GiB:.1f}" for name in
-                          ("weights", "gradients", "optimizer", "activations", "overhead"))
+        parts = ", ".join(
+            f"{name} {getattr(self, name) / GiB:.1f}"
+            for name in ("weights", "gradients", "optimizer", "activations", "overhead")
+        )
         return f"{self.total / GiB:.1f} GiB ({parts})"
 
 
@@ -187,9 +212,11 @@ def check_fits(shape: ModelShape, plan: Plan, device_bytes: float) -> MemoryEsti
     if estimate.total <= device_bytes:
         return estimate
     remedies = [(key, change) for key, change in REMEDIES if applies(plan, dataclasses.replace(plan, **change))]
-    fits = [f"{key} ({estimate_memory(shape, dataclasses.replace(plan, **change)).total / GiB:.1f} GiB)"
-            for key, change in remedies
-            if estimate_memory(shape, dataclasses.replace(plan, **change)).total <= device_bytes]
+    fits = [
+        f"{key} ({estimate_memory(shape, dataclasses.replace(plan, **change)).total / GiB:.1f} GiB)"
+        for key, change in remedies
+        if estimate_memory(shape, dataclasses.replace(plan, **change)).total <= device_bytes
+    ]
     if not fits:
         combined, keys = plan, []
         for key, change in remedies:
@@ -198,12 +225,17 @@ def check_fits(shape: ModelShape, plan: Plan, device_bytes: float) -> MemoryEsti
                 fits = [" + ".join(keys) + f" ({estimate_memory(shape, combined).total / GiB:.1f} GiB)"]
                 break
     advice = ("set one of: " + "; ".join(fits)) if fits else "use devices with more memory or more devices with fsdp"
-    raise DoesNotFit(f"training {shape.parameters / 1e9:.2f}B parameters as {plan.method}, {plan.precision}, "
-                     f"{plan.strategy} over {plan.devices} device(s) needs about {estimate.describe()} per device, "
-                     f"more than its {device_bytes / GiB:.1f} GiB: {advice}")
+    raise DoesNotFit(
+        f"training {shape.parameters / 1e9:.2f}B parameters as {plan.method}, {plan.precision}, "
+        f"{plan.strategy} over {plan.devices} device(s) needs about {estimate.describe()} per device, "
+        f"more than its {device_bytes / GiB:.1f} GiB: {advice}"
+    )
 
 
 def applies(plan: Plan, changed: Plan) -> bool:
     """Whether a remedy changes anything: FSDP needs several devices, and QLoRA is already LoRA."""
-    return changed != plan and not (changed.strategy == "fsdp" and plan.devices == 1) \
+    return (
+        changed != plan
+        and not (changed.strategy == "fsdp" and plan.devices == 1)
         and not (plan.method == "qlora" and changed.method == "lora")
+    )

@@ -32,14 +32,25 @@ def recipe_for(base_model: str | Path | None, device: Literal["cpu", "cuda"]) ->
     """The recipe files for ``base_model`` (a Hugging Face directory; None: the built-in tiny model) on
     ``device``; paths relative to the repository root."""
     if base_model is None or (Path(base_model) / MARKER).is_file():
-        return Recipe(str(CONF / "local_forward.yaml"), str(CONF / "local_backward.yaml"),
-                      "tiny model trained from scratch: the toy recipe")
+        return Recipe(
+            str(CONF / "local_forward.yaml"),
+            str(CONF / "local_backward.yaml"),
+            "tiny model trained from scratch: the toy recipe",
+        )
     parameters = ModelShape.from_dir(base_model).parameters
     if device == "cuda":
-        return Recipe(str(CONF / "forward.yaml"), str(CONF / "backward.yaml"),
-                      f"pretrained model, {parameters / 1e9:.2f}B parameters, on GPU: the paper's recipe")
+        return Recipe(
+            str(CONF / "forward.yaml"),
+            str(CONF / "backward.yaml"),
+            f"pretrained model, {parameters / 1e9:.2f}B parameters, on GPU: the paper's recipe",
+        )
     if parameters > CPU_MAX_PARAMETERS:
-        raise ValueError(f"{base_model} has {parameters / 1e9:.2f}B parameters: too big to fine-tune on CPU "
-                         f"(at most {CPU_MAX_PARAMETERS / 1e9:.0f}B); train it on GPUs with {CONF / 'forward.yaml'}")
-    return Recipe(str(CONF / "lora_cpu_forward.yaml"), str(CONF / "lora_cpu_backward.yaml"),
-                  f"pretrained model, {parameters / 1e6:.0f}M parameters, on CPU: LoRA, short sequences")
+        raise ValueError(
+            f"{base_model} has {parameters / 1e9:.2f}B parameters: too big to fine-tune on CPU "
+            f"(at most {CPU_MAX_PARAMETERS / 1e9:.0f}B); train it on GPUs with {CONF / 'forward.yaml'}"
+        )
+    return Recipe(
+        str(CONF / "lora_cpu_forward.yaml"),
+        str(CONF / "lora_cpu_backward.yaml"),
+        f"pretrained model, {parameters / 1e6:.0f}M parameters, on CPU: LoRA, short sequences",
+    )

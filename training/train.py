@@ -81,7 +81,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     if meta and meta["fingerprint"] == fingerprint:
         log.info("%s is up to date, not training", cfg.output_dir)
         shutil.rmtree(checkpoint_dir(cfg.output_dir), ignore_errors=True)  # left if killed right after saving
-        return TrainResult(cfg.output_dir, meta["examples"], meta["steps"], meta["final_loss"], meta["provenance"], curated)
+        return TrainResult(
+            cfg.output_dir, meta["examples"], meta["steps"], meta["final_loss"], meta["provenance"], curated
+        )
     with runtime() as rt:
         return dataclasses.replace(run(cfg, examples, provenance, fingerprint, rt), curated_score_ids=curated)
 
@@ -105,8 +107,9 @@ def model_config(cfg: TrainConfig) -> dict[str, Any]:
     return redact(config)
 
 
-def run(cfg: TrainConfig, examples: list[Example], provenance: dict[str, Any], fingerprint: dict[str, Any],
-        rt: Runtime) -> TrainResult:
+def run(
+    cfg: TrainConfig, examples: list[Example], provenance: dict[str, Any], fingerprint: dict[str, Any], rt: Runtime
+) -> TrainResult:
     """Train in this process (one of ``rt.world_size``), resuming from a checkpoint if there is one."""
     torch.manual_seed(cfg.optim.seed + rt.rank)  # each process draws its own dropout masks
     start = time.monotonic()
@@ -116,8 +119,10 @@ def run(cfg: TrainConfig, examples: list[Example], provenance: dict[str, Any], f
         raise ValueError(f"no training examples fit max_seq_len={cfg.optim.max_seq_len}: {counts}")
     batch_size = min(cfg.optim.batch_size_for(len(encoded)), len(encoded))
     if batch_size % (rt.world_size * cfg.optim.micro_batch_size):
-        raise ValueError(f"batch size {batch_size} does not split into whole micro-batches of "
-                         f"{cfg.optim.micro_batch_size} over {rt.world_size} processes")
+        raise ValueError(
+            f"batch size {batch_size} does not split into whole micro-batches of "
+            f"{cfg.optim.micro_batch_size} over {rt.world_size} processes"
+        )
     optim = dataclasses.replace(cfg.optim, max_steps=cfg.optim.steps_for(len(encoded), batch_size))
     autocast = autocast_dtype(cfg.optim.precision, rt.device)
     if rt.device.type == "cuda":  # fail before loading gigabytes, naming what to change
@@ -128,61 +133,93 @@ def run(cfg: TrainConfig, examples: list[Example], provenance: dict[str, Any], f
     progress = checkpoints.restore(model, optimizer, scheduler)
     resumed_from = progress.step
     tracker = Tracker(cfg.tracking, cfg.output_dir, active=rt.is_main)
-    progress.tracking_run_id = tracker.start(progress.tracking_run_id, Path(cfg.output_dir).name, redact(to_dict(cfg)),
-                                             provenance)
+    progress.tracking_run_id = tracker.start(
+        progress.tracking_run_id, Path(cfg.output_dir).name, redact(to_dict(cfg)), provenance
+    )
     # Padding carries neither attention nor loss, so any id works when the tokenizer has no pad token.
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    log.info("training %s on %d examples %s, batch %d, %d steps (%s) from step %d, %d process(es), %s%s",
-             cfg.direction, len(encoded), counts, batch_size, optim.max_steps, cfg.optim.steps_rule, resumed_from,
-             rt.world_size, precision_name(autocast), f", LoRA r={cfg.lora.r}" if cfg.lora.enabled else "")
+    log.info(
+        "training %s on %d examples %s, batch %d, %d steps (%s) from step %d, %d process(es), %s%s",
+        cfg.direction,
+        len(encoded),
+        counts,
+        batch_size,
+        optim.max_steps,
+        cfg.optim.steps_rule,
+        resumed_from,
+        rt.world_size,
+        precision_name(autocast),
+        f", LoRA r={cfg.lora.r}" if cfg.lora.enabled else "",
+    )
 
     def after_step(progress: Progress, lr: float) -> None:
-        tracker.log_step(progress.step, {"loss": progress.losses[-1], "lr": lr, "padding_waste": progress.padding_waste,
-                                         "tokens_per_second": progress.tokens_per_second})
+        tracker.log_step(
+            progress.step,
+            {
+                "loss": progress.losses[-1],
+                "lr": lr,
+                "padding_waste": progress.padding_waste,
+                "tokens_per_second": progress.tokens_per_second,
+            },
+        )
         if checkpoints.due(progress.step, optim.max_steps):
             checkpoints.save(model, optimizer, scheduler, progress)
 
     try:
         fit(model, optimizer, scheduler, encoded, batch_size, pad_id, optim, rt, progress, autocast, after_step)
         # Collective: FSDP gathers the shards; rank 0 gets the full weights on CPU (under LoRA the adapters').
-        weights = get_model_state_dict(model, options=StateDictOptions(
-            full_state_dict=True, cpu_offload=True, ignore_frozen_params=cfg.lora.enabled))
+        weights = get_model_state_dict(
+            model,
+            options=StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=cfg.lora.enabled),
+        )
         if rt.is_main:
             trained = unwrap(model)
             if cfg.lora.enabled and lora.needs_rebuild(cfg.lora, rt.distributed and cfg.distributed.strategy == "fsdp"):
                 base = load_model(cfg, torch.device("cpu"), torch.float32)
                 trained = lora.with_trained_adapters(base, cfg.lora, weights)
-            save(cfg, trained, weights, tokenizer, {
-                "fingerprint": fingerprint,
-                "config": to_dict(cfg),
-                "provenance": provenance,
-                "examples": len(encoded),
-                "trained": counts,
-                "batch_size": batch_size,
-                "steps_rule": cfg.optim.steps_rule,
-                "planned_steps": optim.max_steps,
-                "steps": progress.step,
-                "final_loss": progress.losses[-1],
-                "losses": progress.losses,
-                "padding_waste": round(progress.padding_waste, 4),
-                "tokens": progress.tokens,
-                "tokens_per_second": round(progress.tokens_per_second, 1),
-                "precision": precision_name(autocast),
-                "lora": dataclasses.asdict(cfg.lora) if cfg.lora.enabled else None,
-                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                "world_size": rt.world_size,
-                "resumed_from_step": resumed_from,
-                "tracking_run_id": progress.tracking_run_id,
-                "seconds": round(time.monotonic() - start, 1),
-            })
+            save(
+                cfg,
+                trained,
+                weights,
+                tokenizer,
+                {
+                    "fingerprint": fingerprint,
+                    "config": to_dict(cfg),
+                    "provenance": provenance,
+                    "examples": len(encoded),
+                    "trained": counts,
+                    "batch_size": batch_size,
+                    "steps_rule": cfg.optim.steps_rule,
+                    "planned_steps": optim.max_steps,
+                    "steps": progress.step,
+                    "final_loss": progress.losses[-1],
+                    "losses": progress.losses,
+                    "padding_waste": round(progress.padding_waste, 4),
+                    "tokens": progress.tokens,
+                    "tokens_per_second": round(progress.tokens_per_second, 1),
+                    "precision": precision_name(autocast),
+                    "lora": dataclasses.asdict(cfg.lora) if cfg.lora.enabled else None,
+                    "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                    "world_size": rt.world_size,
+                    "resumed_from_step": resumed_from,
+                    "tracking_run_id": progress.tracking_run_id,
+                    "seconds": round(time.monotonic() - start, 1),
+                },
+            )
             tracker.finish(cfg.output_dir, Path(cfg.output_dir) / META)
     except BaseException:
         tracker.fail()
         raise
     rt.barrier()  # no process returns before the model is in place
     checkpoints.remove()
-    log.info("saved %s: loss %.3f -> %.3f, padding %.1f %%, %.0f tokens/s", cfg.output_dir, progress.losses[0],
-             progress.losses[-1], 100 * progress.padding_waste, progress.tokens_per_second)
+    log.info(
+        "saved %s: loss %.3f -> %.3f, padding %.1f %%, %.0f tokens/s",
+        cfg.output_dir,
+        progress.losses[0],
+        progress.losses[-1],
+        100 * progress.padding_waste,
+        progress.tokens_per_second,
+    )
     return TrainResult(cfg.output_dir, len(encoded), progress.step, progress.losses[-1], provenance)
 
 
@@ -229,10 +266,16 @@ def load_model(cfg: TrainConfig, device: torch.device, dtype: torch.dtype) -> to
             setattr(config, name, cfg.optim.dropout)
     quantization = lora.quantization(cfg.lora) if device.type == "cuda" else None
     if quantization is not None:
-        return AutoModelForCausalLM.from_pretrained(cfg.base_model, config=config, quantization_config=quantization,
-                                                    device_map={"": device}, trust_remote_code=cfg.trust_remote_code)
-    return AutoModelForCausalLM.from_pretrained(cfg.base_model, config=config, dtype=dtype,
-                                                trust_remote_code=cfg.trust_remote_code).to(device)
+        return AutoModelForCausalLM.from_pretrained(
+            cfg.base_model,
+            config=config,
+            quantization_config=quantization,
+            device_map={"": device},
+            trust_remote_code=cfg.trust_remote_code,
+        )
+    return AutoModelForCausalLM.from_pretrained(
+        cfg.base_model, config=config, dtype=dtype, trust_remote_code=cfg.trust_remote_code
+    ).to(device)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -269,8 +312,9 @@ def fit(
 ) -> None:
     """The training loop from ``progress.step`` to ``optim.max_steps``; updates ``progress`` after each step."""
     # The batch order depends only on lengths, batch size and seed: skipping the steps done is the resume.
-    batches = itertools.islice(length_grouped_batches([len(e.input_ids) for e in encoded], batch_size, optim.seed),
-                               progress.step, None)
+    batches = itertools.islice(
+        length_grouped_batches([len(e.input_ids) for e in encoded], batch_size, optim.seed), progress.step, None
+    )
     model.train()
     for step in range(progress.step, optim.max_steps):
         began = time.perf_counter()
@@ -304,8 +348,15 @@ def fit(
         progress.seconds += time.perf_counter() - began
         after_step(progress, lr)
         if rt.is_main and (step % max(1, optim.max_steps // 10) == 0 or step == optim.max_steps - 1):
-            log.info("step %d/%d loss %.4f lr %.2e padding %.1f %% %.0f tokens/s", step + 1, optim.max_steps,
-                     loss_sum, lr, 100 * progress.padding_waste, progress.tokens_per_second)
+            log.info(
+                "step %d/%d loss %.4f lr %.2e padding %.1f %% %.0f tokens/s",
+                step + 1,
+                optim.max_steps,
+                loss_sum,
+                lr,
+                100 * progress.padding_waste,
+                progress.tokens_per_second,
+            )
 
 
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

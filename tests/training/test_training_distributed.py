@@ -32,9 +32,24 @@ def single(make_config, tmp_path_factory):
 def test_torchrun_two_processes_match_one(single, make_config, write_config, tmp_path, strategy):
     cfg = make_config(tmp_path / "m0", *RUN, f"distributed.strategy={strategy}")
     config_file = write_config(cfg, tmp_path / "m0.yaml")
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    "-m", "training", "--config", str(config_file)], cwd=ROOT, check=True, timeout=120,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "training",
+            "--config",
+            str(config_file),
+        ],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        stdout=subprocess.DEVNULL,
+    )
     meta = json.loads((Path(cfg.output_dir) / "training_meta.json").read_text())
     assert meta["world_size"] == 2 and meta["steps"] == 3
     assert meta["losses"] == pytest.approx(single["losses"], abs=1e-5)
@@ -46,7 +61,9 @@ def test_torch_distributor_runs_the_recipe_on_two_processes(spark, single, make_
     from training.databricks import train_distributed
 
     cfg = make_config(tmp_path / "m0", *RUN)
-    result = train_distributed(str(write_config(cfg, tmp_path / "m0.yaml")), num_processes=2, use_gpu=False, local_mode=True)
+    result = train_distributed(
+        str(write_config(cfg, tmp_path / "m0.yaml")), num_processes=2, use_gpu=False, local_mode=True
+    )
     meta = json.loads((Path(cfg.output_dir) / "training_meta.json").read_text())
     assert meta["world_size"] == 2 and result.steps == 3
     assert result.final_loss == pytest.approx(single["final_loss"], abs=1e-5)
@@ -69,7 +86,8 @@ def test_launch_trains_lora_in_two_processes_as_in_one(make_config, tmp_path, st
     # Merged on the trained model (DDP) or on a rebuilt base (FSDP shards): the base plus the saved adapter.
     ids = torch.tensor([[1, 5, 9, 13, 2]])
     merged = AutoModelForCausalLM.from_pretrained(result.output_dir).eval()
-    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(cfg.base_model),
-                                        Path(result.output_dir) / "adapter").eval()
+    adapted = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(cfg.base_model), Path(result.output_dir) / "adapter"
+    ).eval()
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)

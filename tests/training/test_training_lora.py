@@ -23,8 +23,17 @@ from training.train import META, collate, model_config, token_loss, train
 from udfs.config import ConfigError
 
 SMOLLM2 = Path(os.environ.get("SMOLLM2_HF", "/work/cache/smollm2-hf"))
-LORA = ("lora.enabled=true", "lora.dropout=0.0", "optim.dropout=0.0", "optim.lr=1.0e-3", "optim.final_lr=1.0e-4",
-        "optim.batch_size=4", "optim.small_data_batch_size=4", "optim.max_seq_len=128", "optim.checkpoint_every=0")
+LORA = (
+    "lora.enabled=true",
+    "lora.dropout=0.0",
+    "optim.dropout=0.0",
+    "optim.lr=1.0e-3",
+    "optim.final_lr=1.0e-4",
+    "optim.batch_size=4",
+    "optim.small_data_batch_size=4",
+    "optim.max_seq_len=128",
+    "optim.checkpoint_every=0",
+)
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +129,14 @@ def test_epochs_scale_the_steps_with_the_data(make_config, tmp_path):
     assert OptimConfig(max_steps=500).steps_for(51200, 32) == 500
     with pytest.raises(ValueError, match="epochs"):
         OptimConfig(epochs=0)
-    cfg = make_config(tmp_path / "m0", "optim.epochs=1.5", "optim.batch_size=4", "optim.small_data_batch_size=4",
-                      "optim.max_seq_len=128", "optim.checkpoint_every=0")
+    cfg = make_config(
+        tmp_path / "m0",
+        "optim.epochs=1.5",
+        "optim.batch_size=4",
+        "optim.small_data_batch_size=4",
+        "optim.max_seq_len=128",
+        "optim.checkpoint_every=0",
+    )
     meta = json.loads((Path(train(cfg).output_dir) / META).read_text())
     assert meta["planned_steps"] == meta["steps"] == 3  # ceil(1.5 * 8 pairs / 4)
     assert meta["steps_rule"] == "min(max_steps=60, ceil(1.5 epochs))"
@@ -134,9 +149,19 @@ def test_vllm_loads_the_merged_model(lora_run):
     from udfs.vllm_engine import VLLMEngine
 
     _, result = lora_run
-    engine = VLLMEngine(engine_args(result.output_dir, EngineConfig(
-        dtype="float32", max_model_len=512, kv_cache_memory_bytes=64 * 2**20, enforce_eager=True, max_num_seqs=4,
-        enable_chunked_prefill=False)))
+    engine = VLLMEngine(
+        engine_args(
+            result.output_dir,
+            EngineConfig(
+                dtype="float32",
+                max_model_len=512,
+                kv_cache_memory_bytes=64 * 2**20,
+                enforce_eager=True,
+                max_num_seqs=4,
+                enable_chunked_prefill=False,
+            ),
+        )
+    )
     try:
         prompt = engine.render_chat([{"role": "user", "content": "How do I reverse a list?"}])
         [out] = engine.generate([prompt], SamplingConfig(temperature=0.0, max_tokens=24), seeds=[0])

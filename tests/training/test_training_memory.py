@@ -18,8 +18,15 @@ from training.memory import (
     estimate_memory,
 )
 
-LLAMA_7B = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
-            "num_attention_heads": 32, "num_key_value_heads": 32, "tie_word_embeddings": False}
+LLAMA_7B = {
+    "vocab_size": 32000,
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "tie_word_embeddings": False,
+}
 SEVEN_B = ModelShape.from_config(LLAMA_7B)
 P = 6_738_415_616  # Llama-2-7B's published parameter count
 
@@ -48,13 +55,17 @@ def test_states_per_strategy_for_7b():
 
 def test_gradient_checkpointing_cuts_activations_for_7b():
     plain = estimate_memory(SEVEN_B, Plan("lora", "bf16", micro_batch_size=4, seq_len=2048))
-    checkpointed = estimate_memory(SEVEN_B, Plan("lora", "bf16", micro_batch_size=4, seq_len=2048,
-                                                 gradient_checkpointing=True))
+    checkpointed = estimate_memory(
+        SEVEN_B, Plan("lora", "bf16", micro_batch_size=4, seq_len=2048, gradient_checkpointing=True)
+    )
     # 8192 tokens x 32 layers x (7*4096 + 2*4096 + 4*11008) values x 2 bytes, + logits 8192 x 32000 x 10 bytes
     assert plain.activations == 8192 * 32 * 80896 * 2 + 8192 * 32000 * 10  # ~42 GiB
     assert checkpointed.activations < plain.activations / 5
-    assert 14 * GiB < estimate_memory(SEVEN_B, Plan("lora", "bf16", micro_batch_size=1,
-                                                    gradient_checkpointing=True)).total < 18 * GiB
+    assert (
+        14 * GiB
+        < estimate_memory(SEVEN_B, Plan("lora", "bf16", micro_batch_size=1, gradient_checkpointing=True)).total
+        < 18 * GiB
+    )
 
 
 def test_a_run_that_cannot_fit_fails_naming_what_to_change():
