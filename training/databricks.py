@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from training.config import TrainConfig
-from training.distributed import launch
+from training.launch import launch
 from training.train import TrainResult
 from udfs.config import load_config
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.distributed import launch
+from training.launch import launch
 from training.train import train
 
 pytestmark = pytest.mark.slow
