@@ -1,5 +1,5 @@
 # make demo: install everything into .venv and run the main job on the embedded default.
-# make test: run the test suite (what CI runs).
+# make test: lint (ruff, configured in pyproject.toml), then run the test suite (what CI runs).
 # make run ARGS='--set input.corpus=... --set storage.root=...': the main job with your overrides.
 PYTHON ?= python3.11
 VENV := .venv
@@ -32,6 +32,7 @@ run: install
 	$(BIN)/spark-submit jobs/augment.py --config conf/local.yaml $(ARGS)
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
 clean:

@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 from jobs.config import load_pipeline_config  # noqa: E402
 from udfs import spark_udfs  # noqa: E402
-from udfs.readers import plan_units, unit_id  # noqa: E402
+from udfs.ids import unit_id  # noqa: E402
+from udfs.readers import plan_units  # noqa: E402
 
 SAMPLE = ROOT / "data/sample/python-docs-sample.warc.gz"
 _TEXT_NODE = re.compile(r">([^<>]+)<")
@@ -63,7 +64,9 @@ def sample_pages() -> list[tuple[str, bytes]]:
     pages = []
     with open(SAMPLE, "rb") as f:
         for record in ArchiveIterator(f):
-            if record.rec_type == "response" and (record.http_headers.get_header("Content-Type") or "").startswith("text/html"):
+            if record.rec_type == "response" and (record.http_headers.get_header("Content-Type") or "").startswith(
+                "text/html"
+            ):
                 pages.append((record.rec_headers.get_header("WARC-Target-URI"), record.content_stream().read()))
     return pages
 
@@ -107,9 +110,15 @@ def build_corpus(pages: int, files: int, work: Path) -> tuple[Path, int, int]:
             for copy, j in chunk:
                 url, body = originals[j]
                 html = perturb(body.decode("utf-8"), copy_rate(copy), random.Random(f"{copy}/{j}"), vocab)
-                headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+                headers = StatusAndHeaders(
+                    "200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1"
+                )
                 copy_url = url.replace("https://docs.python.org/", f"https://mirror{copy}.example.org/")
-                writer.write_record(writer.create_warc_record(copy_url, "response", payload=io.BytesIO(html.encode("utf-8")), http_headers=headers))
+                writer.write_record(
+                    writer.create_warc_record(
+                        copy_url, "response", payload=io.BytesIO(html.encode("utf-8")), http_headers=headers
+                    )
+                )
     manifest.write_text(json.dumps({"pages": len(items), "q1_pages": q1_pages}))
     return folder, len(items), q1_pages
 
@@ -126,7 +135,14 @@ def plain_loop(corpus: Path) -> dict:
     pages = segments = ok = 0
     for unit in plan_units(sorted(str(p) for p in corpus.rglob("*.warc.gz")), cfg.ingest):
         start = time.perf_counter()
-        units = pd.DataFrame({"unit_id": [unit_id("bench", unit)], "path": [unit.path], "start": [unit.start], "end": [unit.end]})
+        units = pd.DataFrame(
+            {
+                "unit_id": [unit_id("bench", unit.start, unit.end)],
+                "path": [unit.path],
+                "start": [unit.start],
+                "end": [unit.end],
+            }
+        )
         docs = pd.concat(list(read(iter([units]))), ignore_index=True)
         docs = docs[docs["status"] == "ok"]
         middle = time.perf_counter()
@@ -144,26 +160,48 @@ def spark_run(corpus: Path, master: str) -> dict:
     """``jobs.augment.main --stages ingest,segment`` in a fresh process on fresh tables; the stages' own figures."""
     root = tempfile.mkdtemp(prefix="corpus-bench-")
     code = "import json, sys; from jobs.augment import main; print('BENCH ' + json.dumps(main(sys.argv[1:])['stages']))"
-    args = ["--config", "conf/local.yaml", "--stages", "ingest,segment", "--set", f"spark.master={master}",
-            "--set", f"input.corpus={corpus}", "--set", f"storage.root={root}/tables"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    args = [
+        "--config",
+        "conf/local.yaml",
+        "--stages",
+        "ingest,segment",
+        "--set",
+        f"spark.master={master}",
+        "--set",
+        f"input.corpus={corpus}",
+        "--set",
+        f"storage.root={root}/tables",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
     try:
         out = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH ")), None)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH ")), None)
     if out.returncode or line is None:
         sys.exit(f"spark run ({master}) failed:\n{out.stderr[-3000:]}")
-    ingest, segment = json.loads(line[len("BENCH "):])
-    return {"pages": ingest["by_status"].get("ok", 0), "segments": segment["rows_written"], "ok": segment["by_status"].get("ok", 0),
-            "seconds": ingest["seconds"] + segment["seconds"], "phases": {"ingest": ingest["seconds"], "segment": segment["seconds"]},
-            "reasons": segment["by_status"]}
+    ingest, segment = json.loads(line[len("BENCH ") :])
+    return {
+        "pages": ingest["by_status"].get("ok", 0),
+        "segments": segment["rows_written"],
+        "ok": segment["by_status"].get("ok", 0),
+        "seconds": ingest["seconds"] + segment["seconds"],
+        "phases": {"ingest": ingest["seconds"], "segment": segment["seconds"]},
+        "reasons": segment["by_status"],
+    }
 
 
 def report(name: str, r: dict) -> None:
     phases = ", ".join(f"{k} {v:.1f}s" for k, v in r["phases"].items())
-    print(f"  {name:<18} {r['pages']:>7,} pages {r['segments']:>8,} segments ({r['ok']:,} ok) in {r['seconds']:7.1f}s: "
-          f"{r['pages'] / r['seconds']:7.1f} pages/s {r['segments'] / r['seconds']:8.1f} segments/s  [{phases}]")
+    print(
+        f"  {name:<18} {r['pages']:>7,} pages {r['segments']:>8,} segments ({r['ok']:,} ok) in {r['seconds']:7.1f}s: "
+        f"{r['pages'] / r['seconds']:7.1f} pages/s {r['segments'] / r['seconds']:8.1f} segments/s  [{phases}]"
+    )
 
 
 def check(label: str, value: float, target: str, met: bool) -> None:
@@ -186,13 +224,28 @@ def main(argv: list[str] | None = None) -> dict:
         report(name, r)
     print(f"  segments by reason (local[2]): {json.dumps(results['local[2]']['reasons'], sort_keys=True)}")
     rate = {name: r["pages"] / r["seconds"] for name, r in results.items()}
-    check("local[2] / local[1] (pages/s)", rate["local[2]"] / rate["local[1]"], ">= 1.6", rate["local[2]"] / rate["local[1]"] >= 1.6)
+    check(
+        "local[2] / local[1] (pages/s)",
+        rate["local[2]"] / rate["local[1]"],
+        ">= 1.6",
+        rate["local[2]"] / rate["local[1]"] >= 1.6,
+    )
     per_core = rate["local[2]"] / 2 / rate["loop"]
     check("Spark per core / plain loop: local[2] / 2", per_core, ">= 0.7", per_core >= 0.7)
-    check("Spark per core / plain loop: local[1]", rate["local[1]"] / rate["loop"], ">= 0.7", rate["local[1]"] / rate["loop"] >= 0.7)
+    check(
+        "Spark per core / plain loop: local[1]",
+        rate["local[1]"] / rate["loop"],
+        ">= 0.7",
+        rate["local[1]"] / rate["loop"] >= 0.7,
+    )
     input_ratio = pages / q1_pages
     time_ratio = results["local[2]"]["seconds"] / results["local[2] q1"]["seconds"]
-    check(f"time for {input_ratio:.1f}x the input (local[2])", time_ratio, f"<= {1.1 * input_ratio:.1f}", time_ratio <= 1.1 * input_ratio)
+    check(
+        f"time for {input_ratio:.1f}x the input (local[2])",
+        time_ratio,
+        f"<= {1.1 * input_ratio:.1f}",
+        time_ratio <= 1.1 * input_ratio,
+    )
     return results
 
 

@@ -49,8 +49,9 @@ def ours(html: str, cfg=SegmentConfig(mask_pii=False)) -> Extracted:
 def trafilatura_markdown(html: str) -> Extracted:
     import trafilatura
 
-    markdown = _MARKDOWN_ESCAPE.sub(r"\1", trafilatura.extract(html, output_format="markdown", include_tables=True,
-                                                              include_comments=False) or "")
+    markdown = _MARKDOWN_ESCAPE.sub(
+        r"\1", trafilatura.extract(html, output_format="markdown", include_tables=True, include_comments=False) or ""
+    )
     return Extracted(markdown, [(len(marks), text) for marks, text in _MARKDOWN_HEADER.findall(markdown)])
 
 

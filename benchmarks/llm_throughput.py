@@ -53,8 +53,13 @@ def spark_vs_bare(model: str, engine: EngineConfig, texts: list[str], sampling: 
     from udfs.spark_udfs import backtranslate
 
     template = PromptTemplate.load(ROOT / "conf/prompts/backtranslate_v1.txt")
-    rows = pd.DataFrame({"generation_id": [stable_id("bench", i) for i in range(len(texts))],
-                         "segment_id": [f"s{i}" for i in range(len(texts))], "text": texts})
+    rows = pd.DataFrame(
+        {
+            "generation_id": [stable_id("bench", i) for i in range(len(texts))],
+            "segment_id": [f"s{i}" for i in range(len(texts))],
+            "text": texts,
+        }
+    )
     llm = get_engine(model, engine)
     prompts = [llm.render_chat(backward_conversation(template, t)) for t in texts]
     seeds = [seed_from_id(g) for g in rows["generation_id"]]
@@ -64,8 +69,12 @@ def spark_vs_bare(model: str, engine: EngineConfig, texts: list[str], sampling: 
     drop_engine()  # the Spark worker loads its own copy: never two on the same cores at once
 
     # As conf/local.yaml: the one LLM task may use every core (Spark gives Python workers OMP_NUM_THREADS=1).
-    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-             .config("spark.executorEnv.OMP_NUM_THREADS", str(os.cpu_count())).getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.executorEnv.OMP_NUM_THREADS", str(os.cpu_count()))
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     df = spark.createDataFrame(rows).repartition(1)  # one engine copy, as in conf/local.yaml
     fn = backtranslate(model, "bench", engine, sampling, template, 10_000)
@@ -76,15 +85,21 @@ def spark_vs_bare(model: str, engine: EngineConfig, texts: list[str], sampling: 
     spark_s = min(spark_s, again_s)
     spark_tokens = int(result["output_tokens"].sum())
     spark.stop()
-    print(f"generation, bare LLM.generate: {bare_tokens / bare_s:,.0f} output tokens/s ({bare_tokens} tokens, {bare_s:.1f} s)")
-    print(f"generation, Spark pandas UDF:  {spark_tokens / spark_s:,.0f} output tokens/s ({spark_tokens} tokens, {spark_s:.1f} s)")
+    print(
+        f"generation, bare LLM.generate: {bare_tokens / bare_s:,.0f} output tokens/s "
+        f"({bare_tokens} tokens, {bare_s:.1f} s)"
+    )
+    print(
+        f"generation, Spark pandas UDF:  {spark_tokens / spark_s:,.0f} output tokens/s "
+        f"({spark_tokens} tokens, {spark_s:.1f} s)"
+    )
     print(f"Spark path / bare vLLM: {(spark_tokens / spark_s) / (bare_tokens / bare_s):.2f}x (target >= 0.9x)")
 
 
 def _schema() -> str:
-    from udfs.spark_udfs import CANDIDATES_SCHEMA
+    from udfs.tables import CANDIDATES
 
-    return CANDIDATES_SCHEMA
+    return CANDIDATES.schema
 
 
 def vllm_vs_hf(model: str, engine: EngineConfig, texts: list[str], max_tokens: int) -> None:
@@ -106,11 +121,14 @@ def vllm_vs_hf(model: str, engine: EngineConfig, texts: list[str], max_tokens: i
         for i in range(0, len(prompts), 16):
             batch = tokenizer(prompts[i : i + 16], return_tensors="pt", padding=True, add_special_tokens=False)
             out = hf.generate(**batch, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            for row in out[:, batch["input_ids"].shape[1]:].tolist():  # generated tokens up to and with eos
+            for row in out[:, batch["input_ids"].shape[1] :].tolist():  # generated tokens up to and with eos
                 hf_tokens += row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
     hf_s = time.perf_counter() - start
-    print(f"vLLM generate: {vllm_tokens / vllm_s:,.0f} tokens/s; HF generate (batch 16): {hf_tokens / hf_s:,.0f} tokens/s; "
-          f"vLLM / HF: {(vllm_tokens / vllm_s) / (hf_tokens / hf_s):.2f}x")
+    print(
+        f"vLLM generate: {vllm_tokens / vllm_s:,.0f} tokens/s; "
+        f"HF generate (batch 16): {hf_tokens / hf_s:,.0f} tokens/s; "
+        f"vLLM / HF: {(vllm_tokens / vllm_s) / (hf_tokens / hf_s):.2f}x"
+    )
 
 
 def judge_prefix_caching(model: str, engine: EngineConfig, texts: list[str]) -> None:
@@ -125,8 +143,10 @@ def judge_prefix_caching(model: str, engine: EngineConfig, texts: list[str]) -> 
         prompt_tokens = sum(o.prompt_tokens for o in outs)
         hits = sum(o.cached_tokens for o in outs) / prompt_tokens
         rates[caching] = len(prompts) / seconds
-        print(f"judge, prefix caching {'on ' if caching else 'off'}: {rates[caching]:.1f} pairs/s, "
-              f"{prompt_tokens / seconds:,.0f} prompt tokens/s, prefix-cache hit rate {hits:.0%}")
+        print(
+            f"judge, prefix caching {'on ' if caching else 'off'}: {rates[caching]:.1f} pairs/s, "
+            f"{prompt_tokens / seconds:,.0f} prompt tokens/s, prefix-cache hit rate {hits:.0%}"
+        )
         drop_engine()
     print(f"judge with / without prefix caching: {rates[True] / rates[False]:.2f}x (target >= 1.5x)")
 
@@ -141,8 +161,15 @@ def main() -> None:
     for path in (args.model, args.judge):
         if not (Path(path) / "config.json").is_file():
             sys.exit(f"no model at {path}: run `make demo` first, or pass --model/--judge")
-    engine = EngineConfig(dtype="float32", max_model_len=2048, kv_cache_memory_bytes=512 * 2**20, enforce_eager=True,
-                          enable_chunked_prefill=False, max_num_seqs=64, batch_size=1024)
+    engine = EngineConfig(
+        dtype="float32",
+        max_model_len=2048,
+        kv_cache_memory_bytes=512 * 2**20,
+        enforce_eager=True,
+        enable_chunked_prefill=False,
+        max_num_seqs=64,
+        batch_size=1024,
+    )
     texts = sample_segments(args.segments)
     print(f"{len(texts)} segments; model {args.model}; judge {args.judge}")
     spark_vs_bare(args.model, engine, texts, SamplingConfig(0.7, 0.9, args.max_tokens))

@@ -1,6 +1,7 @@
 """MinHash throughput on one core: text -> signature (+ band keys) for real segments, per implementation.
 
-    python benchmarks/minhash_throughput.py [--warc data/sample/python-docs-sample.warc.gz] [--segments 3000] [--repeat 5]
+    python benchmarks/minhash_throughput.py [--warc data/sample/python-docs-sample.warc.gz] \
+        [--segments 3000] [--repeat 5]
 
 Segments are the ok segments (600-3,000 characters) that ``udfs.segment`` cuts from the WARC, repeated up to
 ``--segments``. Every candidate starts from the same text and the same normalisation, so the figures compare
@@ -40,7 +41,13 @@ TARGET = 2000
 
 
 def real_segments(warc: str, n: int) -> list[str]:
-    texts = [c.text for r in read_records(warc) if r.status == "ok" for c in segment_document(r.html, SegmentConfig()) if c.status == "ok"]
+    texts = [
+        c.text
+        for r in read_records(warc)
+        if r.status == "ok"
+        for c in segment_document(r.html, SegmentConfig())
+        if c.status == "ok"
+    ]
     if not texts:
         sys.exit(f"no ok segments in {warc}")
     return (texts * (n // len(texts) + 1))[:n]
@@ -59,6 +66,7 @@ def candidates(cfg: DedupConfig) -> dict:
     except ImportError:
         print("rensa not installed: skipped (pip install rensa)")
     else:
+
         def rensa_strings(texts):
             out = []
             for t in texts:
@@ -70,7 +78,9 @@ def candidates(cfg: DedupConfig) -> dict:
         def rensa_hashes(texts):
             hashes = [shingle_hashes(t, cfg.ngram) for t in texts]
             offsets = np.cumsum([0] + [len(h) for h in hashes]).astype(np.uint64)
-            return RMinHash.digest_matrix_from_flat_token_hashes(np.concatenate(hashes), offsets, cfg.num_perm, cfg.seed)
+            return RMinHash.digest_matrix_from_flat_token_hashes(
+                np.concatenate(hashes), offsets, cfg.num_perm, cfg.seed
+            )
 
         found["rensa RMinHash (5-gram strings)"] = rensa_strings
         found["rensa digest matrix (our 5-gram hashes)"] = rensa_hashes
@@ -79,6 +89,7 @@ def candidates(cfg: DedupConfig) -> dict:
     except ImportError:
         print("datasketch not installed: skipped (pip install datasketch)")
     else:
+
         def datasketch(texts):
             out = []
             for t in texts:
@@ -99,14 +110,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     texts = real_segments(args.warc, args.segments)
     cfg = DedupConfig()
-    print(f"{len(texts)} segments, mean {np.mean([len(t) for t in texts]):.0f} chars; {cfg.scheme}; one core, best of {args.repeat}")
+    print(
+        f"{len(texts)} segments, mean {np.mean([len(t) for t in texts]):.0f} chars; {cfg.scheme}; "
+        f"one core, best of {args.repeat}"
+    )
     rates = {}
     for name, fn in candidates(cfg).items():
         best = min(_seconds(fn, texts) for _ in range(args.repeat))
         rates[name] = len(texts) / best
     base = rates["udfs.minhash (numpy, chosen)"]
     for name, rate in rates.items():
-        print(f"  {name:<42} {rate:>8,.0f} segments/s  {rate / base:4.2f}x numpy  target >= {TARGET:,}: {'met' if rate >= TARGET else 'MISSED'}")
+        print(
+            f"  {name:<42} {rate:>8,.0f} segments/s  {rate / base:4.2f}x numpy  "
+            f"target >= {TARGET:,}: {'met' if rate >= TARGET else 'MISSED'}"
+        )
     return rates
 
 

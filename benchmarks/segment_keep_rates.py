@@ -38,8 +38,10 @@ def main() -> None:
             kept_chars += len(c.text) if c.status == "ok" else 0
     seconds = time.perf_counter() - start
     total = sum(reasons.values())
-    print(f"{len(docs)} documents, {total} segment rows, {reasons['ok']} kept ({reasons['ok'] / total:.1%}), "
-          f"{kept_chars:,} kept characters")
+    print(
+        f"{len(docs)} documents, {total} segment rows, {reasons['ok']} kept ({reasons['ok'] / total:.1%}), "
+        f"{kept_chars:,} kept characters"
+    )
     print(f"{'reason':<32}{'rows':>8}{'share':>9}")
     for reason, count in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"{reason:<32}{count:>8}{count / total:>9.1%}")

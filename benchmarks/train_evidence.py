@@ -41,7 +41,8 @@ SEED = ROOT / "data/sample/seed.jsonl"
 def answer_loss(model_dir: str, cfg: TrainConfig, examples: list[Example]) -> float:
     """Mean cross-entropy per answer token of ``examples`` in ``cfg.direction``, under the model."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    # fp32 as trained: a pretrained config may say bf16, which CPUs without bf16 units run many times slower.
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     encoded, _ = encode_examples(tokenizer, examples, cfg)
     total, tokens = 0.0, 0
     with torch.no_grad():
@@ -69,25 +70,35 @@ def main() -> None:
     held_out, train_split = pairs[:cut], pairs[cut:]
     train_file = work / "train.jsonl"
     train_file.parent.mkdir(parents=True, exist_ok=True)
-    train_file.write_text("".join(json.dumps({"instruction": e.instruction, "output": e.output}) + "\n"
-                                  for e in train_split))
+    train_file.write_text(
+        "".join(json.dumps({"instruction": e.instruction, "output": e.output}) + "\n" for e in train_split)
+    )
     texts = [f"{e.instruction}\n{e.output}" for e in train_split]
     base = build_base_model(texts, str(work / "base"), BaseModelConfig())
 
     print(f"seed pairs: {len(train_split)} train, {len(held_out)} held out; {args.steps} steps per model")
     for direction, name in (("forward", "M0"), ("backward", "M_yx")):
-        cfg = load_config(TrainConfig, ROOT / f"conf/train/local_{direction}.yaml", [
-            f"base_model={base}", f"output_dir={work / name}", f"seed.path={train_file}",
-            f"optim.max_steps={args.steps}", "tracking.enabled=false",
-        ])
+        cfg = load_config(
+            TrainConfig,
+            ROOT / f"conf/train/local_{direction}.yaml",
+            [
+                f"base_model={base}",
+                f"output_dir={work / name}",
+                f"seed.path={train_file}",
+                f"optim.max_steps={args.steps}",
+                "tracking.enabled=false",
+            ],
+        )
         result = train(cfg)
         # Held-out examples carry the seed tag, as the train split's do.
         examples = [Example(cfg.seed.system_prompt, e.instruction, e.output, "seed") for e in held_out]
         before, after = answer_loss(base, cfg, examples), answer_loss(result.output_dir, cfg, examples)
         what = "output | instruction" if direction == "forward" else "instruction | output"
-        print(f"{direction:8s} {name:4s} held-out loss/token of {what}: base {before:.3f} -> {after:.3f} "
-              f"({after - before:+.3f}); log-likelihood/token {-before:.3f} -> {-after:.3f}; "
-              f"perplexity {torch.tensor(before).exp():.1f} -> {torch.tensor(after).exp():.1f}")
+        print(
+            f"{direction:8s} {name:4s} held-out loss/token of {what}: base {before:.3f} -> {after:.3f} "
+            f"({after - before:+.3f}); log-likelihood/token {-before:.3f} -> {-after:.3f}; "
+            f"perplexity {torch.tensor(before).exp():.1f} -> {torch.tensor(after).exp():.1f}"
+        )
 
 
 if __name__ == "__main__":

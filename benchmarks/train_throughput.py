@@ -41,10 +41,18 @@ SEED = ROOT / "data/sample/seed.jsonl"
 
 
 def recipe_config(base: str, output_dir: Path, steps: int) -> TrainConfig:
-    return load_config(TrainConfig, ROOT / "conf/train/local_forward.yaml", [
-        f"base_model={base}", f"output_dir={output_dir}", f"seed.path={SEED}", f"optim.max_steps={steps}",
-        "optim.checkpoint_every=0", "tracking.enabled=false",
-    ])
+    return load_config(
+        TrainConfig,
+        ROOT / "conf/train/local_forward.yaml",
+        [
+            f"base_model={base}",
+            f"output_dir={output_dir}",
+            f"seed.path={SEED}",
+            f"optim.max_steps={steps}",
+            "optim.checkpoint_every=0",
+            "tracking.enabled=false",
+        ],
+    )
 
 
 def run_ours(base: str, steps: int, tmp: Path) -> dict[str, float]:
@@ -54,13 +62,24 @@ def run_ours(base: str, steps: int, tmp: Path) -> dict[str, float]:
     wall = time.perf_counter() - began
     meta = json.loads((tmp / "ours" / "training_meta.json").read_text())
     loop_seconds = meta["tokens"] / meta["tokens_per_second"]
-    return {"tokens_per_second": meta["tokens_per_second"], "padding_waste": meta["padding_waste"],
-            "tokens": meta["tokens"], "loop_seconds": loop_seconds, "wall_seconds": wall}
+    return {
+        "tokens_per_second": meta["tokens_per_second"],
+        "padding_waste": meta["padding_waste"],
+        "tokens": meta["tokens"],
+        "loop_seconds": loop_seconds,
+        "wall_seconds": wall,
+    }
 
 
 def run_trainer(base: str, steps: int, tmp: Path) -> dict[str, float]:
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
-                              TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     began = time.perf_counter()
     cfg = recipe_config(base, tmp / "trainer", steps)
@@ -86,17 +105,33 @@ def run_trainer(base: str, steps: int, tmp: Path) -> dict[str, float]:
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     model.config.attention_dropout = cfg.optim.dropout
     args = TrainingArguments(
-        output_dir=str(tmp / "trainer"), max_steps=steps, per_device_train_batch_size=cfg.optim.micro_batch_size,
+        output_dir=str(tmp / "trainer"),
+        max_steps=steps,
+        per_device_train_batch_size=cfg.optim.micro_batch_size,
         gradient_accumulation_steps=cfg.optim.batch_size // cfg.optim.micro_batch_size,
-        learning_rate=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, max_grad_norm=cfg.optim.grad_clip,
-        lr_scheduler_type="linear", seed=cfg.optim.seed, use_cpu=True, save_strategy="no", report_to=[],
-        logging_steps=steps, disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False,
+        learning_rate=cfg.optim.lr,
+        weight_decay=cfg.optim.weight_decay,
+        max_grad_norm=cfg.optim.grad_clip,
+        lr_scheduler_type="linear",
+        seed=cfg.optim.seed,
+        use_cpu=True,
+        save_strategy="no",
+        report_to=[],
+        logging_steps=steps,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
     )
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate, callbacks=[LoopTimer()])
     trainer.train()
     loop_seconds = counts["ended"] - counts["began"]
-    return {"tokens_per_second": counts["tokens"] / loop_seconds, "padding_waste": 1 - counts["tokens"] / counts["slots"],
-            "tokens": counts["tokens"], "loop_seconds": loop_seconds, "wall_seconds": time.perf_counter() - began}
+    return {
+        "tokens_per_second": counts["tokens"] / loop_seconds,
+        "padding_waste": 1 - counts["tokens"] / counts["slots"],
+        "tokens": counts["tokens"],
+        "loop_seconds": loop_seconds,
+        "wall_seconds": time.perf_counter() - began,
+    }
 
 
 def main() -> None:
@@ -116,19 +151,27 @@ def main() -> None:
         for name, run in (("ours", run_ours), ("trainer", run_trainer)):
             with tempfile.TemporaryDirectory() as tmp:
                 runs[name].append(run(base, args.steps, Path(tmp)))
-            print(f"repeat {repeat + 1} {name:8s} " + " ".join(f"{k}={v:.4g}" for k, v in runs[name][-1].items()),
-                  flush=True)
+            print(
+                f"repeat {repeat + 1} {name:8s} " + " ".join(f"{k}={v:.4g}" for k, v in runs[name][-1].items()),
+                flush=True,
+            )
 
     median = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
-    print(f"\n{args.steps} steps of batch 8 (micro-batch 4) on {SEED.relative_to(ROOT)}, max_seq_len 1024, CPU, "
-          f"{args.threads} thread(s); medians of {args.repeats}")
+    print(
+        f"\n{args.steps} steps of batch 8 (micro-batch 4) on {SEED.relative_to(ROOT)}, max_seq_len 1024, CPU, "
+        f"{args.threads} thread(s); medians of {args.repeats}"
+    )
     print(f"{'':8s} {'tokens/s':>9s} {'padding':>8s} {'tokens':>7s} {'loop s':>7s} {'wall s':>7s}")
     for name, m in median.items():
-        print(f"{name:8s} {m['tokens_per_second']:9.0f} {m['padding_waste']:8.1%} {m['tokens']:7.0f} "
-              f"{m['loop_seconds']:7.1f} {m['wall_seconds']:7.1f}")
+        print(
+            f"{name:8s} {m['tokens_per_second']:9.0f} {m['padding_waste']:8.1%} {m['tokens']:7.0f} "
+            f"{m['loop_seconds']:7.1f} {m['wall_seconds']:7.1f}"
+        )
     speedup = median["ours"]["tokens_per_second"] / median["trainer"]["tokens_per_second"]
-    print(f"speed-up (tokens/s, ours / Trainer): {speedup:.2f}x (target >= 1.0x); "
-          f"our padding waste {median['ours']['padding_waste']:.1%} (target <= 5 %)")
+    print(
+        f"speed-up (tokens/s, ours / Trainer): {speedup:.2f}x (target >= 1.0x); "
+        f"our padding waste {median['ours']['padding_waste']:.1%} (target <= 5 %)"
+    )
 
 
 if __name__ == "__main__":

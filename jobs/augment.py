@@ -19,12 +19,11 @@ import sys
 from datetime import datetime, timezone
 
 from jobs import console, preflight, progress
-from jobs.config import STAGES, load_pipeline_config, schedule
-from jobs.plan import format_plan, make_plan
+from jobs.config import load_pipeline_config
 from jobs.report import write_report
 from jobs.run_summary import summary_text
 from jobs.session import get_session
-from jobs.stages import Context, MissingInput, run_stage
+from jobs.stages import STAGE_NAMES, Context, MissingInput, format_plan, make_plan, run_stage, schedule
 from jobs.storage import Storage
 from jobs.summary import summarize
 from udfs.config import ConfigError, to_dict
@@ -36,18 +35,33 @@ log = logging.getLogger(__name__)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/local.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)} (run in pipeline order)")
-    parser.add_argument("--iterations", default="", help="comma-separated iterations for curate and train (default: 1..iterations.count)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
+    parser.add_argument(
+        "--stages",
+        default=",".join(STAGE_NAMES),
+        help=f"comma-separated subset of {','.join(STAGE_NAMES)} (run in pipeline order)",
+    )
+    parser.add_argument(
+        "--iterations",
+        default="",
+        help="comma-separated iterations for curate and train (default: 1..iterations.count)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and what is already done; run nothing")
     parser.add_argument("--verbose", action="store_true", help="every log (Spark, vLLM, ...) on the console too")
     parser.add_argument("--log-dir", default=None, help="folder for the run's log folder (default <storage.root>/logs)")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = sorted(set(chosen) - set(STAGES))
+    unknown = sorted(set(chosen) - set(STAGE_NAMES))
     if unknown:
-        parser.error(f"--stages: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
-    args.stages = [s for s in STAGES if s in chosen]
+        parser.error(f"--stages: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}")
+    args.stages = [s for s in STAGE_NAMES if s in chosen]
     try:
         args.iterations = sorted({int(i) for i in args.iterations.split(",") if i.strip()})
     except ValueError:

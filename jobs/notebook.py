@@ -19,7 +19,7 @@ import shlex
 from pathlib import Path
 
 from jobs.augment import main
-from jobs.config import ITERATION_STAGES, STAGES
+from jobs.stages import ITERATION_STAGES, STAGE_NAMES
 
 DEFAULT_CONFIG = "conf/cluster.yaml"
 
@@ -46,7 +46,7 @@ def run_from_widgets(dbutils, stage: str | None = None) -> dict:
     widgets.text("overrides", "", "Overrides (key=value ...)")
     iterated = stage is None or stage in ITERATION_STAGES
     if stage is None:
-        widgets.text("stages", ",".join(STAGES), "Stages")
+        widgets.text("stages", ",".join(STAGE_NAMES), "Stages")
     if iterated:
         widgets.text("iterations", "", "Iterations (empty: all)")
     widgets.dropdown("dry_run", "false", ["false", "true"], "Dry run")
@@ -56,4 +56,6 @@ def run_from_widgets(dbutils, stage: str | None = None) -> dict:
         os.chdir(root)
     iterations = widgets.get("iterations") if iterated else ""
     stages = stage or widgets.get("stages")
-    return main(job_args(widgets.get("config"), widgets.get("overrides"), stages, iterations, widgets.get("dry_run") == "true"))
+    return main(
+        job_args(widgets.get("config"), widgets.get("overrides"), stages, iterations, widgets.get("dry_run") == "true")
+    )

@@ -32,15 +32,20 @@ def corpus_files(pattern: str) -> list[str]:
     else:
         paths = [pattern] if os.path.isfile(pattern) else glob.glob(pattern, recursive=True)
     if not paths:
-        raise UsageError(f"input.corpus: nothing matches {pattern!r}: check the path or glob "
-                         "(--set input.corpus=FILE|FOLDER|'GLOB', quoted so the shell does not expand it)")
+        raise UsageError(
+            f"input.corpus: nothing matches {pattern!r}: check the path or glob "
+            "(--set input.corpus=FILE|FOLDER|'GLOB', quoted so the shell does not expand it)"
+        )
     readable = sorted(p for p in paths if os.path.isfile(p) and input_format(p) is not None)
     if not readable:
-        raise UsageError(f"input.corpus: {len(paths)} file(s) match {pattern!r} but none is WARC, WET, HTML, "
-                         "JSONL or Parquet (by extension): point input.corpus at those files")
+        raise UsageError(
+            f"input.corpus: {len(paths)} file(s) match {pattern!r} but none is WARC, WET, HTML, "
+            "JSONL or Parquet (by extension): point input.corpus at those files"
+        )
     if all(os.path.getsize(p) == 0 for p in readable):
-        raise UsageError(f"input.corpus: the {len(readable)} file(s) matching {pattern!r} are empty: "
-                         "the corpus has no pages to read")
+        raise UsageError(
+            f"input.corpus: the {len(readable)} file(s) matching {pattern!r} are empty: the corpus has no pages to read"
+        )
     return readable
 
 
@@ -56,10 +61,13 @@ def check_seed(path: str) -> int:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise UsageError(f"input.seed: {path}:{number} is not JSON ({exc.msg}): the seed set must be JSONL, "
-                                 'one {"instruction": ..., "output": ...} object per line') from None
-            if not (isinstance(row, dict) and isinstance(row.get("instruction"), str)
-                    and isinstance(row.get("output"), str)):
+                raise UsageError(
+                    f"input.seed: {path}:{number} is not JSON ({exc.msg}): the seed set must be JSONL, "
+                    'one {"instruction": ..., "output": ...} object per line'
+                ) from None
+            if not (
+                isinstance(row, dict) and isinstance(row.get("instruction"), str) and isinstance(row.get("output"), str)
+            ):
                 raise UsageError(f"input.seed: {path}:{number} needs string fields 'instruction' and 'output'")
             pairs += 1
     if not pairs:
@@ -71,8 +79,9 @@ def check_model_dir(key: str, path: str) -> None:
     """A Hugging Face model directory: config, weights and tokenizer present."""
     folder = Path(path)
     if not folder.is_dir():
-        raise UsageError(f"{key}: no model directory at {path!r}: set {key} to a Hugging Face model directory "
-                         "(or null to build one)")
+        raise UsageError(
+            f"{key}: no model directory at {path!r}: set {key} to a Hugging Face model directory (or null to build one)"
+        )
     missing = []
     if not (folder / "config.json").is_file():
         missing.append("config.json")
@@ -81,8 +90,10 @@ def check_model_dir(key: str, path: str) -> None:
     if not any((folder / f).is_file() for f in TOKENIZER_FILES):
         missing.append("a tokenizer (tokenizer.json or tokenizer.model)")
     if missing:
-        raise UsageError(f"{key}: the model directory {path} lacks {', '.join(missing)}: "
-                         "copy the complete model there (save_pretrained writes all of it)")
+        raise UsageError(
+            f"{key}: the model directory {path} lacks {', '.join(missing)}: "
+            "copy the complete model there (save_pretrained writes all of it)"
+        )
 
 
 def check_writable(key: str, path: str) -> None:
@@ -94,8 +105,10 @@ def check_writable(key: str, path: str) -> None:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
             pass
     except OSError as exc:
-        raise UsageError(f"{key}: cannot write to {path!r} ({exc.strerror}): choose a writable folder "
-                         f"(--set {key}=DIR) or fix its permissions") from None
+        raise UsageError(
+            f"{key}: cannot write to {path!r} ({exc.strerror}): choose a writable folder "
+            f"(--set {key}=DIR) or fix its permissions"
+        ) from None
 
 
 def check_config(cfg) -> None:
@@ -117,8 +130,10 @@ def describe_failure(exc: BaseException) -> str | None:
         disk_full = exc
     if disk_full is not None:
         where = f" writing {disk_full.filename}" if getattr(disk_full, "filename", None) else ""
-        return (f"out of disk space{where}: the commit was not made and the tables are unchanged; "
-                "free space (or --set storage.root=DIR on a bigger disk) and run the same command again")
+        return (
+            f"out of disk space{where}: the commit was not made and the tables are unchanged; "
+            "free space (or --set storage.root=DIR on a bigger disk) and run the same command again"
+        )
     return None
 
 

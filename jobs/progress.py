@@ -148,8 +148,9 @@ class _Display:
         from rich.live import Live
 
         console = Console(file=self.stream)
-        with Live(console=console, refresh_per_second=2, transient=True,
-                  redirect_stdout=True, redirect_stderr=True) as live:
+        with Live(
+            console=console, refresh_per_second=2, transient=True, redirect_stdout=True, redirect_stderr=True
+        ) as live:
             while not self.stop.wait(POLL_SECONDS):
                 self.poll_spark()
                 live.update(f"[cyan]{self.current.describe()}[/cyan]")

@@ -16,26 +16,32 @@ import logging
 import os
 import sys
 from functools import reduce
-from operator import and_
 from pathlib import Path
 from typing import Any, Mapping
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.calibration import calibration_ids, labels_path
 from jobs.config import PipelineConfig, load_pipeline_config
 from jobs.session import get_session
-from jobs.stages import Context
+from jobs.stages.base import Context, status_counts
+from jobs.stages.calibrate import calibration_ids, labels_path
 from jobs.storage import Storage
 from jobs.report_render import (
-    EXAMPLE_CHARS, ExamplePair, JudgeCalibration, LengthStats, ReportData, YieldRow, bin_counts, reason_code, render_html,
+    EXAMPLE_CHARS,
+    ExamplePair,
+    JudgeCalibration,
+    LengthStats,
+    ReportData,
+    YieldRow,
+    bin_counts,
+    render_html,
     stage_throughput,
 )
 from udfs import spark_udfs
 from udfs.calibration import precision_recall_at_k, read_labels
 from udfs.config import ConfigError
-from udfs.curation import RULE_COLUMNS
+from udfs.curation import passes
 from udfs.instruction_stats import load_parser, top_verb_nouns, verb_objects
 
 log = logging.getLogger(__name__)
@@ -104,16 +110,6 @@ class RunTables:
         return self.frames[name]
 
 
-def status_counts(df: DataFrame | None) -> dict[str, int]:
-    if df is None:
-        return {}
-    counts: dict[str, int] = {}
-    for r in df.groupBy("status", "reason").count().collect():
-        key = reason_code(r["status"], r["reason"])
-        counts[key] = counts.get(key, 0) + r["count"]
-    return counts
-
-
 def curated_pairs(t: RunTables, column: str, k: float) -> DataFrame | None:
     """(iteration, generation_id) of the curated pairs: the ``curated`` lineage table when the run wrote one,
     else the curation rule over the judged scores."""
@@ -121,26 +117,39 @@ def curated_pairs(t: RunTables, column: str, k: float) -> DataFrame | None:
         return t["curated"].select("iteration", "generation_id").distinct()
     if t["scores"] is None:
         return None
-    rule = reduce(and_, [F.col(c) >= k for c in RULE_COLUMNS[column]])
-    return t["scores"].where((F.col("status") == "ok") & rule).select("iteration", "generation_id").distinct()
+    return t["scores"].where(passes(F.col, column, k)).select("iteration", "generation_id").distinct()
 
 
 def pool_pairs(t: RunTables) -> DataFrame | None:
     """(generation_id, instruction, output) of every ok candidate: the generated instruction and its segment."""
     if t["candidates"] is None or t["segments"] is None:
         return None
-    return (t["candidates"].where("status = 'ok'").select("generation_id", "segment_id", "instruction")
-            .join(t["segments"].select("segment_id", F.col("text").alias("output")), on="segment_id"))
+    return (
+        t["candidates"]
+        .where("status = 'ok'")
+        .select("generation_id", "segment_id", "instruction")
+        .join(t["segments"].select("segment_id", F.col("text").alias("output")), on="segment_id")
+    )
 
 
 def yields(t: RunTables, drops: dict[str, dict[str, int]], curated: DataFrame | None) -> list[YieldRow]:
-    rows = [YieldRow("documents", sum(drops.get("documents", {}).values())),
-            YieldRow("documents ok", drops.get("documents", {}).get("ok", 0), "documents"),
-            YieldRow("segments", sum(drops.get("segments", {}).values())),
-            YieldRow("segments kept", drops.get("segments", {}).get("ok", 0), "segments"),
-            YieldRow("candidates ok", drops.get("candidates", {}).get("ok", 0), "segments kept")]
-    scored = {r["iteration"]: r["count"] for r in t["scores"].where("status = 'ok'").groupBy("iteration").count().collect()} if t["scores"] is not None else {}
-    kept = {r["iteration"]: r["count"] for r in curated.groupBy("iteration").count().collect()} if curated is not None else {}
+    rows = [
+        YieldRow("documents", sum(drops.get("documents", {}).values())),
+        YieldRow("documents ok", drops.get("documents", {}).get("ok", 0), "documents"),
+        YieldRow("segments", sum(drops.get("segments", {}).values())),
+        YieldRow("segments kept", drops.get("segments", {}).get("ok", 0), "segments"),
+        YieldRow("candidates ok", drops.get("candidates", {}).get("ok", 0), "segments kept"),
+    ]
+    scored = (
+        {r["iteration"]: r["count"] for r in t["scores"].where("status = 'ok'").groupBy("iteration").count().collect()}
+        if t["scores"] is not None
+        else {}
+    )
+    kept = (
+        {r["iteration"]: r["count"] for r in curated.groupBy("iteration").count().collect()}
+        if curated is not None
+        else {}
+    )
     for it in sorted(set(scored) | set(kept)):
         rows.append(YieldRow(f"scored (iteration {it})", scored.get(it, 0), "candidates ok"))
         rows.append(YieldRow(f"curated (iteration {it})", kept.get(it, 0), f"scored (iteration {it})"))
@@ -165,14 +174,25 @@ def score_stats(scores: DataFrame | None) -> tuple[dict, dict, dict]:
     return parsed, {it: bin_counts(v) for it, v in values.items()}, failures
 
 
-def length_stats(ctx: Context, pool: DataFrame | None, curated: DataFrame | None, notes: list[str]) -> list[LengthStats]:
+def length_stats(
+    ctx: Context, pool: DataFrame | None, curated: DataFrame | None, notes: list[str]
+) -> list[LengthStats]:
     """Instruction and output lengths (chars, and tokens of the base model's tokenizer) of seed, pool and curated."""
-    sets = [ctx.spark.read.schema("instruction string, output string").json(ctx.cfg.input.seed).select(F.lit("seed").alias("set"), "instruction", "output")]
+    sets = [
+        ctx.spark.read.schema("instruction string, output string")
+        .json(ctx.cfg.input.seed)
+        .select(F.lit("seed").alias("set"), "instruction", "output")
+    ]
     if pool is not None:
         sets.append(pool.select(F.lit("pool").alias("set"), "instruction", "output"))
         if curated is not None:
-            sets.append(curated.join(pool, on="generation_id").select(
-                F.concat(F.lit("curated (iteration "), F.col("iteration").cast("string"), F.lit(")")).alias("set"), "instruction", "output"))
+            sets.append(
+                curated.join(pool, on="generation_id").select(
+                    F.concat(F.lit("curated (iteration "), F.col("iteration").cast("string"), F.lit(")")).alias("set"),
+                    "instruction",
+                    "output",
+                )
+            )
     pairs = reduce(DataFrame.unionByName, sets)
     columns = {"instruction_chars": F.length("instruction"), "output_chars": F.length("output")}
     tokenizer = ctx.cfg.model_path("base")
@@ -183,23 +203,49 @@ def length_stats(ctx: Context, pool: DataFrame | None, curated: DataFrame | None
         notes.append(f"token lengths not counted: no tokenizer at {tokenizer}")
     aggs = [F.count(F.lit(1)).alias("pairs")]
     for name, expr in columns.items():
-        aggs += [F.mean(expr).alias(f"{name}_mean"), F.stddev(expr).alias(f"{name}_std"), F.percentile_approx(expr, 0.5).alias(f"{name}_median")]
+        aggs += [
+            F.mean(expr).alias(f"{name}_mean"),
+            F.stddev(expr).alias(f"{name}_std"),
+            F.percentile_approx(expr, 0.5).alias(f"{name}_median"),
+        ]
     rows = {r["set"]: r for r in pairs.groupBy("set").agg(*aggs).collect()}
-    order = ["seed", "pool"] + sorted((s for s in rows if s.startswith("curated")), key=lambda s: int(s.split()[-1].rstrip(")")))
-    return [LengthStats(s, rows[s]["pairs"], {c: (rows[s][f"{c}_mean"], rows[s][f"{c}_std"], rows[s][f"{c}_median"]) for c in columns})
-            for s in order if s in rows]
+    order = ["seed", "pool"] + sorted(
+        (s for s in rows if s.startswith("curated")), key=lambda s: int(s.split()[-1].rstrip(")"))
+    )
+    return [
+        LengthStats(
+            s,
+            rows[s]["pairs"],
+            {c: (rows[s][f"{c}_mean"], rows[s][f"{c}_std"], rows[s][f"{c}_median"]) for c in columns},
+        )
+        for s in order
+        if s in rows
+    ]
 
 
-def examples(t: RunTables, pool: DataFrame | None, curated: DataFrame | None, per_iteration: int = 3) -> list[ExamplePair]:
+def examples(
+    t: RunTables, pool: DataFrame | None, curated: DataFrame | None, per_iteration: int = 3
+) -> list[ExamplePair]:
     """A few curated pairs of each iteration with their scores (the first by generation id: a fixed sample)."""
     if pool is None or curated is None or t["scores"] is None:
         return []
     scores = t["scores"].select("iteration", "generation_id", "score", "expected_score")
     first = F.row_number().over(Window.partitionBy("iteration").orderBy("generation_id"))
-    rows = (curated.join(pool, on="generation_id").join(scores, on=["iteration", "generation_id"], how="left")
-            .withColumn("_n", first).where(F.col("_n") <= per_iteration).orderBy("iteration", "_n")
-            .select("iteration", "instruction", F.substring("output", 1, EXAMPLE_CHARS).alias("output"), "score", "expected_score")
-            .collect())
+    rows = (
+        curated.join(pool, on="generation_id")
+        .join(scores, on=["iteration", "generation_id"], how="left")
+        .withColumn("_n", first)
+        .where(F.col("_n") <= per_iteration)
+        .orderBy("iteration", "_n")
+        .select(
+            "iteration",
+            "instruction",
+            F.substring("output", 1, EXAMPLE_CHARS).alias("output"),
+            "score",
+            "expected_score",
+        )
+        .collect()
+    )
     return [ExamplePair(**r.asDict()) for r in rows]
 
 
@@ -208,7 +254,10 @@ def verb_noun_counts(ctx: Context, pool: DataFrame | None, notes: list[str]):
     n = ctx.cfg.report.parsed_instructions
     if pool is None or n == 0:
         return None
-    texts = [r["instruction"] for r in pool.select("generation_id", "instruction").orderBy("generation_id").limit(n).collect()]
+    texts = [
+        r["instruction"]
+        for r in pool.select("generation_id", "instruction").orderBy("generation_id").limit(n).collect()
+    ]
     try:
         nlp = load_parser(ctx.cfg.report.spacy_model)
     except (ImportError, OSError) as exc:  # a cluster without the model package still gets the rest of the report
@@ -224,16 +273,30 @@ def calibration(ctx: Context, t: RunTables, column: str, k: float, notes: list[s
     table = ctx.storage.read("calibration")
     if path is None or table is None or t["scores"] is None:
         return []
-    judges = {r["judge_model_id"]: r["iteration"] for r in t["scores"].select("judge_model_id", "iteration").distinct().collect()}
+    judges = {
+        r["judge_model_id"]: r["iteration"]
+        for r in t["scores"].select("judge_model_id", "iteration").distinct().collect()
+    }
     wanted = calibration_ids(ctx.cfg, list(judges), read_labels(path))
     keys = ctx.spark.createDataFrame([(i,) for i in sorted(wanted)], "calibration_id string")
-    rows = [r.asDict() for r in table.join(keys, on="calibration_id").select("judge_model_id", "label", "score", "expected_score").collect()]
+    rows = [
+        r.asDict()
+        for r in table.join(keys, on="calibration_id")
+        .select("judge_model_id", "label", "score", "expected_score")
+        .collect()
+    ]
     results = []
     for judge, iteration in sorted(judges.items(), key=lambda ji: (ji[1], ji[0])):
         mine = [r for r in rows if r["judge_model_id"] == judge]
         if mine:
-            results.append(JudgeCalibration(iteration, judge, precision_recall_at_k(mine, column, k),
-                                            [precision_recall_at_k(mine, column, x) for x in CALIBRATION_KS]))
+            results.append(
+                JudgeCalibration(
+                    iteration,
+                    judge,
+                    precision_recall_at_k(mine, column, k),
+                    [precision_recall_at_k(mine, column, x) for x in CALIBRATION_KS],
+                )
+            )
     if len(rows) < len(wanted):
         notes.append(f"calibration: {len(rows)} of {len(wanted)} (judge, label) rows present (run the calibrate stage)")
     return results
@@ -244,17 +307,25 @@ def build_report(ctx: Context, run_id: str | None = None) -> ReportData:
     t = RunTables(ctx, run_id)
     column, k = curation_rule(ctx.cfg)
     notes = [] if t.run else ["no runs row: tables read at their latest versions, no throughput"]
-    drops = {name: status_counts(t[name]) for name in ("documents", "segments", "candidates", "scores") if t[name] is not None}
+    drops = {
+        name: status_counts(t[name])
+        for name in ("documents", "segments", "candidates", "scores")
+        if t[name] is not None
+    }
     curated, pool = curated_pairs(t, column, k), pool_pairs(t)
     parsed, expected, failures = score_stats(t["scores"])
     return ReportData(
         run_id=t.run["run_id"] if t.run else None,
         finished_at=t.run["finished_at"] if t.run else None,
-        rule=f"{column} >= {k:g}", k=k, score_column=column,
+        rule=f"{column} >= {k:g}",
+        k=k,
+        score_column=column,
         table_versions={name: v for name, v in t.versions.items() if v is not None},
         yields=yields(t, drops, curated),
         drops=drops,
-        score_counts=parsed, expected_scores=expected, parse_failures=failures,
+        score_counts=parsed,
+        expected_scores=expected,
+        parse_failures=failures,
         lengths=length_stats(ctx, pool, curated, notes),
         examples=examples(t, pool, curated),
         verbs=verb_noun_counts(ctx, pool, notes),
@@ -281,7 +352,14 @@ def main(argv: list[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/local.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
     parser.add_argument("--run-id", help="the run to report (default: the latest in runs)")
     parser.add_argument("--out", help="folder for the HTML file (default: report.dir)")
     args = parser.parse_args(argv)
@@ -290,7 +368,9 @@ def main(argv: list[str] | None = None) -> Path:
     except ConfigError as exc:
         sys.exit(f"config error: {exc}")
     spark = get_session(cfg.spark)
-    path = write_report(Context(spark, Storage(spark, cfg.storage.root, cfg.storage.engine), cfg), args.run_id, args.out)
+    path = write_report(
+        Context(spark, Storage(spark, cfg.storage.root, cfg.storage.engine), cfg), args.run_id, args.out
+    )
     print(path, flush=True)
     return path
 

@@ -11,6 +11,7 @@ import base64
 import io
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import jinja2
@@ -87,7 +88,7 @@ class ReportData:
     score_column: str
     table_versions: dict[str, int | None]
     yields: list[YieldRow]
-    drops: dict[str, dict[str, int]]  # table -> "status:reason_code" -> rows
+    drops: dict[str, dict[str, int]]  # table -> udfs.tables.status_key -> rows
     score_counts: dict[int, dict[str, int]]  # iteration -> SCORE_LABELS -> judged rows
     expected_scores: dict[int, list[int]]  # iteration -> counts per EXPECTED_BINS bin
     parse_failures: dict[int, dict[str, int]]
@@ -100,11 +101,6 @@ class ReportData:
 
 
 # --- data shaping ----------------------------------------------------------------------------------------
-
-
-def reason_code(status: str, reason: str | None) -> str:
-    """``status:code`` of a row (errors carry "code: message"; the message is left out of the counts)."""
-    return f"{status}:{reason.split(':', 1)[0].strip()}" if reason else status
 
 
 def bin_counts(value_counts: Mapping[float, int], edges: Sequence[float] = EXPECTED_BINS) -> list[int]:
@@ -125,9 +121,16 @@ def stage_throughput(stages: Sequence[Mapping]) -> list[StageThroughput]:
     out = []
     for s in stages:
         tokens = (s.get("extra") or {}).get("tokens") or {}
-        out.append(StageThroughput(str(s.get("stage")), int(s.get("rows_in") or 0), int(s.get("rows_written") or 0),
-                                   float(s.get("seconds") or 0.0), int(tokens.get("prompt_tokens") or 0),
-                                   int(tokens.get("output_tokens") or 0)))
+        out.append(
+            StageThroughput(
+                str(s.get("stage")),
+                int(s.get("rows_in") or 0),
+                int(s.get("rows_written") or 0),
+                float(s.get("seconds") or 0.0),
+                int(tokens.get("prompt_tokens") or 0),
+                int(tokens.get("output_tokens") or 0),
+            )
+        )
     return out
 
 
@@ -197,7 +200,9 @@ def plot_lengths(data: ReportData) -> str | None:
 
 
 def plot_drops(data: ReportData) -> str | None:
-    items = [(table, reason, n) for table, counts in data.drops.items() for reason, n in counts.items() if reason != "ok"]
+    items = [
+        (table, reason, n) for table, counts in data.drops.items() for reason, n in counts.items() if reason != "ok"
+    ]
     if not items:
         return None
     items.sort(key=lambda trn: (-list(data.drops).index(trn[0]), trn[2]))  # tables in pipeline order, top to bottom
@@ -246,10 +251,29 @@ def plot_verbs(counts: VerbNounCounts | None) -> str | None:
             outer_labels.append("")
             outer_colors.append((1, 1, 1, 0))
     wedge = {"edgecolor": "white", "linewidth": 0.5}
-    ax.pie(inner_sizes, radius=0.62, labels=inner_labels, labeldistance=0.55, colors=inner_colors,
-           wedgeprops={**wedge, "width": 0.42}, textprops={"ha": "center", "fontsize": 8}, startangle=90, counterclock=False)
-    ax.pie(outer_sizes, radius=1.0, labels=outer_labels, labeldistance=0.8, colors=outer_colors, rotatelabels=True,
-           wedgeprops={**wedge, "width": 0.38}, textprops={"ha": "center", "va": "center", "fontsize": 7}, startangle=90, counterclock=False)
+    ax.pie(
+        inner_sizes,
+        radius=0.62,
+        labels=inner_labels,
+        labeldistance=0.55,
+        colors=inner_colors,
+        wedgeprops={**wedge, "width": 0.42},
+        textprops={"ha": "center", "fontsize": 8},
+        startangle=90,
+        counterclock=False,
+    )
+    ax.pie(
+        outer_sizes,
+        radius=1.0,
+        labels=outer_labels,
+        labeldistance=0.8,
+        colors=outer_colors,
+        rotatelabels=True,
+        wedgeprops={**wedge, "width": 0.38},
+        textprops={"ha": "center", "va": "center", "fontsize": 7},
+        startangle=90,
+        counterclock=False,
+    )
     ax.set(aspect="equal", title=f"top {len(counts.top)} root verbs and their direct-object nouns")
     return _png(fig)
 
@@ -276,8 +300,12 @@ def plot_calibration(results: Sequence[JudgeCalibration], k: float) -> str | Non
     for metric, ax in zip(("precision", "recall"), axes):
         for r in results:
             ks = [p.k for p in r.curve if getattr(p, metric) is not None]
-            ax.plot(ks, [getattr(p, metric) for p in r.curve if getattr(p, metric) is not None], marker="o",
-                    label=f"iteration {r.iteration} judge")
+            ax.plot(
+                ks,
+                [getattr(p, metric) for p in r.curve if getattr(p, metric) is not None],
+                marker="o",
+                label=f"iteration {r.iteration} judge",
+            )
         ax.axvline(k, color="black", linestyle="--", linewidth=1, label=f"k = {k:g}")
         ax.set(title=f"{metric} at k", xlabel="k", xlim=(0.9, 5.1), ylim=(-0.05, 1.05))
         ax.legend()
@@ -286,82 +314,8 @@ def plot_calibration(results: Sequence[JudgeCalibration], k: float) -> str | Non
 
 # --- HTML ------------------------------------------------------------------------------------------------
 
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>humpback-spark run report {{ data.run_id or "" }}</title>
-<style>
-body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-img { max-width: 100%; }
-.note { color: #a40; }
-</style></head><body>
-<h1>Run report</h1>
-<table>
-<tr><td>run</td><td>{{ data.run_id or "no runs row" }}</td></tr>
-<tr><td>finished</td><td>{{ data.finished_at or "" }}</td></tr>
-<tr><td>curation rule</td><td>{{ data.rule }}</td></tr>
-<tr><td>table versions</td><td>{% for t, v in data.table_versions.items() %}{{ t }} v{{ v }}{{ ", " if not loop.last }}{% endfor %}</td></tr>
-</table>
-{% for note in data.notes %}<p class="note">{{ note }}</p>{% endfor %}
-
-<h2 id="yield">Yield per stage</h2>
-{{ img(plots.yields) }}
-<table><tr><th>step</th><th>rows</th><th>share</th></tr>
-{% for y in data.yields %}<tr><td>{{ y.step }}</td><td>{{ "{:,}".format(y.rows) }}</td><td>{{ share(y) }}</td></tr>
-{% endfor %}</table>
-
-<h2 id="drops">Rows by status and reason</h2>
-{{ img(plots.drops) }}
-{% for table, counts in data.drops.items() %}<h3>{{ table }}</h3>
-<table><tr><th>status:reason</th><th>rows</th></tr>
-{% for reason, n in counts | dictsort(by="value", reverse=true) %}<tr><td>{{ reason }}</td><td>{{ "{:,}".format(n) }}</td></tr>
-{% endfor %}</table>{% endfor %}
-
-<h2 id="scores">Judge scores per iteration</h2>
-{{ img(plots.scores) }}
-{% for it, counts in data.score_counts | dictsort %}<h3>iteration {{ it }}</h3>
-<table><tr><th>score</th>{% for s in score_labels %}<th>{{ s }}</th>{% endfor %}</tr>
-<tr><td>judged pairs</td>{% for s in score_labels %}<td>{{ counts.get(s, 0) }}</td>{% endfor %}</tr></table>
-{% if data.parse_failures.get(it) %}<table><tr><th>parse failure</th><th>rows</th></tr>
-{% for kind, n in data.parse_failures[it] | dictsort(by="value", reverse=true) %}<tr><td>{{ kind }}</td><td>{{ n }}</td></tr>
-{% endfor %}</table>{% endif %}{% endfor %}
-
-<h2 id="lengths">Lengths: seed vs pool vs curated</h2>
-{{ img(plots.lengths) }}
-<table><tr><th>set</th><th>pairs</th>{% for f in length_fields %}<th>{{ f.replace("_", " ") }}<br>mean ± std (median)</th>{% endfor %}</tr>
-{% for s in data.lengths %}<tr><td>{{ s.name }}</td><td>{{ "{:,}".format(s.pairs) }}</td>{% for f in length_fields %}<td>{{ stat(s.stats.get(f)) }}</td>{% endfor %}</tr>
-{% endfor %}</table>
-
-<h2 id="examples">Curated pairs (the first by generation id)</h2>
-{% for e in data.examples %}<h3>iteration {{ e.iteration }}: score {{ e.score if e.score is not none else "none" }}, expected {{ num(e.expected_score) }}</h3>
-<p><b>instruction:</b> {{ e.instruction }}</p>
-<pre style="white-space: pre-wrap">{{ e.output }}</pre>
-{% else %}<p>no curated pairs</p>{% endfor %}
-
-<h2 id="verbs">Root verbs and direct-object nouns of generated instructions</h2>
-{% if data.verbs %}<p>{{ data.verbs.with_pair }} of {{ data.verbs.parsed }} parsed instructions have a root verb with a direct noun object
-({{ data.verbs.with_verb }} have a root verb).</p>
-{{ img(plots.verbs) }}
-<table><tr><th>verb</th><th>pairs</th><th>top nouns</th></tr>
-{% for verb, n, nouns in data.verbs.top %}<tr><td>{{ verb }}</td><td>{{ n }}</td><td>{% for noun, m in nouns %}{{ noun }} ({{ m }}){{ ", " if not loop.last }}{% endfor %}</td></tr>
-{% endfor %}</table>{% else %}<p>not available (see notes above)</p>{% endif %}
-
-<h2 id="throughput">Throughput per stage</h2>
-{{ img(plots.throughput) }}
-<table><tr><th>stage</th><th>rows in</th><th>rows out</th><th>seconds</th><th>rows/s</th><th>tokens in</th><th>tokens out</th><th>tokens/s</th></tr>
-{% for r in data.throughput %}<tr><td>{{ r.stage }}</td><td>{{ r.rows_in }}</td><td>{{ r.rows_out }}</td><td>{{ r.seconds }}</td><td>{{ num(r.rows_per_second) }}</td><td>{{ r.tokens_in }}</td><td>{{ r.tokens_out }}</td><td>{{ num(r.tokens_per_second) }}</td></tr>
-{% endfor %}</table>
-
-<h2 id="calibration">Judge calibration</h2>
-{% if data.calibration %}<p>Each iteration's judge over the labelled pairs; kept = {{ data.rule }}.</p>
-{{ img(plots.calibration) }}
-<table><tr><th>iteration</th><th>judge</th><th>pairs</th><th>good</th><th>kept</th><th>good kept</th><th>precision</th><th>recall</th></tr>
-{% for c in data.calibration %}<tr><td>{{ c.iteration }}</td><td>{{ c.judge_model_id }}</td><td>{{ c.at_k.pairs }}</td><td>{{ c.at_k.good }}</td><td>{{ c.at_k.kept }}</td><td>{{ c.at_k.good_kept }}</td><td>{{ num(c.at_k.precision) }}</td><td>{{ num(c.at_k.recall) }}</td></tr>
-{% endfor %}</table>{% else %}<p>no calibration rows for this run's judges (run the calibrate stage)</p>{% endif %}
-</body></html>
-"""
+# The page: a Jinja template next to this module (HTML lines are as long as their tables).
+_TEMPLATE = Path(__file__).with_name("report.html.j2")
 
 
 def _num(x: float | None) -> str:
@@ -387,13 +341,23 @@ def render_html(data: ReportData) -> str:
     """The whole report as one HTML page with its plots embedded (base64 PNG)."""
     with matplotlib.rc_context(PLOT_STYLE):
         plots = {
-            "yields": plot_yields(data), "drops": plot_drops(data), "scores": plot_scores(data),
-            "lengths": plot_lengths(data), "verbs": plot_verbs(data.verbs), "throughput": plot_throughput(data.throughput),
+            "yields": plot_yields(data),
+            "drops": plot_drops(data),
+            "scores": plot_scores(data),
+            "lengths": plot_lengths(data),
+            "verbs": plot_verbs(data.verbs),
+            "throughput": plot_throughput(data.throughput),
             "calibration": plot_calibration(data.calibration, data.k),
         }
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(_TEMPLATE).render(
-        data=data, plots=plots, img=_img, num=_num, stat=_stat, score_labels=SCORE_LABELS, length_fields=LENGTH_FIELDS,
+    return env.from_string(_TEMPLATE.read_text()).render(
+        data=data,
+        plots=plots,
+        img=_img,
+        num=_num,
+        stat=_stat,
+        score_labels=SCORE_LABELS,
+        length_fields=LENGTH_FIELDS,
         share=lambda y: _share(y, {r.step: r.rows for r in data.yields}),
     )
 

@@ -23,8 +23,9 @@ def stage_label(stage: Mapping) -> str:
 
 def top_drops(by_status: Mapping[str, int], n: int = TOP_REASONS) -> str:
     """The most common non-ok statuses as ``reason count`` items, the rest summed as ``other``."""
-    drops = sorted(((k.split(":", 1)[-1], v) for k, v in by_status.items() if k != "ok" and v),
-                   key=lambda kv: (-kv[1], kv[0]))
+    drops = sorted(
+        ((k.split(":", 1)[-1], v) for k, v in by_status.items() if k != "ok" and v), key=lambda kv: (-kv[1], kv[0])
+    )
     items = [f"{reason} {count:,}" for reason, count in drops[:n]]
     rest = sum(count for _, count in drops[n:])
     return ", ".join(items + ([f"other {rest:,}"] if rest else [])) or "-"
@@ -34,8 +35,16 @@ def stage_table(summary: Mapping) -> list[str]:
     """One line per stage: rows in, rows out (ok), top drop reasons, seconds."""
     rows = [("stage", "in", "out", "ok", "seconds", "dropped (top reasons)")]
     for s in summary["stages"]:
-        rows.append((stage_label(s), f"{s['rows_in']:,}", f"{s['rows_written']:,}",
-                     f"{s['by_status'].get('ok', 0):,}", f"{s['seconds']:.1f}", top_drops(s["by_status"])))
+        rows.append(
+            (
+                stage_label(s),
+                f"{s['rows_in']:,}",
+                f"{s['rows_written']:,}",
+                f"{s['by_status'].get('ok', 0):,}",
+                f"{s['seconds']:.1f}",
+                top_drops(s["by_status"]),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = []
     for r in rows:
@@ -52,8 +61,10 @@ def curation_lines(summary: Mapping) -> list[str]:
             continue
         mean = c.get("mean_expected_score")
         mean_text = f", mean expected score {mean:.2f}" if mean is not None else ""
-        lines.append(f"  iteration {c['iteration']}: {c['curated']:,} of {c['pairs']:,} pairs curated "
-                     f"({100 * c['yield']:.1f} %, {c['rule']}{mean_text})")
+        lines.append(
+            f"  iteration {c['iteration']}: {c['curated']:,} of {c['pairs']:,} pairs curated "
+            f"({100 * c['yield']:.1f} %, {c['rule']}{mean_text})"
+        )
     return lines
 
 
@@ -66,17 +77,21 @@ def calibration_lines(calibration: Sequence) -> list[str]:
         def pct(x):
             return "n/a" if x is None else f"{100 * x:.0f} %"
 
-        lines.append(f"  judge of iteration {j.iteration}: precision {pct(pr.precision)}, recall {pct(pr.recall)} "
-                     f"at k={pr.k:g} ({pr.good_kept} of {pr.kept} kept are good; "
-                     f"{pr.good} of {pr.pairs} labelled good)")
+        lines.append(
+            f"  judge of iteration {j.iteration}: precision {pct(pr.precision)}, recall {pct(pr.recall)} "
+            f"at k={pr.k:g} ({pr.good_kept} of {pr.kept} kept are good; "
+            f"{pr.good} of {pr.pairs} labelled good)"
+        )
     return lines
 
 
 def next_command(config_path: str, overrides: Sequence[str]) -> str:
     """The export of this run's data, with the run's overrides (credentials masked: the line is printed)."""
     sets = "".join(f" --set {shlex.quote(o)}" for o in redact(list(overrides)))
-    return (f"spark-submit jobs/export.py --config {config_path}{sets} --out work/export   "
-            "# the last iteration's training set as JSONL + Parquet")
+    return (
+        f"spark-submit jobs/export.py --config {config_path}{sets} --out work/export   "
+        "# the last iteration's training set as JSONL + Parquet"
+    )
 
 
 def format_run(summary: Mapping, calibration: Sequence, places: Mapping[str, str], next_cmd: str) -> str:
@@ -106,8 +121,9 @@ def places(cfg, logs_dir: str, report_path: str | None) -> dict[str, str]:
     return found
 
 
-def summary_text(ctx, summary: Mapping, logs_dir: str, report_path: str | None, config_path: str,
-                 overrides: Sequence[str]) -> str:
+def summary_text(
+    ctx, summary: Mapping, logs_dir: str, report_path: str | None, config_path: str, overrides: Sequence[str]
+) -> str:
     """``format_run`` with the judges' calibration read from the tables (``ctx``: a ``jobs.stages.Context``)."""
     from jobs.report import RunTables, calibration, curation_rule  # Spark-side: only here
 

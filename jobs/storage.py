@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -38,41 +37,12 @@ from deltalake.transaction import AddAction, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
+from jobs.catalog import parse_catalog_schema
 from udfs.config import ConfigError
 
 log = logging.getLogger(__name__)
 
 Engine = Literal["auto", "delta-spark", "delta-rs"]
-
-
-# A Unity Catalog name part: a plain identifier, or anything but backticks inside backticks.
-_PART = r"(?:[A-Za-z_][A-Za-z0-9_]*|`[^`]+`)"
-_CATALOG_SCHEMA = re.compile(rf"({_PART})\.({_PART})")
-
-
-@dataclass(frozen=True)
-class CatalogSchema:
-    """A Unity Catalog schema that holds the pipeline's tables."""
-
-    catalog: str
-    schema: str
-
-    def table(self, name: str) -> str:
-        """The quoted three-part name Spark SQL and ``saveAsTable`` take."""
-        return ".".join(f"`{part}`" for part in (self.catalog, self.schema, name))
-
-    def uri(self, name: str) -> str:
-        """The table as delta-rs opens it through Unity Catalog (credentials from DATABRICKS_HOST/DATABRICKS_TOKEN)."""
-        return f"uc://{self.catalog}.{self.schema}.{name}"
-
-
-def parse_catalog_schema(root: str) -> CatalogSchema | None:
-    """``catalog.schema`` (each part an identifier or backtick-quoted) -> its parts; None for a path."""
-    match = _CATALOG_SCHEMA.fullmatch(root.strip())
-    if match is None:
-        return None
-    catalog, schema = (part.strip("`") for part in match.groups())
-    return CatalogSchema(catalog, schema)
 
 
 @dataclass(frozen=True)
@@ -166,7 +136,9 @@ class Storage:
         path = self.path(name)
         folder = f"w-{uuid.uuid4().hex}"
         df.write.mode("errorifexists").parquet(f"{path}/{folder}")
-        actions = [_add_action(path, f"{folder}/{f}") for f in sorted(os.listdir(f"{path}/{folder}")) if f.endswith(".parquet")]
+        actions = [
+            _add_action(path, f"{folder}/{f}") for f in sorted(os.listdir(f"{path}/{folder}")) if f.endswith(".parquet")
+        ]
         rows = sum(json.loads(a.stats)["numRecords"] for a in actions)
         actions = [a for a in actions if json.loads(a.stats)["numRecords"] > 0]
         if not actions:  # Spark writes a schema-only file for an empty DataFrame: nothing to commit

@@ -15,20 +15,20 @@ from datetime import datetime, timezone
 
 from pyspark.sql import functions as F
 
-from jobs.stages import Context, StageReport, model_ready, passing
+from jobs.stages.base import Context, StageReport, model_ready
+from jobs.stages.curate import passing
+from udfs import ids
 from udfs.config import to_dict
-from udfs.ids import model_fingerprint, stable_id
+from udfs.ids import model_fingerprint
 from udfs.redact import redact
+from udfs.tables import CALIBRATION, CANDIDATES, CURATED, DOCUMENTS, FILES, RUNS, SCORES, SEGMENTS
 
-TABLES = ("files", "documents", "segments", "candidates", "scores", "curated", "calibration")
-RUNS_SCHEMA = (
-    "run_id string, started_at string, finished_at string, seconds double, config string, stages string, tables string, "
-    "curation string, yields string"
-)
+TABLES = tuple(t.name for t in (FILES, DOCUMENTS, SEGMENTS, CANDIDATES, SCORES, CURATED, CALIBRATION))
 
 
 def curation_summary(ctx: Context, iteration: int) -> dict:
-    """Score histogram, parse failures and yield of iteration ``iteration``'s judge over the whole pool."""
+    """Score histogram, parse and expected-score failures and yield of iteration ``iteration``'s judge over the
+    whole pool."""
     scores = ctx.storage.read("scores")
     judge_path = ctx.cfg.iteration_model(iteration - 1)
     summary = {"iteration": iteration, "rule": ctx.cfg.iterations.rule(iteration)}
@@ -37,20 +37,36 @@ def curation_summary(ctx: Context, iteration: int) -> dict:
     judge_id = model_fingerprint(judge_path)
     scores = scores.where((F.col("judge_model_id") == judge_id) & (F.col("iteration") == iteration))
     ok = F.col("status") == "ok"
-    totals = scores.agg(
-        F.count("*").alias("pairs"),
-        F.sum(ok.cast("int")).alias("judged"),
-        F.avg(F.when(ok, F.col("expected_score"))).alias("mean_expected_score"),
-        F.countDistinct(F.when(passing(ctx.cfg, iteration), F.col("generation_id"))).alias("curated"),
-    ).first().asDict()
-    histogram, failures = {}, {}
-    for r in scores.where(ok).groupBy("score", "parse_failure").count().collect():
+    totals = (
+        scores.agg(
+            F.count("*").alias("pairs"),
+            F.sum(ok.cast("int")).alias("judged"),
+            F.avg(F.when(ok, F.col("expected_score"))).alias("mean_expected_score"),
+            F.countDistinct(F.when(passing(ctx.cfg, iteration), F.col("generation_id"))).alias("curated"),
+        )
+        .first()
+        .asDict()
+    )
+    histogram, failures, expected_failures = {}, {}, {}
+    for r in scores.where(ok).groupBy("score", "parse_failure", "expected_score_failure").count().collect():
         histogram[str(r["score"])] = histogram.get(str(r["score"]), 0) + r["count"]
         if r["parse_failure"] is not None:
             failures[r["parse_failure"]] = failures.get(r["parse_failure"], 0) + r["count"]
+        if r["expected_score_failure"] is not None:
+            kind = r["expected_score_failure"]
+            expected_failures[kind] = expected_failures.get(kind, 0) + r["count"]
     totals["judged"] = totals["judged"] or 0
-    return summary | totals | {"judge_model_id": judge_id, "score_histogram": histogram, "parse_failures": failures,
-                               "yield": round(totals["curated"] / totals["pairs"], 4) if totals["pairs"] else 0.0}
+    return (
+        summary
+        | totals
+        | {
+            "judge_model_id": judge_id,
+            "score_histogram": histogram,
+            "parse_failures": failures,
+            "expected_score_failures": expected_failures,
+            "yield": round(totals["curated"] / totals["pairs"], 4) if totals["pairs"] else 0.0,
+        }
+    )
 
 
 def pool_yields(ctx: Context, reports: list[StageReport], curation: list[dict]) -> dict:
@@ -60,13 +76,25 @@ def pool_yields(ctx: Context, reports: list[StageReport], curation: list[dict]) 
     for name in ("documents", "segments", "candidates"):
         df = ctx.storage.read(name)
         if df is not None:
-            counts = df.agg(F.count("*").alias("rows"), F.sum(F.when(F.col("status") == "ok", 1).otherwise(0)).alias("ok")).first()
+            counts = df.agg(
+                F.count("*").alias("rows"), F.sum(F.when(F.col("status") == "ok", 1).otherwise(0)).alias("ok")
+            ).first()
             tables[name] = {"rows": counts["rows"], "ok": counts["ok"] or 0}
     return {
-        "stages": [{"stage": r.stage, "iteration": r.iteration, "in": r.rows_in, "out": r.rows_written,
-                    "ok": r.by_status.get("ok", 0)} for r in reports],
+        "stages": [
+            {
+                "stage": r.stage,
+                "iteration": r.iteration,
+                "in": r.rows_in,
+                "out": r.rows_written,
+                "ok": r.by_status.get("ok", 0),
+            }
+            for r in reports
+        ],
         "tables": tables,
-        "curated": {str(c["iteration"]): {k: c[k] for k in ("pairs", "curated", "yield")} for c in curation if "pairs" in c},
+        "curated": {
+            str(c["iteration"]): {k: c[k] for k in ("pairs", "curated", "yield")} for c in curation if "pairs" in c
+        },
     }
 
 
@@ -75,18 +103,25 @@ def summarize(ctx: Context, reports: list[StageReport], started_at: datetime) ->
     tables = {t: ctx.storage.version(t) for t in TABLES}
     curation = [curation_summary(ctx, i) for i in range(1, ctx.cfg.iterations.count + 1)]
     finished_at = datetime.now(timezone.utc)
-    summary = redact({
-        "config": to_dict(ctx.cfg),
-        "stages": [dataclasses.asdict(r) for r in reports],
-        "tables": tables,
-        "curation": curation,
-        "yields": pool_yields(ctx, reports, curation),
-    })
+    summary = redact(
+        {
+            "config": to_dict(ctx.cfg),
+            "stages": [dataclasses.asdict(r) for r in reports],
+            "tables": tables,
+            "curation": curation,
+            "yields": pool_yields(ctx, reports, curation),
+        }
+    )
     # A run that changed nothing (same config, same table versions) has the same id: re-runs add no row.
-    run_id = stable_id("run", summary["config"], tables)
-    row = (run_id, started_at.isoformat(), finished_at.isoformat(), round((finished_at - started_at).total_seconds(), 1),
-           *(json.dumps(summary[c], default=str) for c in ("config", "stages", "tables", "curation", "yields")))
-    written = ctx.storage.append_new("runs", ctx.spark.createDataFrame([row], RUNS_SCHEMA), "run_id").rows
+    run_id = ids.run_id(summary["config"], tables)
+    row = (
+        run_id,
+        started_at.isoformat(),
+        finished_at.isoformat(),
+        round((finished_at - started_at).total_seconds(), 1),
+        *(json.dumps(summary[c], default=str) for c in ("config", "stages", "tables", "curation", "yields")),
+    )
+    written = ctx.storage.append_new(RUNS.name, ctx.spark.createDataFrame([row], RUNS.schema), RUNS.key).rows
     summary.update(run_id=run_id, runs_row_written=bool(written))
     return summary
 
@@ -95,7 +130,10 @@ def format_summary(summary: dict) -> str:
     lines = [f"run {summary['run_id']}"]
     for s in summary["stages"]:
         label = s["stage"] if s["iteration"] is None else f"{s['stage']}@{s['iteration']}"
-        lines.append(f"  {label:<14} {s['rows_in']:>6} in {s['rows_written']:>6} out {s['seconds']:>7.1f}s  {json.dumps(s['by_status'], sort_keys=True)}")
+        lines.append(
+            f"  {label:<14} {s['rows_in']:>6} in {s['rows_written']:>6} out {s['seconds']:>7.1f}s  "
+            f"{json.dumps(s['by_status'], sort_keys=True)}"
+        )
     lines.append(f"  tables: {json.dumps(summary['tables'])}")
     for c in summary["curation"]:
         lines.append(f"  curation: {json.dumps(c, sort_keys=True, default=str)}")

@@ -4,7 +4,8 @@
 # MAGIC M_yx writes one instruction per ok segment with vLLM on the workers' GPUs -> `candidates`.
 # MAGIC
 # MAGIC A thin shell over `jobs.augment.main --stages augment`: the same code, tables and config as `spark-submit`.
-# MAGIC Widgets: `config` (YAML from the project root), `overrides` (`key=value ...`) and `dry_run`. Safe to re-run: done keys are skipped.
+# MAGIC Widgets: `config` (YAML from the project root), `overrides` (`key=value ...`) and `dry_run`.
+# MAGIC Safe to re-run: done keys are skipped.
 
 # COMMAND ----------
 

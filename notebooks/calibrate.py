@@ -4,7 +4,8 @@
 # MAGIC Each iteration's judge rates the labelled pairs of `report.judge_labels` -> `calibration` (the paper's Table 7).
 # MAGIC
 # MAGIC A thin shell over `jobs.augment.main --stages calibrate`: the same code, tables and config as `spark-submit`.
-# MAGIC Widgets: `config` (YAML from the project root), `overrides` (`key=value ...`) and `dry_run`. Safe to re-run: done keys are skipped.
+# MAGIC Widgets: `config` (YAML from the project root), `overrides` (`key=value ...`) and `dry_run`.
+# MAGIC Safe to re-run: done keys are skipped.
 
 # COMMAND ----------
 

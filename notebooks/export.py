@@ -3,7 +3,8 @@
 # MAGIC # Export
 # MAGIC An iteration's training set (seed + curated pairs, exactly what M_N was trained on) as JSONL + Parquet in the
 # MAGIC chat-messages schema, with lineage columns and a dataset card (`jobs/export.py`).
-# MAGIC Widgets: `config`, `overrides` (`key=value ...`), `iteration` (empty: the last) and `out` (a folder, e.g. a volume).
+# MAGIC Widgets: `config`, `overrides` (`key=value ...`), `iteration` (empty: the last) and `out` (a folder,
+# MAGIC e.g. a volume).
 
 # COMMAND ----------
 

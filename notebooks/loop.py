@@ -1,7 +1,8 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # Instruction backtranslation: the whole loop
-# MAGIC ingest -> segment -> models -> augment -> (curate -> train) per iteration -> calibrate, as `spark-submit jobs/augment.py` runs it.
+# MAGIC ingest -> segment -> models -> augment -> (curate -> train) per iteration -> calibrate,
+# MAGIC as `spark-submit jobs/augment.py` runs it.
 # MAGIC
 # MAGIC A thin shell over `jobs.augment.main`. Widgets: `config` (YAML from the project root), `overrides`
 # MAGIC (`key=value ...`), `stages` (a comma-separated subset), `iterations` (empty: all) and `dry_run`.

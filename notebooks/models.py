@@ -4,7 +4,8 @@
 # MAGIC The base model, M_yx (trained on reversed seed pairs) and M0 (trained on seed pairs), on the driver.
 # MAGIC
 # MAGIC A thin shell over `jobs.augment.main --stages models`: the same code, tables and config as `spark-submit`.
-# MAGIC Widgets: `config` (YAML from the project root), `overrides` (`key=value ...`) and `dry_run`. Safe to re-run: done keys are skipped.
+# MAGIC Widgets: `config` (YAML from the project root), `overrides` (`key=value ...`) and `dry_run`.
+# MAGIC Safe to re-run: done keys are skipped.
 
 # COMMAND ----------
 

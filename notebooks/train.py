@@ -4,7 +4,8 @@
 # MAGIC M_i on the seed pairs plus iteration i's curated pairs, read from pinned Delta versions.
 # MAGIC
 # MAGIC A thin shell over `jobs.augment.main --stages train`: the same code, tables and config as `spark-submit`.
-# MAGIC Widgets: `config` (YAML from the project root), `overrides` (`key=value ...`), `iterations` (e.g. `2`; empty: all) and `dry_run`. Safe to re-run: done keys are skipped.
+# MAGIC Widgets: `config` (YAML from the project root), `overrides` (`key=value ...`), `iterations` (`2`; empty: all)
+# MAGIC and `dry_run`. Safe to re-run: done keys are skipped.
 
 # COMMAND ----------
 

@@ -26,7 +26,11 @@ def spark():
     from jobs.config import SparkConfig
     from jobs.session import get_session
 
-    session = get_session(SparkConfig(master="local[2]", app_name="tests", conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"}))
+    session = get_session(
+        SparkConfig(
+            master="local[2]", app_name="tests", conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"}
+        )
+    )
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
@@ -44,8 +48,14 @@ def tiny_model(tmp_path_factory):
     return build_base_model(texts, str(tmp_path_factory.mktemp("models") / "base"), cfg)
 
 
-def http_response(writer: WARCWriter, url: str, body: bytes, status: str = "200 OK", content_type: str | None = "text/html; charset=utf-8",
-                  headers: tuple[tuple[str, str], ...] = ()):
+def http_response(
+    writer: WARCWriter,
+    url: str,
+    body: bytes,
+    status: str = "200 OK",
+    content_type: str | None = "text/html; charset=utf-8",
+    headers: tuple[tuple[str, str], ...] = (),
+):
     """A WARC response record; ``content_type=None`` sends no Content-Type header."""
     fields = ([("Content-Type", content_type)] if content_type is not None else []) + list(headers)
     http = StatusAndHeaders(status, fields, protocol="HTTP/1.1")
@@ -65,7 +75,11 @@ def write_warc(path: Path, pages: dict[str, bytes], extra=(), gzip: bool = True)
     """A crawl-style WARC: one response record per page (url -> html), plus (url, status, type, body[, headers])
     extras (type None: no Content-Type header)."""
     items = [(url, "200 OK", "text/html; charset=utf-8", body) for url, body in pages.items()] + list(extra)
-    write_records(path, lambda w: [http_response(w, url, body, status, ctype, *rest) for url, status, ctype, body, *rest in items], gzip)
+    write_records(
+        path,
+        lambda w: [http_response(w, url, body, status, ctype, *rest) for url, status, ctype, body, *rest in items],
+        gzip,
+    )
     return path
 
 

@@ -27,8 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value")
     args = parser.parse_args(argv)
     main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun sets RANK; the other ranks only warn
-    logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if main_process else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     try:
         cfg = load_config(TrainConfig, args.config, args.overrides)
     except ConfigError as exc:
@@ -38,7 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     result = train(cfg)
     if main_process:
         summary = dataclasses.asdict(result)
-        summary["curated_score_ids"] = len(result.curated_score_ids)  # a count: the pipeline writes the ids to `curated`
+        summary["curated_score_ids"] = len(
+            result.curated_score_ids
+        )  # a count: the pipeline writes the ids to `curated`
         print(json.dumps(redact(summary), indent=2, default=str))
 
 

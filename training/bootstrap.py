@@ -13,51 +13,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 from training.artifacts import read_marker, sha256_texts, staged_dir, write_json
+from training.config import BaseModelConfig
 from training.tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
 
 MARKER = "bootstrap.json"
-
-
-@dataclass(frozen=True)
-class BaseModelConfig:
-    """Architecture and pretraining budget (the defaults take about a minute on 2 CPU cores)."""
-
-    vocab_size: int = 4096
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4  # head_dim = hidden_size / num_heads = 64: vLLM's CPU attention supports 32, 64, 80, ...
-    intermediate_size: int = 688
-    max_position_embeddings: int = 2048
-    tie_word_embeddings: bool = True
-    seq_len: int = 256  # pretraining chunk length (texts are packed, bos/eos between them)
-    batch_size: int = 8
-    steps: int = 120
-    lr: float = 3e-3
-    warmup_steps: int = 10
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "seq_len",
-                     "batch_size", "steps"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
-        if self.seq_len > self.max_position_embeddings:
-            raise ValueError(f"seq_len {self.seq_len} exceeds max_position_embeddings {self.max_position_embeddings}")
-        if self.vocab_size < 300:
-            raise ValueError(f"vocab_size must be >= 300 (256 bytes + special tokens), got {self.vocab_size}")
-        if not self.lr > 0 or not 0 <= self.warmup_steps < self.steps:
-            raise ValueError("lr must be positive and warmup_steps in [0, steps)")
 
 
 def build_base_model(texts: Sequence[str], out_dir: str, cfg: BaseModelConfig) -> str:
@@ -121,9 +88,11 @@ def pretrain(model: LlamaForCausalLM, stream: torch.Tensor, cfg: BaseModelConfig
     # Linear warmup, then linear decay to a tenth of lr.
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda s: (s + 1) / (cfg.warmup_steps + 1)
-        if s < cfg.warmup_steps
-        else 1 - 0.9 * (s - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps),
+        lambda s: (
+            (s + 1) / (cfg.warmup_steps + 1)
+            if s < cfg.warmup_steps
+            else 1 - 0.9 * (s - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        ),
     )
     model.train()
     losses = []

@@ -9,7 +9,9 @@ other data, another base model or another number of processes is ignored. The di
 the finished model is saved.
 
 State dicts go through ``torch.distributed.checkpoint.state_dict``, which gives full, unsharded tensors for
-a single process, DDP and FSDP alike; rank 0 writes them. Every process reads the whole file back, which
+a single process, DDP and FSDP alike; rank 0 writes them. Frozen parameters (the base under LoRA) are left
+out: the base model directory has them, so a LoRA checkpoint holds only the adapters and their optimizer
+state (megabytes, not the 14 GB of a 7B base). Every process reads the whole file back, which
 bounds the model size by a machine's CPU memory; sharded checkpoints (``torch.distributed.checkpoint.save``)
 would lift that and are not needed at the sizes trained here.
 """
@@ -27,7 +29,7 @@ from typing import Any
 import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
-from training.distributed import Runtime
+from training.distributed import Runtime, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +75,18 @@ class Checkpointer:
     def due(self, step: int, max_steps: int) -> bool:
         return bool(self.every) and step % self.every == 0 and step < max_steps
 
-    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, progress: Progress) -> None:
+    def save(
+        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, progress: Progress
+    ) -> None:
         """Collective: every process must call it; rank 0 writes."""
         model_state, optim_state = get_state_dict(
-            model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            model,
+            optimizer,
+            options=StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True),
         )
+        # ignore_frozen_params keeps a frozen weight tied to another name (SmolLM2's lm_head = embeddings).
+        frozen = {name for name, p in unwrap(model).named_parameters(remove_duplicate=False) if not p.requires_grad}
+        model_state = {name: value for name, value in model_state.items() if name not in frozen}
         rng = self.rt.gather(rng_state())
         if not self.rt.is_main:
             return
@@ -107,9 +116,14 @@ class Checkpointer:
         if state["fingerprint"] != self.fingerprint:
             log.warning("ignoring %s: it belongs to another config, data, base model or process count", self.path)
             return Progress()
+        # Not strict when parameters are frozen: the checkpoint has none of them, on purpose.
+        frozen = any(not p.requires_grad for p in model.parameters())
         set_state_dict(
-            model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
-            options=StateDictOptions(full_state_dict=True),
+            model,
+            optimizer,
+            model_state_dict=state["model"],
+            optim_state_dict=state["optimizer"],
+            options=StateDictOptions(full_state_dict=True, strict=not frozen),
         )
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"][self.rt.rank])

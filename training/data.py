@@ -17,8 +17,8 @@ import pandas as pd
 
 from training.artifacts import sha256_texts
 from training.config import AugmentedData, TrainConfig, parse_timestamp
-from udfs.curation import RULE_COLUMNS
-from udfs.prompts import CONF_DIR, PromptTemplate, messages, render_chat
+from udfs.curation import RULE_COLUMNS, passes
+from udfs.prompts import CONF_DIR, PromptTemplate, encode_prompt, messages, render_chat
 
 IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt and padding); torch's cross-entropy default
 
@@ -99,10 +99,16 @@ def read_curated(aug: AugmentedData) -> tuple[list[Example], dict[str, Any]]:
         if as_of is not None:
             tables[name]["as_of"] = as_of.isoformat()
     pairs = select_curated(
-        frames["segments"], frames["candidates"], frames["scores"],
-        score_column=aug.score_column, min_score=aug.min_score, judge_model_id=aug.judge_model_id,
+        frames["segments"],
+        frames["candidates"],
+        frames["scores"],
+        score_column=aug.score_column,
+        min_score=aug.min_score,
+        judge_model_id=aug.judge_model_id,
     )
-    examples = [Example(aug.system_prompt, r.instruction, r.output, "augmented", r.score_id) for r in pairs.itertuples()]
+    examples = [
+        Example(aug.system_prompt, r.instruction, r.output, "augmented", r.score_id) for r in pairs.itertuples()
+    ]
     return examples, tables
 
 
@@ -120,9 +126,8 @@ def select_curated(
 
     Null scores (unparseable judge output) never pass; with no judge given, a score by any judge passes.
     """
-    passing = scores[scores["status"] == "ok"]
-    for column in RULE_COLUMNS[score_column]:
-        passing = passing[passing[column].notna() & (passing[column] >= min_score)]
+    # A null score compares as NA or False; NA is not passing either.
+    passing = scores[passes(scores.__getitem__, score_column, min_score).fillna(False).astype(bool)]
     if judge_model_id is not None:
         passing = passing[passing["judge_model_id"] == judge_model_id]
     ok_candidates = candidates[(candidates["status"] == "ok") & candidates["instruction"].notna()]
@@ -130,11 +135,16 @@ def select_curated(
     pairs = (
         ok_candidates[["generation_id", "segment_id", "instruction"]]
         .merge(ok_segments[["segment_id", "text"]].drop_duplicates("segment_id"), on="segment_id")
-        .merge(passing[["generation_id", "score_id"]].sort_values("score_id").drop_duplicates("generation_id"), on="generation_id")
+        .merge(
+            passing[["generation_id", "score_id"]].sort_values("score_id").drop_duplicates("generation_id"),
+            on="generation_id",
+        )
         .drop_duplicates("generation_id")
         .sort_values("generation_id", kind="stable")
     )
-    return pairs.rename(columns={"text": "output"})[["generation_id", "score_id", "instruction", "output"]].reset_index(drop=True)
+    return pairs.rename(columns={"text": "output"})[["generation_id", "score_id", "instruction", "output"]].reset_index(
+        drop=True
+    )
 
 
 def conversation(example: Example, direction: str, backward_prompt: PromptTemplate) -> list[dict[str, str]]:
@@ -154,9 +164,7 @@ def encode(tokenizer: Any, chat: Sequence[dict[str, str]], max_seq_len: int) -> 
     full = render_chat(tokenizer, chat, add_generation_prompt=False)
     if not full.startswith(prompt):
         raise ValueError("chat template does not render the prompt as a prefix of the whole conversation")
-    # Templates that write bos themselves must not get a second one from the tokenizer.
-    bos_in_template = bool(tokenizer.bos_token) and prompt.startswith(tokenizer.bos_token)
-    prompt_ids = tokenizer(prompt, add_special_tokens=not bos_in_template)["input_ids"]
+    prompt_ids = encode_prompt(tokenizer, prompt)
     answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
     if not answer_ids or answer_ids[-1] != tokenizer.eos_token_id:
         answer_ids.append(tokenizer.eos_token_id)

@@ -16,28 +16,22 @@ the driver instead (a single-node cluster).
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-from typing import Any, Sequence
+from typing import Sequence
 
 from training.config import TrainConfig
-from training.train import TrainResult, train
+from training.launch import launch
+from training.train import TrainResult
 from udfs.config import load_config
 
 
-def train_from_config(config_path: str, overrides: Sequence[str]) -> dict[str, Any]:
-    """One process's part of the run; TorchDistributor returns the value of rank 0."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return dataclasses.asdict(train(load_config(TrainConfig, config_path, overrides)))
-
-
 def train_distributed(
-    config_path: str, overrides: Sequence[str] = (), num_processes: int = 1, use_gpu: bool = True,
+    config_path: str,
+    overrides: Sequence[str] = (),
+    num_processes: int = 1,
+    use_gpu: bool = True,
     local_mode: bool = False,
 ) -> TrainResult:
     """Train with ``num_processes`` processes started by TorchDistributor on the active Spark session."""
-    from pyspark.ml.torch.distributor import TorchDistributor
-
-    load_config(TrainConfig, config_path, overrides)  # a config error fails here, before any GPU is claimed
-    distributor = TorchDistributor(num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu)
-    return TrainResult(**distributor.run(train_from_config, config_path, list(overrides)))
+    # A config error fails here, before any GPU is claimed.
+    cfg = load_config(TrainConfig, config_path, overrides)
+    return launch(cfg, num_processes, spark=True, use_gpu=use_gpu, local_mode=local_mode)

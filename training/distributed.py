@@ -7,7 +7,7 @@
     # 2 machines of 8 GPUs (run on each; output_dir on storage both see)
     torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 \\
         -m training --config conf/train/forward.yaml
-    # Databricks: see training/databricks.py
+    # Databricks: see training/databricks.py; from Python, in N processes: training.launch.launch(cfg, N[, spark=True])
 
 Every process builds the same sequence of global batches (same data, same seed) and trains on its own
 contiguous slice of each batch; gradients are summed across processes before every optimizer step, so a
@@ -27,6 +27,7 @@ from typing import Any, Iterator, Sequence, TypeVar
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+
 
 T = TypeVar("T")
 

@@ -1,9 +1,8 @@
 """A byte-level BPE tokenizer trained from scratch, for the tiny local base model.
 
 Byte-level so that any web text round-trips; digits are split one by one so that "1".."5" are single
-tokens (the judge's score is then one token whose probabilities can be read). The chat template is
-``udfs.prompts.FALLBACK_CHAT_TEMPLATE`` with each message closed by the eos token, so a model trained
-on it stops after the assistant turn.
+tokens. The chat template closes each message with the eos token, so a model trained on it stops after
+the assistant turn.
 """
 
 from __future__ import annotations

@@ -30,8 +30,10 @@ class Tracker:
         try:
             from mlflow import MlflowClient
         except ImportError:
-            raise ImportError("tracking.enabled needs mlflow-skinny (pip install mlflow-skinny sqlalchemy alembic), "
-                              "or set tracking.enabled=false") from None
+            raise ImportError(
+                "tracking.enabled needs mlflow-skinny (pip install mlflow-skinny sqlalchemy alembic), "
+                "or set tracking.enabled=false"
+            ) from None
         store = Path(output_dir).resolve().parent / "mlruns"
         if cfg.uri is None:
             store.mkdir(parents=True, exist_ok=True)
@@ -49,7 +51,8 @@ class Tracker:
 
         experiment = self.client.get_experiment_by_name(self.cfg.experiment)
         experiment_id = (
-            experiment.experiment_id if experiment
+            experiment.experiment_id
+            if experiment
             else self.client.create_experiment(self.cfg.experiment, artifact_location=self.artifact_location)
         )
         tags = {"data_sha256": provenance["sha256"]}

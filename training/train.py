@@ -8,7 +8,9 @@ AdamW, lr decaying linearly from ``lr`` to ``final_lr``, gradient clipping, batc
 autocast where the hardware has it), checkpoint every ``optim.checkpoint_every`` steps so that a killed run
 resumes (``training.checkpoint``), save atomically with ``training_meta.json``, and record the run in MLflow
 (``training.tracking``). The loss is on answer tokens only (see ``training.data``). A re-run with the same
-config and the same data returns the finished model without training again.
+config and the same data returns the finished model without training again. With ``lora.enabled`` only
+low-rank adapters train and are merged into the saved model (``training.lora``); ``optim.epochs`` makes
+the number of steps follow the data size (``OptimConfig.steps_for``).
 
 Padding: a batch holds examples of similar lengths (``length_grouped_batches``), which keeps padding to
 2-4 % of the tokens trained on data/sample/seed.jsonl, against ~40 % for random batches
@@ -34,11 +36,13 @@ import torch.nn.functional as F
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from training import lora
 from training.artifacts import read_marker, staged_dir, write_json
 from training.checkpoint import Checkpointer, Progress, checkpoint_dir
 from training.config import OptimConfig, TrainConfig
 from training.data import IGNORE_INDEX, Encoded, Example, encode_examples, load_examples
 from training.distributed import Runtime, gradient_sync, runtime, unwrap, wrap
+from training.memory import ModelShape, Plan, check_fits
 from training.tracking import Tracker
 from udfs.config import to_dict
 from udfs.ids import model_fingerprint
@@ -64,6 +68,7 @@ class TrainResult:
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Fine-tune ``cfg.base_model`` on the configured examples and save it to ``cfg.output_dir``."""
+    lora.check_supported(cfg.lora)
     examples, provenance = load_examples(cfg)
     curated = tuple(e.score_id for e in examples if e.score_id is not None)
     # The base model's id too: a base rebuilt at the same path must not pass for the old one.
@@ -76,26 +81,35 @@ def train(cfg: TrainConfig) -> TrainResult:
     if meta and meta["fingerprint"] == fingerprint:
         log.info("%s is up to date, not training", cfg.output_dir)
         shutil.rmtree(checkpoint_dir(cfg.output_dir), ignore_errors=True)  # left if killed right after saving
-        return TrainResult(cfg.output_dir, meta["examples"], meta["steps"], meta["final_loss"], meta["provenance"], curated)
+        return TrainResult(
+            cfg.output_dir, meta["examples"], meta["steps"], meta["final_loss"], meta["provenance"], curated
+        )
     with runtime() as rt:
         return dataclasses.replace(run(cfg, examples, provenance, fingerprint, rt), curated_score_ids=curated)
 
 
 def model_config(cfg: TrainConfig) -> dict[str, Any]:
     """The settings that make the model: all but where the run is recorded, how often it checkpoints, how
-    processes share it, and which table versions the data was read at (the data itself is ``data_sha256``:
-    the same rows read at a later version, after other iterations appended theirs, are the same model).
-    Changing those neither makes a finished model stale nor orphans a checkpoint. Credentials are masked:
-    the fingerprint is stored in training_meta.json."""
+    processes share it, whether activations are recomputed (the same numbers), and which table versions the
+    data was read at (the data itself is ``data_sha256``: the same rows read at a later version, after other
+    iterations appended theirs, are the same model). Settings that are off (a disabled ``lora`` block, a
+    null ``epochs``) say nothing either. Changing those neither makes a finished model stale nor orphans a
+    checkpoint. Credentials are masked: the fingerprint is stored in training_meta.json."""
     config = to_dict(cfg)
     del config["tracking"], config["distributed"], config["optim"]["checkpoint_every"]
+    del config["optim"]["gradient_checkpointing"]
+    if not cfg.lora.enabled:
+        del config["lora"]
+    if cfg.optim.epochs is None:
+        del config["optim"]["epochs"]
     for pin in ("segments_version", "candidates_version", "scores_version", "as_of"):
         del config["augmented"][pin]
     return redact(config)
 
 
-def run(cfg: TrainConfig, examples: list[Example], provenance: dict[str, Any], fingerprint: dict[str, Any],
-        rt: Runtime) -> TrainResult:
+def run(
+    cfg: TrainConfig, examples: list[Example], provenance: dict[str, Any], fingerprint: dict[str, Any], rt: Runtime
+) -> TrainResult:
     """Train in this process (one of ``rt.world_size``), resuming from a checkpoint if there is one."""
     torch.manual_seed(cfg.optim.seed + rt.rank)  # each process draws its own dropout masks
     start = time.monotonic()
@@ -105,79 +119,163 @@ def run(cfg: TrainConfig, examples: list[Example], provenance: dict[str, Any], f
         raise ValueError(f"no training examples fit max_seq_len={cfg.optim.max_seq_len}: {counts}")
     batch_size = min(cfg.optim.batch_size_for(len(encoded)), len(encoded))
     if batch_size % (rt.world_size * cfg.optim.micro_batch_size):
-        raise ValueError(f"batch size {batch_size} does not split into whole micro-batches of "
-                         f"{cfg.optim.micro_batch_size} over {rt.world_size} processes")
+        raise ValueError(
+            f"batch size {batch_size} does not split into whole micro-batches of "
+            f"{cfg.optim.micro_batch_size} over {rt.world_size} processes"
+        )
+    optim = dataclasses.replace(cfg.optim, max_steps=cfg.optim.steps_for(len(encoded), batch_size))
     autocast = autocast_dtype(cfg.optim.precision, rt.device)
-    model = wrap(load_model(cfg.base_model, cfg.optim.dropout, rt.device, cfg.trust_remote_code), rt, cfg.distributed.strategy)
-    optimizer, scheduler = make_optimizer(model, cfg.optim)
-    checkpoints = Checkpointer(cfg.output_dir, fingerprint, cfg.optim.checkpoint_every, rt)
+    if rt.device.type == "cuda":  # fail before loading gigabytes, naming what to change
+        check_memory(cfg, rt, autocast is not None)
+    model = wrap(trainable_model(cfg, rt.device, autocast), rt, cfg.distributed.strategy)
+    optimizer, scheduler = make_optimizer(model, optim)
+    checkpoints = Checkpointer(cfg.output_dir, fingerprint, optim.checkpoint_every, rt)
     progress = checkpoints.restore(model, optimizer, scheduler)
     resumed_from = progress.step
     tracker = Tracker(cfg.tracking, cfg.output_dir, active=rt.is_main)
-    progress.tracking_run_id = tracker.start(progress.tracking_run_id, Path(cfg.output_dir).name, redact(to_dict(cfg)),
-                                             provenance)
+    progress.tracking_run_id = tracker.start(
+        progress.tracking_run_id, Path(cfg.output_dir).name, redact(to_dict(cfg)), provenance
+    )
     # Padding carries neither attention nor loss, so any id works when the tokenizer has no pad token.
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    log.info("training %s on %d examples %s, batch %d, %d steps from step %d, %d process(es), %s", cfg.direction,
-             len(encoded), counts, batch_size, cfg.optim.max_steps, resumed_from, rt.world_size,
-             precision_name(autocast))
+    log.info(
+        "training %s on %d examples %s, batch %d, %d steps (%s) from step %d, %d process(es), %s%s",
+        cfg.direction,
+        len(encoded),
+        counts,
+        batch_size,
+        optim.max_steps,
+        cfg.optim.steps_rule,
+        resumed_from,
+        rt.world_size,
+        precision_name(autocast),
+        f", LoRA r={cfg.lora.r}" if cfg.lora.enabled else "",
+    )
 
     def after_step(progress: Progress, lr: float) -> None:
-        tracker.log_step(progress.step, {"loss": progress.losses[-1], "lr": lr, "padding_waste": progress.padding_waste,
-                                         "tokens_per_second": progress.tokens_per_second})
-        if checkpoints.due(progress.step, cfg.optim.max_steps):
+        tracker.log_step(
+            progress.step,
+            {
+                "loss": progress.losses[-1],
+                "lr": lr,
+                "padding_waste": progress.padding_waste,
+                "tokens_per_second": progress.tokens_per_second,
+            },
+        )
+        if checkpoints.due(progress.step, optim.max_steps):
             checkpoints.save(model, optimizer, scheduler, progress)
 
     try:
-        fit(model, optimizer, scheduler, encoded, batch_size, pad_id, cfg.optim, rt, progress, autocast, after_step)
-        # Collective: FSDP gathers the shards; rank 0 gets the full weights on CPU.
-        weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        fit(model, optimizer, scheduler, encoded, batch_size, pad_id, optim, rt, progress, autocast, after_step)
+        # Collective: FSDP gathers the shards; rank 0 gets the full weights on CPU (under LoRA the adapters').
+        weights = get_model_state_dict(
+            model,
+            options=StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=cfg.lora.enabled),
+        )
         if rt.is_main:
-            save(cfg, unwrap(model), weights, tokenizer, {
-                "fingerprint": fingerprint,
-                "config": to_dict(cfg),
-                "provenance": provenance,
-                "examples": len(encoded),
-                "trained": counts,
-                "batch_size": batch_size,
-                "steps": progress.step,
-                "final_loss": progress.losses[-1],
-                "losses": progress.losses,
-                "padding_waste": round(progress.padding_waste, 4),
-                "tokens": progress.tokens,
-                "tokens_per_second": round(progress.tokens_per_second, 1),
-                "precision": precision_name(autocast),
-                "world_size": rt.world_size,
-                "resumed_from_step": resumed_from,
-                "tracking_run_id": progress.tracking_run_id,
-                "seconds": round(time.monotonic() - start, 1),
-            })
+            trained = unwrap(model)
+            if cfg.lora.enabled and lora.needs_rebuild(cfg.lora, rt.distributed and cfg.distributed.strategy == "fsdp"):
+                base = load_model(cfg, torch.device("cpu"), torch.float32)
+                trained = lora.with_trained_adapters(base, cfg.lora, weights)
+            save(
+                cfg,
+                trained,
+                weights,
+                tokenizer,
+                {
+                    "fingerprint": fingerprint,
+                    "config": to_dict(cfg),
+                    "provenance": provenance,
+                    "examples": len(encoded),
+                    "trained": counts,
+                    "batch_size": batch_size,
+                    "steps_rule": cfg.optim.steps_rule,
+                    "planned_steps": optim.max_steps,
+                    "steps": progress.step,
+                    "final_loss": progress.losses[-1],
+                    "losses": progress.losses,
+                    "padding_waste": round(progress.padding_waste, 4),
+                    "tokens": progress.tokens,
+                    "tokens_per_second": round(progress.tokens_per_second, 1),
+                    "precision": precision_name(autocast),
+                    "lora": dataclasses.asdict(cfg.lora) if cfg.lora.enabled else None,
+                    "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                    "world_size": rt.world_size,
+                    "resumed_from_step": resumed_from,
+                    "tracking_run_id": progress.tracking_run_id,
+                    "seconds": round(time.monotonic() - start, 1),
+                },
+            )
             tracker.finish(cfg.output_dir, Path(cfg.output_dir) / META)
     except BaseException:
         tracker.fail()
         raise
     rt.barrier()  # no process returns before the model is in place
     checkpoints.remove()
-    log.info("saved %s: loss %.3f -> %.3f, padding %.1f %%, %.0f tokens/s", cfg.output_dir, progress.losses[0],
-             progress.losses[-1], 100 * progress.padding_waste, progress.tokens_per_second)
+    log.info(
+        "saved %s: loss %.3f -> %.3f, padding %.1f %%, %.0f tokens/s",
+        cfg.output_dir,
+        progress.losses[0],
+        progress.losses[-1],
+        100 * progress.padding_waste,
+        progress.tokens_per_second,
+    )
     return TrainResult(cfg.output_dir, len(encoded), progress.step, progress.losses[-1], provenance)
 
 
 def save(cfg: TrainConfig, model: Any, weights: dict[str, torch.Tensor], tokenizer: Any, meta: dict[str, Any]) -> None:
+    """The model directory, atomically; a LoRA model is saved merged, its adapter alongside."""
     with staged_dir(cfg.output_dir) as tmp:
+        if cfg.lora.enabled:
+            model = lora.merge(model, tmp)
+            weights = model.state_dict()
         model.save_pretrained(tmp, state_dict=weights)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / META, redact(meta))
 
 
-def load_model(path: str, dropout: float, device: torch.device, trust_remote_code: bool) -> torch.nn.Module:
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+def check_memory(cfg: TrainConfig, rt: Runtime, bf16: bool) -> None:
+    """``training.memory.check_fits`` on this GPU; skipped for configs that are not Llama-shaped."""
+    try:
+        shape = ModelShape.from_dir(cfg.base_model)
+    except KeyError as missing:
+        log.warning("no memory estimate for %s: config.json has no %s", cfg.base_model, missing)
+        return
+    device_bytes = torch.cuda.get_device_properties(rt.device).total_memory
+    estimate = check_fits(shape, Plan.of(cfg, rt.world_size, bf16), device_bytes)
+    log.info("estimated training memory per GPU: %s", estimate.describe())
+
+
+def trainable_model(cfg: TrainConfig, device: torch.device, autocast: torch.dtype | None) -> torch.nn.Module:
+    """The base model as this run trains it: all weights, or frozen with LoRA adapters."""
+    # fp32 weights and optimizer state even with bf16 autocast: bf16 updates lose small lr * gradient steps.
+    # A frozen LoRA base takes no updates, so it can be stored in the compute dtype (half the memory).
+    dtype = autocast if cfg.lora.enabled and autocast is not None else torch.float32
+    model = load_model(cfg, device, dtype)
+    if cfg.optim.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return lora.add_adapters(model, cfg.lora, cfg.optim.gradient_checkpointing) if cfg.lora.enabled else model
+
+
+def load_model(cfg: TrainConfig, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """The base model on ``device`` with the run's dropout; 4-bit under QLoRA unless it is the CPU copy
+    that a merge needs."""
+    config = AutoConfig.from_pretrained(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
     for name in DROPOUT_FIELDS:
         if hasattr(config, name):
-            setattr(config, name, dropout)
-    # fp32 weights and optimizer state even with bf16 autocast: bf16 updates lose small lr * gradient steps.
-    return AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32,
-                                                trust_remote_code=trust_remote_code).to(device)
+            setattr(config, name, cfg.optim.dropout)
+    quantization = lora.quantization(cfg.lora) if device.type == "cuda" else None
+    if quantization is not None:
+        return AutoModelForCausalLM.from_pretrained(
+            cfg.base_model,
+            config=config,
+            quantization_config=quantization,
+            device_map={"": device},
+            trust_remote_code=cfg.trust_remote_code,
+        )
+    return AutoModelForCausalLM.from_pretrained(
+        cfg.base_model, config=config, dtype=dtype, trust_remote_code=cfg.trust_remote_code
+    ).to(device)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -192,7 +290,8 @@ def precision_name(autocast: torch.dtype | None) -> str:
 
 
 def make_optimizer(model: torch.nn.Module, optim: OptimConfig) -> tuple[torch.optim.Optimizer, Any]:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # under LoRA the adapters only
+    optimizer = torch.optim.AdamW(trainable, lr=optim.lr, weight_decay=optim.weight_decay)
     decay = 1 - optim.final_lr / optim.lr
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - decay * s / max(1, optim.max_steps - 1))
     return optimizer, scheduler
@@ -213,8 +312,9 @@ def fit(
 ) -> None:
     """The training loop from ``progress.step`` to ``optim.max_steps``; updates ``progress`` after each step."""
     # The batch order depends only on lengths, batch size and seed: skipping the steps done is the resume.
-    batches = itertools.islice(length_grouped_batches([len(e.input_ids) for e in encoded], batch_size, optim.seed),
-                               progress.step, None)
+    batches = itertools.islice(
+        length_grouped_batches([len(e.input_ids) for e in encoded], batch_size, optim.seed), progress.step, None
+    )
     model.train()
     for step in range(progress.step, optim.max_steps):
         began = time.perf_counter()
@@ -235,7 +335,7 @@ def fit(
             loss_sum += loss.item() / rt.world_size
             tokens += int(attention_mask.sum())
             slots += attention_mask.numel()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], optim.grad_clip)
         lr = scheduler.get_last_lr()[0]  # this step's; after scheduler.step() it is the next step's
         optimizer.step()
         scheduler.step()
@@ -248,8 +348,15 @@ def fit(
         progress.seconds += time.perf_counter() - began
         after_step(progress, lr)
         if rt.is_main and (step % max(1, optim.max_steps // 10) == 0 or step == optim.max_steps - 1):
-            log.info("step %d/%d loss %.4f lr %.2e padding %.1f %% %.0f tokens/s", step + 1, optim.max_steps,
-                     loss_sum, lr, 100 * progress.padding_waste, progress.tokens_per_second)
+            log.info(
+                "step %d/%d loss %.4f lr %.2e padding %.1f %% %.0f tokens/s",
+                step + 1,
+                optim.max_steps,
+                loss_sum,
+                lr,
+                100 * progress.padding_waste,
+                progress.tokens_per_second,
+            )
 
 
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

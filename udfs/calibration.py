@@ -2,7 +2,7 @@
 
 The paper (Table 7) rates each iteration's judge on a labelled dev set: of the pairs the judge would curate
 (score >= k), how many are good (precision), and of the good pairs, how many it curates (recall).
-``jobs.calibration`` runs the judges over the labels; the report computes these figures from its table.
+``jobs.stages.calibrate`` runs the judges over the labels; the report computes these figures from its table.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from udfs.curation import RULE_COLUMNS, CurationRule
-from udfs.ids import stable_id
+from udfs.ids import label_id
 
 LABELS = ("good", "bad")
 
@@ -38,10 +38,6 @@ class PrecisionRecall:
     recall: float | None  # None when nothing is labelled good
 
 
-def label_id(instruction: str, output: str) -> str:
-    return stable_id("label", instruction, output)
-
-
 def read_labels(path: str | Path) -> list[LabelledPair]:
     """The labelled pairs of a JSONL file (``instruction``, ``output``, ``label`` good|bad, optional ``kind``).
 
@@ -58,7 +54,12 @@ def read_labels(path: str | Path) -> list[LabelledPair]:
         if not isinstance(row, dict):
             raise ValueError(f"{path}:{n}: expected a JSON object")
         instruction, output, label = row.get("instruction"), row.get("output"), row.get("label")
-        if not isinstance(instruction, str) or not instruction.strip() or not isinstance(output, str) or not output.strip():
+        if (
+            not isinstance(instruction, str)
+            or not instruction.strip()
+            or not isinstance(output, str)
+            or not output.strip()
+        ):
             raise ValueError(f"{path}:{n}: needs non-empty string fields 'instruction' and 'output'")
         if label not in LABELS:
             raise ValueError(f"{path}:{n}: label must be one of {LABELS}, got {label!r}")
@@ -82,7 +83,11 @@ def precision_recall(good: Sequence[bool], kept: Sequence[bool], k: float) -> Pr
     n_good, n_kept = sum(good), sum(kept)
     hits = sum(g and c for g, c in zip(good, kept))
     return PrecisionRecall(
-        k=k, pairs=len(good), good=n_good, kept=n_kept, good_kept=hits,
+        k=k,
+        pairs=len(good),
+        good=n_good,
+        kept=n_kept,
+        good_kept=hits,
         precision=hits / n_kept if n_kept else None,
         recall=hits / n_good if n_good else None,
     )

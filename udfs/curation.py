@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal, Mapping, NamedTuple
+from typing import Any, Callable, Literal, Mapping, NamedTuple
 
 from udfs.prompts import PromptTemplate, messages
 
-SCORE_TOKENS = ("1", "2", "3", "4", "5")
+# The texts that state each rating right after "Score:", with and without the space: a tokenizer may spell
+# " 5" as one token, as a space token and a digit, or merge the space into the colon, and the judge may
+# write either form, so a rating's mass is the sum over its forms (disjoint texts: their probabilities add).
+# " 1" also covers " 10" and " 1.5"; the judge's rubric asks for one digit, so that mass is negligible.
+SCORE_CONTINUATIONS: dict[str, int] = {f"{space}{r}": r for r in range(1, 6) for space in (" ", "")}
 
 # The whole final line must be the score: "Score: 4", "**Score:** 4", "score: 4/5", "Score: 4." ...
 _FINAL_LINE = re.compile(r"^[*_#\s]*score[*_\s]*[:：][*_\s]*(?P<value>[-+]?\d+(?:\.\d+)?)\s*(?:/\s*5)?[*_.\s]*$", re.I)
@@ -36,9 +40,35 @@ class ParsedScore(NamedTuple):
     failure: ParseFailure | None
 
 
+ExpectedScoreFailure = Literal[
+    "prompt_too_long",  # prompt, reasoning and rating do not fit the judge's context
+    "no_rating_mass",  # no rating continuation has a finite log-probability
+]
+
+
+class ExpectedScore(NamedTuple):
+    value: float | None
+    failure: ExpectedScoreFailure | None
+
+
 # The curation rule: curated = every listed column >= k ("both": the parsed score and the expected score).
 CurationRule = Literal["score", "expected_score", "both"]
-RULE_COLUMNS: dict[str, tuple[str, ...]] = {"score": ("score",), "expected_score": ("expected_score",), "both": ("score", "expected_score")}
+RULE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "score": ("score",),
+    "expected_score": ("expected_score",),
+    "both": ("score", "expected_score"),
+}
+
+
+def passes(column: Callable[[str], Any], rule: CurationRule, k: float) -> Any:
+    """The curation rule as a condition on judged rows: status ok and every column of ``rule`` >= ``k``
+    (a null score never passes). ``column(name)`` gives a column of whatever holds the rows, so the one rule
+    serves Spark (``pyspark.sql.functions.col``: a Column) and pandas (``frame.__getitem__``: a boolean
+    Series) alike; the stages, the report and training all select with it."""
+    condition = column("status") == "ok"
+    for name in RULE_COLUMNS[rule]:
+        condition = condition & (column(name) >= k)
+    return condition
 
 
 def judge_conversation(template: PromptTemplate, instruction: str, answer: str) -> list[dict[str, str]]:
@@ -89,13 +119,21 @@ def score_prompt_suffix(judge_text: str) -> str:
     return (reasoning + "\n" if reasoning else "") + "Score:"
 
 
-def expected_score(logprobs: Mapping[str, float]) -> float | None:
-    """E[score] under the judge's next-token distribution restricted to "1".."5" (None if none is present)."""
-    probs = {int(tok): math.exp(lp) for tok, lp in logprobs.items() if tok in SCORE_TOKENS and lp > -math.inf}
-    total = sum(probs.values())
-    if total <= 0:
-        return None
-    return sum(score * p for score, p in probs.items()) / total
+def expected_score(logprobs: Mapping[str, float] | None) -> ExpectedScore:
+    """E[score] under the judge's distribution over the ratings 1-5 stated after "Score:", from the
+    log-probabilities of ``SCORE_CONTINUATIONS`` (``LLMEngine.continuation_logprobs``; None: not scored).
+    Normalised over the ratings, so only their relative mass counts, however little the judge put on them."""
+    if logprobs is None:
+        return ExpectedScore(None, "prompt_too_long")
+    finite = [
+        (SCORE_CONTINUATIONS[t], lp) for t, lp in logprobs.items() if t in SCORE_CONTINUATIONS and math.isfinite(lp)
+    ]
+    if not finite:
+        return ExpectedScore(None, "no_rating_mass")
+    top = max(lp for _, lp in finite)  # shift before exp: a judge sure of something else would underflow to 0
+    mass = [(rating, math.exp(lp - top)) for rating, lp in finite]
+    total = sum(p for _, p in mass)
+    return ExpectedScore(sum(rating * p for rating, p in mass) / total, None)
 
 
 # Web text that talks to the judge. It is rated, never obeyed (the prompt delimits it as data), and the
@@ -103,7 +141,8 @@ def expected_score(logprobs: Mapping[str, float]) -> float | None:
 _INJECTION_PATTERNS = {
     "score_line": re.compile(r"^[*_#\s]*score[*_\s]*[:：]\s*\d", re.I | re.M),
     "instruction_override": re.compile(
-        r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier)\b.{0,20}\b(instructions?|prompts?|rules)\b", re.I | re.S
+        r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier)\b.{0,20}\b(instructions?|prompts?|rules)\b",
+        re.I | re.S,
     ),
     "role_marker": re.compile(r"^\s*(system|assistant)\s*:|<\|(system|assistant|user)\|>", re.I | re.M),
 }

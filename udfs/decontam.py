@@ -74,15 +74,25 @@ def load_eval_index(path: str, field: str, ngram: int, min_words: int) -> EvalIn
 
 def overlap(text: str, index: EvalIndex) -> int:
     """How many of ``text``'s word windows match the index (0: no contamination)."""
-    words = normalize_for_dedup(text).split()
-    hits = sum(1 for h in _windows(words, index.ngram) if h in index.long_grams)
+    return overlap_words(comparison_words(text), index)
+
+
+def comparison_words(text: str) -> list[str]:
+    """The words ``overlap`` compares: computed once per segment when it is checked against several sets."""
+    return normalize_for_dedup(text).split()
+
+
+def overlap_words(words: list[str], index: EvalIndex) -> int:
+    """``overlap`` of text already split by ``comparison_words``."""
+    hits = sum(map(index.long_grams.__contains__, _windows(words, index.ngram))) if index.long_grams else 0
     for n, hashes in index.short_prompts.items():
-        hits += sum(1 for h in _windows(words, n) if h in hashes)
+        hits += sum(map(hashes.__contains__, _windows(words, n)))
     return hits
 
 
 def _windows(words: list[str], n: int):
-    return (hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1))
+    """Hashes of every n-word window; zip of the shifted lists yields the same tuples as slicing, in C."""
+    return map(hash, zip(*(words[i:] for i in range(n))))
 
 
 def _read_prompts(path: Path, field: str):

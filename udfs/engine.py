@@ -1,25 +1,33 @@
-"""The LLM engine interface the stages program against, and the per-worker engine cache.
+"""The LLM engine interface the stages program against, the engines by name, and the per-worker engine cache.
 
-Only ``udfs.vllm_engine`` imports vLLM; this module stays importable without it. A Spark Python worker
-keeps one engine in ``_CACHE`` and reuses it across batches and tasks (Spark reuses Python workers), so
-the model loads once per worker rather than once per batch. A different model replaces the cached one.
+``engine.name`` picks the implementation from ``ENGINES``: ``vllm`` (``udfs.vllm_engine``, the only module
+that imports vLLM) or ``fake`` (``udfs.fake_engine``, deterministic text for fast tests of the row logic in
+``udfs.llm_rows``). Implementations are imported by name when first used, so this module stays importable
+without vLLM and imports neither implementation. A Spark Python worker keeps one engine in ``_CACHE`` and
+reuses it across batches and tasks (Spark reuses Python workers), so the model loads once per worker rather
+than once per batch. A different model replaces the cached one.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 log = logging.getLogger(__name__)
+
+# engine.name -> "module:class" of an ``LLMEngine`` whose constructor takes ``engine_args``' dict.
+ENGINES = {"vllm": "udfs.vllm_engine:VLLMEngine", "fake": "udfs.fake_engine:FakeEngine"}
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """vLLM engine settings (the same keys on CPU here and on GPU clusters)."""
+    """LLM engine settings (the same keys on CPU here and on GPU clusters)."""
 
+    name: Literal["vllm", "fake"] = "vllm"  # ENGINES: fake only for tests of the row logic
     dtype: str = "auto"
     max_model_len: int = 4096
     tensor_parallel_size: int = 1
@@ -92,8 +100,34 @@ class LLMEngine(Protocol):
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
         """One completion per prompt, in input order; ``seeds`` make each row reproducible."""
 
-    def next_token_logprobs(self, prompts: Sequence[str], tokens: Sequence[str]) -> list[dict[str, float]]:
-        """Log-probabilities of each single-token string in ``tokens`` as the next token of each prompt."""
+    def continuation_logprobs(
+        self, prompts: Sequence[str], continuations: Sequence[str]
+    ) -> list[dict[str, float] | None]:
+        """log P(text | prompt) of each continuation text after each prompt, whatever the tokenizer makes
+        of the boundary (``continuation_paths``); None for a prompt too long to score."""
+
+
+def continuation_paths(
+    encode: Callable[[str], list[int]], prompt: str, continuations: Sequence[str]
+) -> tuple[list[int], dict[str, tuple[int, ...]]]:
+    """The shared token prefix of ``prompt`` and the tokens that spell each continuation after it.
+
+    A continuation is tokenised jointly with the prompt, as the model would see the text: a tokenizer may
+    merge the prompt's last characters with the continuation's first ("Score:" + "5" can become ":5"), so
+    the continuation's tokens are those after the longest common prefix with the prompt alone. The prefix
+    is the shortest of these over all continuations, so every continuation is scored from the same
+    position and their probabilities compare (each then includes the re-spelt end of the prompt).
+    A continuation that leaves the prompt's tokens unchanged (empty, or dropped by the tokenizer) is left out.
+    """
+    prompt_ids = encode(prompt)
+    joint = {text: ids for text in continuations if (ids := encode(prompt + text)) != prompt_ids}
+    shared = len(prompt_ids)
+    for ids in joint.values():
+        k = 0
+        while k < min(len(ids), len(prompt_ids)) and ids[k] == prompt_ids[k]:
+            k += 1
+        shared = min(shared, k)
+    return prompt_ids[:shared], {text: tuple(ids[shared:]) for text, ids in joint.items()}
 
 
 _CACHE: dict[str, Any] = {}
@@ -130,15 +164,20 @@ def get_engine(model_path: str, cfg: EngineConfig, model_id: str | None = None) 
     fingerprint) is part of the key: M1 retrained in place on a grown pool must not be served by the engine
     a reused worker still holds for the old M1."""
     args = engine_args(model_path, cfg)
+    key = (cfg.name, args, model_id)
     with _LOCK:
-        if _CACHE.get("key") != (args, model_id):
+        if _CACHE.get("key") != key:
             drop_engine()
-            from udfs.vllm_engine import VLLMEngine  # the one vLLM adapter; imported lazily
-
-            log.info("loading LLM engine for %s", model_path)
-            _CACHE.update(key=(args, model_id), engine=VLLMEngine(args))
+            log.info("loading %s engine for %s", cfg.name, model_path)
+            _CACHE.update(key=key, engine=engine_class(cfg.name)(args))
             _LOADS[0] += 1
         return _CACHE["engine"]  # type: ignore[return-value]
+
+
+def engine_class(name: str) -> type:
+    """The ``LLMEngine`` implementation registered as ``name`` in ``ENGINES``, imported on first use."""
+    module, cls = ENGINES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def drop_engine() -> None:

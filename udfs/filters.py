@@ -33,13 +33,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from udfs.decontam import load_eval_index, overlap
+from udfs.decontam import comparison_words, load_eval_index, overlap_words
 from udfs.text import normalize_for_dedup
 
 if TYPE_CHECKING:  # segment.py imports this module, so only type checkers may import it back
     from udfs.segment import SegmentConfig
 
-__all__ = ["FILTERS", "BoilerplateConfig", "GopherConfig", "Measured", "SegmentView", "measure", "normalize_for_dedup"]
+__all__ = [
+    "FILTERS",
+    "BoilerplateConfig",
+    "GopherConfig",
+    "Measured",
+    "SegmentView",
+    "load_resources",
+    "measure",
+    "normalize_for_dedup",
+]
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,12 @@ class GopherConfig:
     stop_words: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")
 
     def __post_init__(self) -> None:
-        for name in ("max_symbol_word_ratio", "max_bullet_lines_ratio", "max_ellipsis_lines_ratio", "min_alpha_words_ratio"):
+        for name in (
+            "max_symbol_word_ratio",
+            "max_bullet_lines_ratio",
+            "max_ellipsis_lines_ratio",
+            "min_alpha_words_ratio",
+        ):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise ValueError(f"gopher.{name} must be in [0, 1] or null, got {value}")
@@ -73,9 +87,25 @@ class BoilerplateConfig:
     max_link_density: float | None = 0.6  # share of the text's characters that were link anchors
     max_boilerplate_lines_ratio: float | None = 0.3  # share of lines holding a boilerplate phrase
     phrases: tuple[str, ...] = (
-        "cookie policy", "accept cookies", "use of cookies", "privacy policy", "terms of use", "terms of service",
-        "all rights reserved", "sign in", "log in", "sign up", "subscribe to", "newsletter", "share this",
-        "follow us", "skip to content", "enable javascript", "click here", "read more", "back to top",
+        "cookie policy",
+        "accept cookies",
+        "use of cookies",
+        "privacy policy",
+        "terms of use",
+        "terms of service",
+        "all rights reserved",
+        "sign in",
+        "log in",
+        "sign up",
+        "subscribe to",
+        "newsletter",
+        "share this",
+        "follow us",
+        "skip to content",
+        "enable javascript",
+        "click here",
+        "read more",
+        "back to top",
     )
 
     def __post_init__(self) -> None:
@@ -87,11 +117,24 @@ class BoilerplateConfig:
 
 @dataclass(frozen=True)
 class SegmentView:
-    """What the filters judge: the header, the body text and how much of it was link text."""
+    """What the filters judge: the header, the body text and how much of it was link text.
+
+    The splits of the text that more than one filter (or one filter per evaluation set) needs are
+    computed on first use and then shared, once per segment.
+    """
 
     header: str
     text: str
     link_chars: int = 0  # non-space characters of ``text`` that were inside <a> elements
+
+    @functools.cached_property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+    @functools.cached_property
+    def comparison_words(self) -> list[str]:
+        """``udfs.decontam.comparison_words`` of the text."""
+        return comparison_words(self.text)
 
 
 @dataclass(frozen=True)
@@ -148,8 +191,8 @@ def language_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
     """Language by py3langid; drop when no language of ``cfg.languages`` reaches ``cfg.language_threshold``.
 
     The probabilities are py3langid's normalised ones, for the first ``LANGUAGE_SAMPLE_CHARS``
-    characters (py3langid walks text byte by byte in Python: the cap bounds its cost). An empty ``cfg.languages`` keeps every language
-    (the language is still measured).
+    characters (py3langid walks text byte by byte in Python: the cap bounds its cost). An empty
+    ``cfg.languages`` keeps every language (the language is still measured).
     """
     ranked = _language_identifier().rank(seg.text[:LANGUAGE_SAMPLE_CHARS])
     lang, score = ranked[0]
@@ -184,22 +227,42 @@ def repetition_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
     """
     grams = [g for g in (_ngrams(s, cfg.repetition_ngram) for s in _SENTENCE_BREAK.split(seg.text)) if g]
     grams = grams[:MAX_SENTENCES]
-    repeated = [False] * len(grams)
-    for i, a in enumerate(grams):
-        for j in range(i + 1, len(grams)):
-            b = grams[j]
-            if len(a & b) / len(a | b) >= cfg.repetition_threshold:
-                repeated[i] = repeated[j] = True
+    repeated = _repeated(grams, cfg.repetition_threshold)
     fraction = sum(repeated) / len(grams) if grams else 0.0
     values = {"sentences": len(grams), "repeated_fraction": round(fraction, 4)}
     return Measured(values, "repeated_sentences" if fraction > cfg.max_repeated_fraction else None)
 
 
+def _repeated(grams: list[frozenset], threshold: float) -> list[bool]:
+    """For each set, whether its Jaccard similarity with some other set reaches ``threshold``.
+
+    Jaccard is at most the smaller size over the larger, so with the sets in order of size each one is
+    compared only with the following ones until that ratio falls below the threshold. Division rounds
+    monotonically, so the float ratio bounds the float Jaccard too: the skipped pairs are exactly those
+    the full comparison would reject. Pairs already both known to repeat are not compared again.
+    """
+    repeated = [False] * len(grams)
+    sizes = [len(g) for g in grams]
+    order = sorted(range(len(grams)), key=sizes.__getitem__)
+    for p, i in enumerate(order):
+        a, size_a = grams[i], sizes[i]
+        for j in order[p + 1 :]:
+            size_b = sizes[j]
+            if size_a / size_b < threshold:
+                break
+            if repeated[i] and repeated[j]:
+                continue
+            common = len(a & grams[j])
+            if common / (size_a + size_b - common) >= threshold:
+                repeated[i] = repeated[j] = True
+    return repeated
+
+
 def _ngrams(sentence: str, n: int) -> frozenset[tuple[str, ...]]:
     words = _WORD.findall(sentence.lower())
     # Sentences shorter than one n-gram ("...", "2", "Note") are not compared: a match between them
-    # says nothing, and code samples are full of them.
-    return frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    # says nothing, and code samples are full of them. zip of the shifted lists builds the windows in C.
+    return frozenset(zip(*(words[i:] for i in range(n))))
 
 
 def gopher_quality_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
@@ -214,31 +277,58 @@ def gopher_quality_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
     text = seg.text
     words = _GOPHER_WORD.findall(text)
     n = len(words)
-    lines = text.splitlines() or [""]
+    lines = seg.lines or [""]
     values = {
         "words": n,
         "mean_word_length": round(sum(map(len, words)) / n, 3) if n else 0.0,
         "hash_ratio": round(len(_HASHTAG.findall(text)) / n, 4) if n else 0.0,
-        "ellipsis_ratio": round((len(_ELLIPSIS.findall(text)) - len(_PROMPT_ELLIPSIS.findall(text))) / n, 4) if n else 0.0,
+        "ellipsis_ratio": round((len(_ELLIPSIS.findall(text)) - len(_PROMPT_ELLIPSIS.findall(text))) / n, 4)
+        if n
+        else 0.0,
         "bullet_lines_ratio": round(sum(line.lstrip().startswith(_BULLETS) for line in lines) / len(lines), 4),
         "ellipsis_lines_ratio": round(sum(line.rstrip().endswith(("...", "…")) for line in lines) / len(lines), 4),
-        "alpha_words_ratio": round(sum(1 for w in words if _LETTER.search(w)) / n, 4) if n else 0.0,
-        "stop_words": sum(1 for w in words if w.lower() in g.stop_words),
+        "alpha_words_ratio": round(sum(map(bool, map(_LETTER.search, words))) / n, 4) if n else 0.0,
+        "stop_words": sum(map(_stop_words(g.stop_words).__contains__, map(str.lower, words))),
     }
     rules = (
         (g.min_words is not None and n < g.min_words, "gopher_short_doc"),
         (g.max_words is not None and n > g.max_words, "gopher_long_doc"),
-        (g.min_mean_word_length is not None and values["mean_word_length"] < g.min_mean_word_length, "gopher_below_avg_threshold"),
-        (g.max_mean_word_length is not None and values["mean_word_length"] > g.max_mean_word_length, "gopher_above_avg_threshold"),
-        (g.max_symbol_word_ratio is not None and values["hash_ratio"] > g.max_symbol_word_ratio, "gopher_too_many_hashes"),
-        (g.max_symbol_word_ratio is not None and values["ellipsis_ratio"] > g.max_symbol_word_ratio, "gopher_too_many_ellipsis"),
-        (g.max_bullet_lines_ratio is not None and values["bullet_lines_ratio"] > g.max_bullet_lines_ratio, "gopher_too_many_bullets"),
-        (g.max_ellipsis_lines_ratio is not None and values["ellipsis_lines_ratio"] > g.max_ellipsis_lines_ratio,
-         "gopher_too_many_end_ellipsis"),
-        (g.min_alpha_words_ratio is not None and values["alpha_words_ratio"] < g.min_alpha_words_ratio, "gopher_below_alpha_threshold"),
+        (
+            g.min_mean_word_length is not None and values["mean_word_length"] < g.min_mean_word_length,
+            "gopher_below_avg_threshold",
+        ),
+        (
+            g.max_mean_word_length is not None and values["mean_word_length"] > g.max_mean_word_length,
+            "gopher_above_avg_threshold",
+        ),
+        (
+            g.max_symbol_word_ratio is not None and values["hash_ratio"] > g.max_symbol_word_ratio,
+            "gopher_too_many_hashes",
+        ),
+        (
+            g.max_symbol_word_ratio is not None and values["ellipsis_ratio"] > g.max_symbol_word_ratio,
+            "gopher_too_many_ellipsis",
+        ),
+        (
+            g.max_bullet_lines_ratio is not None and values["bullet_lines_ratio"] > g.max_bullet_lines_ratio,
+            "gopher_too_many_bullets",
+        ),
+        (
+            g.max_ellipsis_lines_ratio is not None and values["ellipsis_lines_ratio"] > g.max_ellipsis_lines_ratio,
+            "gopher_too_many_end_ellipsis",
+        ),
+        (
+            g.min_alpha_words_ratio is not None and values["alpha_words_ratio"] < g.min_alpha_words_ratio,
+            "gopher_below_alpha_threshold",
+        ),
         (g.min_stop_words is not None and values["stop_words"] < g.min_stop_words, "gopher_enough_stop_words"),
     )
     return Measured(values, next((reason for failed, reason in rules if failed), None))
+
+
+@functools.lru_cache(maxsize=8)
+def _stop_words(words: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(words)
 
 
 def boilerplate_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
@@ -246,8 +336,9 @@ def boilerplate_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
     b = cfg.boilerplate
     visible = len(seg.text) - len(_SPACE.findall(seg.text))
     link_density = min(1.0, seg.link_chars / visible) if visible else 0.0
-    lines = [line.lower() for line in seg.text.splitlines() if line.strip()]
-    boilerplate = sum(1 for line in lines if any(p in line for p in b.phrases))
+    lines = [line.lower() for line in seg.lines if line.strip()]
+    phrase = _any_phrase(b.phrases)
+    boilerplate = sum(1 for line in lines if phrase.search(line)) if b.phrases else 0
     ratio = boilerplate / len(lines) if lines else 0.0
     values = {"link_density": round(link_density, 4), "boilerplate_lines_ratio": round(ratio, 4)}
     if b.max_link_density is not None and link_density > b.max_link_density:
@@ -257,12 +348,18 @@ def boilerplate_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
     return Measured(values)
 
 
+@functools.lru_cache(maxsize=8)
+def _any_phrase(phrases: tuple[str, ...]) -> re.Pattern:
+    """One pattern finding any of the phrases: a line contains one exactly when it matches."""
+    return re.compile("|".join(map(re.escape, phrases)))
+
+
 def decontamination_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
     """Drop text sharing word n-grams with an evaluation set: reason ``eval_overlap:<set name>``."""
     values, reason = {}, None
     for eval_set in cfg.decontamination:
         index = load_eval_index(eval_set.path, eval_set.field, cfg.decontamination_ngram, cfg.decontamination_min_words)
-        values[eval_set.name] = hits = overlap(seg.text, index)
+        values[eval_set.name] = hits = overlap_words(seg.comparison_words, index)
         if hits and reason is None:
             reason = f"eval_overlap:{eval_set.name}"
     return Measured(values, reason)
@@ -279,6 +376,17 @@ FILTERS: tuple[tuple[str, Filter], ...] = (
     ("gopher_quality_v1", gopher_quality_filter),
     ("decontamination_v1", decontamination_filter),
 )
+
+
+def load_resources(cfg: SegmentConfig) -> None:
+    """Load the language model and the evaluation indexes (cached per process).
+
+    The segmenter calls this outside its per-document error handling: a missing evaluation file or model
+    is a broken environment that must fail the stage, not turn every document into an error row.
+    """
+    _language_identifier()
+    for eval_set in cfg.decontamination:
+        load_eval_index(eval_set.path, eval_set.field, cfg.decontamination_ngram, cfg.decontamination_min_words)
 
 
 def measure(seg: SegmentView, cfg: SegmentConfig) -> tuple[str | None, dict[str, dict[str, Any]]]:

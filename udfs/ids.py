@@ -1,4 +1,12 @@
-"""Deterministic content ids: the keys that make every stage idempotent (STYLE.md, "keyed artefacts")."""
+"""Deterministic content ids: the keys that make every stage idempotent (STYLE.md, "keyed artefacts").
+
+Every row id of the pipeline is made by one function here: ledger files and units from path, size, mtime
+and span, labelled judge pairs from their text, documents from URL and content, segments from
+document and span, generations from segment and a salt of (model, prompt version, sampling, seed), scores
+from generation and a salt of (judge, prompt version, sampling, seed, iteration), calibration rows from label
+and judge, curated rows from score and trained model, runs from config and table versions. Salted ids are
+``keyed_id(parent, salt)``; ``jobs.stages.base.keyed_id`` computes the same value as a Spark expression.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +25,64 @@ def stable_id(*parts: Any, length: int = 32) -> str:
 def keyed_id(key: str, salt: str) -> str:
     """The id of a row derived from its parent's key and a salt (model, prompt version, sampling, seed).
 
-    ``jobs.stages.keyed_id`` computes the same value as a Spark expression, so ids can be made before any
+    ``jobs.stages.base.keyed_id`` computes the same value as a Spark expression, so ids can be made before any
     Python worker runs, and recomputed anywhere.
     """
     return hashlib.sha256(f"{key}|{salt}".encode("utf-8")).hexdigest()[:32]
+
+
+def file_id(path: str, size: int, mtime_ns: int) -> str:
+    """Identity of a file's content for the ingest ledger: path, size and mtime (a changed file is a new file)."""
+    return stable_id("file", path, size, mtime_ns)
+
+
+def unit_id(file: str, start: int, end: int | None) -> str:
+    """Ledger key of the work unit [start, end) of the file whose ``file_id`` is ``file``."""
+    return stable_id("unit", file, start, end)
+
+
+def label_id(instruction: str, output: str) -> str:
+    """A labelled judge pair's key: its text (duplicates in the labels file collapse)."""
+    return stable_id("label", instruction, output)
+
+
+def doc_id(url: str | None, content_hash: str | None, source_path: str, offset: int, reason: str | None) -> str:
+    """A document's key: its URL and content, so the same page read twice (or from two files) is one row;
+    records without content are keyed by where they are."""
+    key = (url, content_hash) if content_hash else (source_path, offset, reason)
+    return stable_id("doc", *key)
+
+
+def segment_id(doc: str, section_index: int, part: int) -> str:
+    """A segment's key: its document and span. Part 0 keeps the id segments had before sections were split,
+    so earlier tables stay valid."""
+    key = (doc, section_index) if part == 0 else (doc, section_index, part)
+    return stable_id("segment", *key)
+
+
+def text_hash(normalized_text: str) -> str:
+    """The exact-dedup key of a segment: a hash of its normalised text (``udfs.text.normalize_for_dedup``)."""
+    return stable_id("text", normalized_text)
+
+
+def generation_salt(model_id: str, prompt_version: str, sampling: dict, seed: int) -> str:
+    """What a generation id adds to its segment id: M_yx's id, prompt version, sampling and seed."""
+    return stable_id("generation", model_id, prompt_version, sampling, seed)
+
+
+def score_salt(judge_model_id: str, prompt_version: str, sampling: dict, seed: int, iteration: int) -> str:
+    """What a score id adds to its generation id: the judge, its prompt version, sampling, seed and iteration."""
+    return stable_id("score", judge_model_id, prompt_version, sampling, seed, iteration)
+
+
+def calibration_salt(judge_model_id: str, prompt_version: str, sampling: dict, seed: int) -> str:
+    """What a calibration id adds to its label id: the judge, its prompt version, sampling and seed."""
+    return stable_id("calibration", judge_model_id, prompt_version, sampling, seed)
+
+
+def run_id(config: dict, table_versions: dict) -> str:
+    """A run's key: its resolved config and the table versions after it (a run that changed nothing repeats)."""
+    return stable_id("run", config, table_versions)
 
 
 def seed_from_id(row_id: str) -> int:
@@ -39,5 +101,9 @@ def model_fingerprint(model_dir: str) -> str:
     for name in ("config.json", "training_meta.json", "bootstrap.json"):
         if (path / name).is_file():
             parts.append((name, (path / name).read_text()))
-    parts.extend(sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.is_file() and p.suffix in {".safetensors", ".bin"}))
+    parts.extend(
+        sorted(
+            (p.name, p.stat().st_size) for p in path.iterdir() if p.is_file() and p.suffix in {".safetensors", ".bin"}
+        )
+    )
     return f"{path.name}-{stable_id(*parts, length=12)}"

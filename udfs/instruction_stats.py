@@ -74,4 +74,6 @@ def top_verb_nouns(pairs: Iterable[VerbObject], top_verbs: int = 20, nouns_per_v
         nouns.setdefault(p.verb, Counter())[p.noun] += 1
     verbs = sorted(by_verb.items(), key=lambda vc: (-vc[1], vc[0]))[:top_verbs]
     top = [(v, c, sorted(nouns[v].items(), key=lambda nc: (-nc[1], nc[0]))[:nouns_per_verb]) for v, c in verbs]
-    return VerbNounCounts(parsed=len(pairs), with_verb=sum(1 for p in pairs if p.verb), with_pair=len(complete), top=top)
+    return VerbNounCounts(
+        parsed=len(pairs), with_verb=sum(1 for p in pairs if p.verb), with_pair=len(complete), top=top
+    )

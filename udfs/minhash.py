@@ -7,7 +7,7 @@ fraction of agreeing positions estimates it (``estimated_jaccard``). The first `
 cut into ``bands`` bands of ``rows`` values and each band is hashed to one 64-bit *band key*: two segments
 share some band key with probability ``1 - (1 - J**rows)**bands``, an S-curve that is 0.5 near
 ``(1 / bands) ** (1 / rows)``. With datatrove's defaults (5-grams, 14 bands x 8 rows) that is J ~ 0.72:
-pairs at J = 0.9 collide almost surely, pairs at J = 0.5 about 5 % of the time. ``jobs.dedup`` confirms a
+pairs at J = 0.9 collide almost surely, pairs at J = 0.5 about 5 % of the time. ``jobs.stages.segment`` confirms a
 colliding pair only when its estimated Jaccard reaches ``min_similarity``, which removes most of those.
 
 Every hash here is defined in this module (CRC-32 of each word, a polynomial over 5 word hashes, 64-bit
@@ -134,7 +134,9 @@ def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Parameters (a odd, b) of the hash functions, from BLAKE2b so they never change with a numpy release."""
 
     def draw(name: str) -> np.ndarray:
-        stream = b"".join(hashlib.blake2b(f"{name}:{seed}:{i}".encode(), digest_size=8).digest() for i in range(num_perm))
+        stream = b"".join(
+            hashlib.blake2b(f"{name}:{seed}:{i}".encode(), digest_size=8).digest() for i in range(num_perm)
+        )
         return np.frombuffer(stream, dtype="<u8").astype(np.uint64)
 
     return draw("a") | np.uint64(1), draw("b")

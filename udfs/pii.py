@@ -9,7 +9,12 @@ regular expression and then confirmed, so that the numbers and code in technical
 - IP addresses: parsed by ``ipaddress`` and masked only when globally routable; loopback, private,
   link-local and documentation addresses (``127.0.0.1``, ``192.168.0.1``, ``2001:db8::1``) are
   examples, not someone's machine (datatrove's PII formatter makes the same choice). An IPv6
-  candidate needs three non-empty groups, so C++ ``a::b`` is left alone;
+  candidate needs three non-empty groups, so C++ ``a::b`` is left alone. A dotted quad is just as
+  often a section number (``3.12.1.1. Recap``) or a version (``version 1.2.3.4``), so an IPv4 is
+  masked only where it reads as an address (``_reads_as_ipv4_address``): a network word near it on
+  its line ("IP", "server", "ping", ...), a port, a CIDR suffix, a URL, or a log/hosts-file line
+  that starts with it; never right after a version or section word, nor as a line's leading number
+  followed by a title;
 - phone numbers: candidate digit runs confirmed by libphonenumber (``phonenumbers``) as *valid*
   numbers, international ones by their ``+`` prefix and national ones for ``region``; fictional
   ``555`` numbers, dates and version strings are not valid numbers.
@@ -32,11 +37,33 @@ PLACEHOLDERS = {
     "phone": "<PHONE_NUMBER>",
 }
 
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}(?![\w-])")
+_EMAIL = re.compile(
+    r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}(?![\w-])"
+)
 _CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f:]{3,39}(?![\w:])")
-_DIGIT = re.compile(r"\d")
+# Every card, IPv4 and phone candidate contains such a run (7+ characters of digits, spaces, dots, dashes and
+# brackets between two digits), so one search decides whether their three passes can match at all.
+_NUMBER_RUN = re.compile(r"\d[\d ().-]{5,}\d")
+# Words that make a nearby dotted quad a network address, looked for on its line within _IP_WINDOW characters.
+_IP_WORDS = re.compile(
+    r"\b(?:ips?|ipv4|ip-address|address(?:es)?|addr|inet|hosts?|hostname|server|servers|ping|dns|nameserver|resolver|"
+    r"gateway|router|proxy|firewall|subnet|netmask|connect(?:s|ed|ing|ion)?|client|peer|remote|curl|wget|ssh|"
+    r"telnet|traceroute|nslookup|dig|whois|listen(?:s|ing)?|bind)\b",
+    re.IGNORECASE,
+)
+_IP_WINDOW = 48
+# A word right before the number that makes it a version or a section ("version 1.2.3.4", "section 4.2.1.3").
+_NOT_IP_BEFORE = re.compile(
+    r"(?:\b(?:versions?|ver|release[sd]?|python|build|rev|revision|section|sections|chapter|sec|step|part|table|figure|"
+    r"fig|pep|rfc|no)\.?|§)\s*$",
+    re.IGNORECASE,
+)
+# After the number: a port, a CIDR suffix, a common-log-format line, or a hosts-file host name.
+_IP_AFTER = re.compile(r"(?::\d{1,5}\b|/\d{1,2}\b|\s+-\s+\S+\s+\[|\s+(?:localhost\b|[\w-]+(?:\.[\w-]+)+))")
+# A line's leading number followed by a title: a section number ("3.12.1.1. Recap", "6.1.2.3 Importing").
+_SECTION_AFTER = re.compile(r"\.?[ \t]+[^\W\d_]")
 _PHONE = re.compile(r"(?<![\w.+-])\+?\(?\d[\d ().-]{5,20}\d(?![\w-]|\.\d)")
 
 
@@ -63,9 +90,9 @@ def mask_pii(text: str, region: str = "US") -> Masked:
     # would otherwise swallow them.
     if "@" in text:
         text = _EMAIL.sub(masked_if("email", lambda s: True), text)
-    if _DIGIT.search(text):
+    if _NUMBER_RUN.search(text):
         text = _CARD.sub(masked_if("card", _is_card), text)
-        text = _IPV4.sub(masked_if("ip", _is_public_ip), text)
+        text = _IPV4.sub(_mask_ipv4(counts), text)
         text = _PHONE.sub(lambda m: _mask_phones(m.group(), region, counts), text)
     if "::" in text or text.count(":") >= 7:
         text = _IPV6.sub(masked_if("ip", lambda s: _ipv6_groups(s) >= 3 and _is_public_ip(s)), text)
@@ -83,6 +110,33 @@ def _mask_phones(candidate: str, region: str, counts: dict) -> str:
         valid = False
     counts["phone"] += valid
     return PLACEHOLDERS["phone"] if valid else candidate
+
+
+def _mask_ipv4(counts: dict):
+    def replace(match: re.Match) -> str:
+        if not (_is_public_ip(match.group()) and _reads_as_ipv4_address(match)):
+            return match.group()
+        counts["ip"] += 1
+        return PLACEHOLDERS["ip"]
+
+    return replace
+
+
+def _reads_as_ipv4_address(match: re.Match) -> bool:
+    """Whether the dotted quad ``match`` is written as a network address (see the module docstring)."""
+    text, start, end = match.string, match.start(), match.end()
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    before = text[max(line_start, start - _IP_WINDOW) : start]
+    after = text[end : min(line_end, end + _IP_WINDOW)]
+    if _NOT_IP_BEFORE.search(before):
+        return False
+    if _IP_AFTER.match(after) or before.endswith(("://", "@")):
+        return True
+    if not before.strip() and _SECTION_AFTER.match(after):
+        return False
+    return bool(_IP_WORDS.search(before) or _IP_WORDS.search(after))
 
 
 def _is_card(candidate: str) -> bool:

@@ -13,10 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-# Used when a tokenizer has no chat template of its own (our tiny local models ship one; this is a fallback).
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+# The prompt format of a base checkpoint that ships no chat template (the tokenizer's own template wins when
+# there is one): the plain "### Instruction / ### Response" layout base models have seen in pretraining data,
+# with no role markers a base tokenizer would split into pieces. Each turn opens with its header, so the
+# generation prompt is an exact prefix of the whole conversation and the answer is only what the model writes;
+# training closes the answer with eos (training.data.encode). It writes no bos: the tokenizer adds its own
+# (``encode_prompt``).
+FALLBACK_CHAT_TEMPLATE = (  # newlines as {{ }} strings: chat templates render with trim_blocks
+    "{% for m in messages %}{% if not loop.first %}{{ '\\n\\n' }}{% endif %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] }}"
+    "{% elif m['role'] == 'user' %}{{ '### Instruction:\\n' + m['content'] }}"
+    "{% else %}{{ '### Response:\\n' + m['content'] }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '\\n\\n### Response:\\n' }}{% endif %}"
 )
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -67,3 +75,11 @@ def render_chat(tokenizer: Any, conversation: Sequence[dict[str, str]], add_gene
     return tokenizer.apply_chat_template(
         list(conversation), chat_template=template, tokenize=False, add_generation_prompt=add_generation_prompt
     )
+
+
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """The token ids of a rendered prompt, with bos exactly once: a template that writes bos itself gets no
+    second one from the tokenizer, and a tokenizer that adds bos adds it to a template that does not.
+    Training and the engine both encode prompts here, so the model sees the same ids in both."""
+    bos_in_template = bool(tokenizer.bos_token) and text.startswith(tokenizer.bos_token)
+    return tokenizer(text, add_special_tokens=not bos_in_template)["input_ids"]

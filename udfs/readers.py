@@ -5,10 +5,17 @@ Work is planned in ``WorkUnit``s (``plan_units``), each read by one task (``read
 - uncompressed JSON Lines: byte ranges of ``split_bytes``; a unit owns every line that *starts* in
   ``[start, end)`` (Hadoop's TextInputFormat rule), so neighbouring units never share or lose a line;
 - Parquet: runs of whole row groups of about ``split_bytes`` (uncompressed), streamed in small batches;
-- WARC, ARC, WET, gzipped JSON Lines and HTML files: one unit per file. A gzip stream cannot be entered
-  at a byte offset, and the start of the next record (or gzip member) found by scanning is ambiguous:
-  payloads may hold gzip magic bytes or "WARC/1.0" lines. Common Crawl ships ~1 GB files by the
-  tens of thousands, so one task per file already gives far more tasks than cores.
+- gzipped WARC and WET files larger than ``split_bytes``: byte ranges of about ``split_bytes`` of the
+  compressed file, cut at gzip member starts (each record is its own member, which decompresses on its
+  own); a unit owns every record whose member *starts* in ``[start, end)``, read past ``end`` to the end
+  of its last record. The cuts come from the file's CDX(J) index when one lies next to it
+  (``<file>.cdxj`` or ``<file>.cdx``), else from a scan for the gzip magic bytes from each target
+  offset on; either way a cut is only taken where a member decompresses into a WARC record header
+  (``_warc_member_at``), because payloads may hold gzip magic bytes too. A few 1 GB files thus still
+  keep every core busy; a file with no valid cut (one big gzip member, say) stays one unit. A payload
+  that is itself a gzipped WARC record would pass the check: give an index for such crawls;
+- other WARC, ARC, WET, gzipped JSON Lines and HTML files: one unit per file (a plain stream's next record
+  start found by scanning is ambiguous, and ARC records have no header to check).
 
 Every record gets a status instead of raising:
 
@@ -34,10 +41,13 @@ This module is pure: no pyspark, no vllm.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import gzip
 import hashlib
 import html as html_lib
+import io
+import itertools
 import json
 import os
 import re
@@ -51,8 +61,6 @@ import pyarrow.parquet as pq
 from charset_normalizer import from_bytes
 from warcio.archiveiterator import ArchiveIterator
 from warcio.bufferedreaders import ChunkedDataReader
-
-from udfs.ids import stable_id
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _FORMATS = (
@@ -75,8 +83,13 @@ _SNIFF_BYTES = 1024
 _BINARY_BYTES = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x1B), *range(0x1C, 0x20)])
 _BINARY_SCAN_BYTES = 8192
 _MAX_BINARY_FRACTION = 0.01  # a stray NUL in a text page is noise; compressed or image data is ~10 %
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 _WIDE_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)  # (UTF-32-LE's starts like UTF-16-LE's)
 _DETECT_BYTES = 65536  # charset-normalizer decodes its whole input once per candidate charset
 _ASCII_BYTES = bytes(range(0x80))
@@ -92,7 +105,8 @@ class ReaderConfig:
     """The ``ingest:`` section: bounds per record, how files are split into tasks, and field names."""
 
     max_record_bytes: int = 2 << 20  # decoded body; a bigger record is dropped as too_large, unread beyond this
-    split_bytes: int = 128 << 20  # target size of a work unit (JSONL byte ranges, Parquet row groups)
+    # target size of a work unit: JSONL byte ranges, Parquet row groups, byte ranges of gzipped WARC/WET files
+    split_bytes: int = 128 << 20
     url_field: str = "url"  # JSONL keys / Parquet columns
     html_field: str = "html"
     text_field: str = "text"  # used when a record has no html
@@ -110,8 +124,9 @@ class ReaderConfig:
 
 @dataclass(frozen=True)
 class WorkUnit:
-    """What one task reads: bytes ``[start, end)`` of an uncompressed JSONL file, row groups ``[start, end)``
-    of a Parquet file, or a whole file (``start=0, end=None``)."""
+    """What one task reads: bytes ``[start, end)`` of an uncompressed JSONL file, the records whose gzip
+    members start in bytes ``[start, end)`` of a WARC.gz file (``end=None``: to the end of the file), row
+    groups ``[start, end)`` of a Parquet file, or a whole file (``start=0, end=None``)."""
 
     path: str
     start: int = 0
@@ -169,22 +184,16 @@ def plan_units(paths: list[str], cfg: ReaderConfig) -> list[WorkUnit]:
         fmt = detect_format(path)
         if fmt == "jsonl" and not path.lower().endswith(".gz"):
             size = os.path.getsize(path)
-            units += [WorkUnit(path, s, min(s + cfg.split_bytes, size)) for s in range(0, size, cfg.split_bytes)] or [WorkUnit(path, 0, 0)]
+            units += [WorkUnit(path, s, min(s + cfg.split_bytes, size)) for s in range(0, size, cfg.split_bytes)] or [
+                WorkUnit(path, 0, 0)
+            ]
         elif fmt == "parquet":
             units += _row_group_units(path, cfg.split_bytes)
+        elif fmt == "warc" and path.lower().endswith((".warc.gz", ".wet.gz")):
+            units += _gzip_member_units(path, cfg.split_bytes)
         else:
             units.append(WorkUnit(path))
     return units
-
-
-def file_id(path: str, size: int, mtime_ns: int) -> str:
-    """Identity of a file's content for the ingest ledger: path, size and mtime (a changed file is a new file)."""
-    return stable_id("file", path, size, mtime_ns)
-
-
-def unit_id(file: str, unit: WorkUnit) -> str:
-    """Ledger key of ``unit`` of the file whose ``file_id`` is ``file``."""
-    return stable_id("unit", file, unit.start, unit.end)
 
 
 def read_records(unit: WorkUnit | str, cfg: ReaderConfig = ReaderConfig()) -> Iterator[RawRecord]:
@@ -230,7 +239,7 @@ def decode_body(body: bytes, content_type_header: str | None) -> Decoded:
 
 def looks_like_html(body: bytes) -> bool:
     """WHATWG-style sniffing for a body served without a Content-Type."""
-    sample = body[len(codecs.BOM_UTF8):] if body.startswith(codecs.BOM_UTF8) else body
+    sample = body[len(codecs.BOM_UTF8) :] if body.startswith(codecs.BOM_UTF8) else body
     return _HTML_START.match(sample[:_SNIFF_BYTES]) is not None
 
 
@@ -254,33 +263,67 @@ class _ContentEncodingError(ValueError):
 
 
 def _read_warc(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
-    path = unit.path
-    with open(path, "rb") as stream:
-        # arc2warc presents ARC records as WARC responses, so one code path serves both; it is off
-        # for WARC files because in that mode warcio accepts any line as an ARC record header.
-        is_arc = path.lower().endswith((".arc", ".arc.gz"))
-        records = ArchiveIterator(stream, arc2warc=is_arc)
-        try:
-            for record in records:
-                if record.format != "warc":  # warcio reads an unknown first line as an ARC header
-                    yield _unreadable(path, records.offset, "not a WARC record")
-                    return
-                if record.rec_type == "response":
-                    row = _warc_response(path, records.offset, record, is_arc, cfg)
-                elif record.rec_type == "conversion":  # WET: text extracted from a response
-                    row = _warc_conversion(path, records.offset, record, cfg)
-                else:
-                    continue  # warcinfo, request, metadata, revisit: not documents
-                yield row
-                if row.status == "error":
-                    return
-        except Exception as exc:  # warcio raises many types (ArchiveLoadFailed, zlib.error, EOFError...)
-            yield _unreadable(path, records.offset, _describe(exc))
-            return
-        # warcio ends silently on a file cut inside a record header or a gzip member.
-        size = os.fstat(stream.fileno()).st_size
-        if records.offset < size:
-            yield _unreadable(path, records.offset, f"{size - records.offset} bytes at the end are not a record")
+    with open(unit.path, "rb") as stream:
+        stream.seek(unit.start)  # warcio counts offsets from the stream's position: they stay absolute
+        size = os.fstat(stream.fileno()).st_size if unit.end is None else unit.end
+        yield from _warc_records(stream, unit.path, unit.end, size, cfg)
+
+
+def _warc_records(stream, path: str, end: int | None, size: int, cfg: ReaderConfig) -> Iterator[RawRecord]:
+    """The records of ``stream`` (at a record start) whose offsets are below ``end`` (None: all of them)."""
+    # arc2warc presents ARC records as WARC responses, so one code path serves both; it is off
+    # for WARC files because in that mode warcio accepts any line as an ARC record header.
+    is_arc = path.lower().endswith((".arc", ".arc.gz"))
+    records = ArchiveIterator(stream, arc2warc=is_arc)
+    try:
+        for record in records:
+            if end is not None and records.offset >= end:
+                return  # the next unit's first record
+            if record.format != "warc":  # warcio reads an unknown first line as an ARC header
+                yield _unreadable(path, records.offset, "not a WARC record")
+                return
+            if record.rec_type == "response":
+                row = _warc_response(path, records.offset, record, is_arc, cfg)
+            elif record.rec_type == "conversion":  # WET: text extracted from a response
+                row = _warc_conversion(path, records.offset, record, cfg)
+            else:
+                continue  # warcinfo, request, metadata, revisit: not documents
+            yield row
+            if row.status == "error":
+                return
+    except Exception as exc:  # warcio raises many types (ArchiveLoadFailed, zlib.error, EOFError...)
+        yield _unreadable(path, records.offset, _describe(exc))
+        return
+    # warcio ends silently on a file cut inside a record header or a gzip member.
+    if records.offset < size:
+        yield _unreadable(path, records.offset, f"{size - records.offset} bytes at the end are not a record")
+
+
+def read_record_at(path: str, offset: int, length: int | None = None, cfg: ReaderConfig = ReaderConfig()) -> RawRecord:
+    """The ``RawRecord`` that ``read_records`` produced for the WARC record at byte ``offset`` of ``path``.
+
+    A gzip member decompresses on its own, so only the record's ``length`` bytes (its member, as a CDX
+    index gives it) are read; without ``length`` the reader stops after the record. An offset that holds
+    no document record (a request, or not a record start) yields an ``unreadable_record`` error.
+    """
+    with open(path, "rb") as f:
+        f.seek(offset)
+        if length is None:
+            rows = list(_warc_records(f, path, offset + 1, offset + 1, cfg))
+        else:
+            rows = list(_warc_records(_Window(f.read(length), offset), path, offset + 1, offset + 1, cfg))
+    return rows[0] if rows else _unreadable(path, offset, "no document record at this offset")
+
+
+class _Window(io.BytesIO):
+    """Bytes read from ``base`` onwards of a file, telling positions as offsets in that file."""
+
+    def __init__(self, data: bytes, base: int) -> None:
+        super().__init__(data)
+        self._base = base
+
+    def tell(self) -> int:
+        return super().tell() + self._base
 
 
 def _record_fields(path: str, offset: int, record, is_arc: bool = False) -> dict:
@@ -329,7 +372,9 @@ def _warc_response(path: str, offset: int, record, is_arc: bool, cfg: ReaderConf
 
 def _warc_conversion(path: str, offset: int, record, cfg: ReaderConfig) -> RawRecord:
     content_type_header = record.rec_headers.get_header("Content-Type")
-    fields = dict(_record_fields(path, offset, record), content_type=_parse_content_type(content_type_header)[0] or "text/plain")
+    fields = dict(
+        _record_fields(path, offset, record), content_type=_parse_content_type(content_type_header)[0] or "text/plain"
+    )
     if fields["content_type"] != "text/plain" and fields["content_type"] not in _HTML_TYPES:
         return RawRecord(**fields, status="dropped", reason="not_html")
     body = _read_at_most(record.raw_stream, cfg.max_record_bytes + 1)
@@ -348,7 +393,9 @@ def _http_body(http, raw, limit: int) -> bytes:
     Common Crawl stores payloads decoded and renames the headers (X-Crawler-Content-Encoding), so this
     matters for WARCs written by other crawlers.
     """
-    stream = ChunkedDataReader(raw) if (http.get_header("Transfer-Encoding") or "").strip().lower() == "chunked" else raw
+    stream = (
+        ChunkedDataReader(raw) if (http.get_header("Transfer-Encoding") or "").strip().lower() == "chunked" else raw
+    )
     encoding = (http.get_header("Content-Encoding") or "identity").strip().lower()
     if encoding == "identity":
         return _read_at_most(stream, limit)
@@ -399,6 +446,91 @@ def _drain(record) -> int:
     while record.raw_stream.read(_CHUNK):
         pass
     return getattr(record.raw_stream, "limit", 0)
+
+
+# --- work units of gzipped WARC files -------------------------------------------------------------------
+
+
+_GZIP_MAGIC = b"\x1f\x8b\x08"  # gzip id bytes and the deflate method
+_SCAN_CHUNK = 1 << 20
+_HEADER_PROBE = 1 << 14  # compressed bytes decompressed to check a WARC record header
+_WARC_HEADER = re.compile(rb"WARC/\d\.\d+\r?\n(?:[!-9;-~]+:[^\r\n]*\r?\n)*?WARC-Type:", re.IGNORECASE)
+
+
+def _gzip_member_units(path: str, split_bytes: int) -> list[WorkUnit]:
+    """Byte ranges of about ``split_bytes``, each starting at a gzip member holding a WARC record header."""
+    size = os.path.getsize(path)
+    if size <= split_bytes:
+        return [WorkUnit(path)]
+    indexed = _indexed_offsets(path)
+    cuts = [0]
+    with open(path, "rb") as f:
+        target = split_bytes
+        while target < size:
+            cut = _next_cut(f, target, size, indexed)
+            if cut is None:
+                break
+            cuts.append(cut)
+            target = cut + split_bytes
+    return [WorkUnit(path, a, b) for a, b in itertools.pairwise(cuts)] + [WorkUnit(path, cuts[-1], None)]
+
+
+def _next_cut(f, target: int, size: int, indexed: list[int] | None) -> int | None:
+    """The first offset at or after ``target`` where a WARC record's gzip member starts, or None."""
+    if indexed is not None:
+        i = bisect.bisect_left(indexed, target)
+        return next((o for o in indexed[i:] if o < size and _warc_member_at(f, o)), None)
+    pos = target
+    while pos < size:
+        f.seek(pos)
+        chunk = f.read(_SCAN_CHUNK + len(_GZIP_MAGIC) - 1)
+        found = chunk.find(_GZIP_MAGIC)
+        while found >= 0:
+            if _warc_member_at(f, pos + found):
+                return pos + found
+            found = chunk.find(_GZIP_MAGIC, found + 1)
+        pos += _SCAN_CHUNK
+    return None
+
+
+def _warc_member_at(f, offset: int) -> bool:
+    """Whether a gzip member starts at ``offset`` and decompresses into the start of a WARC record."""
+    f.seek(offset)
+    data = f.read(_HEADER_PROBE)
+    if not data.startswith(_GZIP_MAGIC) or len(data) < 10 or data[3] & 0xE0:  # reserved flag bits are zero
+        return False
+    try:
+        head = zlib.decompressobj(wbits=31).decompress(data, _HEADER_PROBE)
+    except zlib.error:
+        return False
+    return _WARC_HEADER.match(head) is not None
+
+
+def _indexed_offsets(path: str) -> list[int] | None:
+    """Record offsets from ``<path>.cdxj`` (JSON block with "offset") or ``<path>.cdx`` (the "V" field), sorted."""
+    for suffix in (".cdxj", ".cdx"):
+        index = Path(path + suffix)
+        if index.is_file():
+            return sorted(set(_cdx_offsets(index)))
+    return None
+
+
+def _cdx_offsets(index: Path) -> Iterator[int]:
+    field = None  # classic CDX: the position of "V" (compressed offset) in the " CDX ..." legend
+    with index.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if line.startswith(" CDX "):
+                legend = line.split()[1:]
+                field = legend.index("V") if "V" in legend else None
+                continue
+            brace = line.find("{")
+            try:
+                if brace >= 0:
+                    yield int(json.loads(line[brace:])["offset"])
+                elif field is not None:
+                    yield int(line.split()[field])
+            except (ValueError, KeyError, IndexError, TypeError):
+                continue  # a line we cannot read costs a cut, never a record: every cut is checked anyway
 
 
 # --- JSON Lines ------------------------------------------------------------------------------------------
@@ -512,11 +644,17 @@ def _read_parquet(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
         offset = sum(parquet.metadata.row_group(i).num_rows for i in range(unit.start))
         names = set(parquet.schema_arrow.names)
         if cfg.html_field not in names and cfg.text_field not in names:
-            reason = f"missing_columns: neither {cfg.html_field!r} nor {cfg.text_field!r} in {sorted(names)}"[:_MAX_MESSAGE]
+            reason = f"missing_columns: neither {cfg.html_field!r} nor {cfg.text_field!r} in {sorted(names)}"[
+                :_MAX_MESSAGE
+            ]
             yield RawRecord(path, offset, status="error", reason=reason)
             return
-        columns = [c for c in (cfg.url_field, cfg.id_field, cfg.date_field, cfg.html_field, cfg.text_field) if c in names]
-        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, row_groups=list(range(unit.start, end)), columns=columns):
+        columns = [
+            c for c in (cfg.url_field, cfg.id_field, cfg.date_field, cfg.html_field, cfg.text_field) if c in names
+        ]
+        for batch in parquet.iter_batches(
+            batch_size=_PARQUET_BATCH_ROWS, row_groups=list(range(unit.start, end)), columns=columns
+        ):
             for row in batch.to_pylist():
                 yield _fields_record(path, offset, row, cfg)
                 offset += 1
@@ -537,8 +675,16 @@ def _read_html(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
 # --- shared ----------------------------------------------------------------------------------------------
 
 
-def _document(fields: dict, body: bytes, cfg: ReaderConfig, *, kind: str = "html", content_type_header: str | None = None,
-              sniff: bool = False, text: str | None = None) -> RawRecord:
+def _document(
+    fields: dict,
+    body: bytes,
+    cfg: ReaderConfig,
+    *,
+    kind: str = "html",
+    content_type_header: str | None = None,
+    sniff: bool = False,
+    text: str | None = None,
+) -> RawRecord:
     """The checks every record goes through, cheapest first: size cap, empty body, sniffing (no declared
     type), binary bytes, charset decoding. ``text`` is given when the input held text already (JSON)."""
     if len(body) > cfg.max_record_bytes:
@@ -630,7 +776,11 @@ def _detect_charset(body: bytes) -> str | None:
     best = matches.best()
     if best is None:
         return None
-    tied = [m.encoding for m in matches if (m.percent_chaos, m.percent_coherence) == (best.percent_chaos, best.percent_coherence)]
+    tied = [
+        m.encoding
+        for m in matches
+        if (m.percent_chaos, m.percent_coherence) == (best.percent_chaos, best.percent_coherence)
+    ]
     return codecs.lookup("cp1252" if "cp1252" in tied else best.encoding).name
 
 

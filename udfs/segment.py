@@ -19,7 +19,7 @@ stand alone, packed in document order into parts of at most ``max_chars``; a sub
 segment of its own ends the part before it. ``subheaders`` packs whole short sub-sections (cutting
 the intro at paragraphs only when it alone is too long); ``paragraphs`` packs paragraph by paragraph.
 A too-long section with nothing left to split off keeps one ``too_long`` row. Part 0 keeps the
-section's segment id; later parts add their number to it.
+section's segment id; later parts add their number to it (``segment_rows`` makes the table rows and their ids).
 
 Text before the first header follows no header and is not part of any segment. A document with no
 header at all yields a single level-0 section with an empty header, dropped as ``no_header``, so
@@ -37,18 +37,21 @@ This module is pure: no pyspark, no vllm.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Literal
 
 import numpy as np
 from selectolax.lexbor import LexborHTMLParser
 
+from udfs import ids
 from udfs.decontam import EvalSet
-from udfs.filters import BoilerplateConfig, GopherConfig, SegmentView, language_codes, measure
+from udfs.filters import BoilerplateConfig, GopherConfig, SegmentView, language_codes, load_resources, measure
 from udfs.pii import PLACEHOLDERS, mask_pii
-from udfs.text import REPLACEMENT_CHAR, clean_text
+from udfs.text import REPLACEMENT_CHAR, clean_text, normalize_for_dedup
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,17 @@ class SegmentConfig:
     min_chars: int = 600
     max_chars: int = 3000
     navigation_headers: tuple[str, ...] = (
-        "advertisement", "forum", "quick link", "quick links", "free newsletter", "navigation",
-        "table of contents", "related topics", "this page", "previous topic", "next topic",
+        "advertisement",
+        "forum",
+        "quick link",
+        "quick links",
+        "free newsletter",
+        "navigation",
+        "table of contents",
+        "related topics",
+        "this page",
+        "previous topic",
+        "next topic",
     )
     repetition_ngram: int = 3  # word n-grams per sentence (ours)
     repetition_threshold: float = 0.8  # Jaccard at/above which two sentences repeat (ours)
@@ -125,8 +137,8 @@ class SegmentCandidate:
     level: int
     header: str
     text: str  # the body without the header line
-    status: str  # "ok" | "dropped"
-    reason: str | None  # snake_case reason when dropped
+    status: str  # "ok" | "dropped" | "error"
+    reason: str | None  # snake_case reason when dropped; "segment_error: <type>: <message>" on error
     measurements: dict[str, Any] = field(default_factory=dict)  # filter name -> its measurements
 
     @property
@@ -136,6 +148,9 @@ class SegmentCandidate:
     @property
     def lang_score(self) -> float | None:
         return self.measurements.get("language_v1", {}).get("score")
+
+
+MAX_ERROR_CHARS = 500  # of an error row's reason
 
 
 class DocumentTooComplex(Exception):
@@ -159,15 +174,25 @@ def html_to_sections(html: str, cfg: SegmentConfig | None = None) -> list[Sectio
     sections = []
     for node in _section_tree(blocks):
         body = _join(blocks[node.start + 1 : node.end]).text
-        sections.append(Section(node.index, node.level, node.header, f"{node.header}\n\n{body}" if node.header and body else node.header or body))
+        sections.append(
+            Section(
+                node.index,
+                node.level,
+                node.header,
+                f"{node.header}\n\n{body}" if node.header and body else node.header or body,
+            )
+        )
     return sections
 
 
 def segment_document(html: str, cfg: SegmentConfig) -> list[SegmentCandidate]:
     """One or more candidates per section, each ``ok`` or ``dropped`` with the first failing reason.
 
-    A document that exceeds a work bound yields one dropped candidate instead (see the module docstring).
+    A document that exceeds a work bound yields one dropped candidate instead (see the module docstring);
+    one that raises anything else yields one ``error`` candidate whose reason names the exception, so a
+    single odd page is recorded and the stage goes on instead of failing on every retry.
     """
+    load_resources(cfg)  # outside the try: a broken environment fails the stage (see load_resources)
     deadline = time.monotonic() + cfg.parse_timeout_s
     try:
         blocks = _blocks(html, cfg, deadline)
@@ -187,6 +212,38 @@ def segment_document(html: str, cfg: SegmentConfig) -> list[SegmentCandidate]:
         return candidates
     except DocumentTooComplex as exc:
         return [_document_dropped(exc.reason)]
+    except Exception as exc:  # noqa: BLE001 - one odd page must not fail the stage on every retry
+        return [SegmentCandidate(0, 0, 0, "", "", "error", _error_reason(exc))]
+
+
+def _error_reason(exc: Exception) -> str:
+    """``segment_error: <type>: <message>``, bounded: the row must stay small whatever the message."""
+    return f"segment_error: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+
+
+def segment_rows(doc_id: str, url: str, html: str, cfg: SegmentConfig) -> list[dict[str, Any]]:
+    """The segments table's rows of one document (``udfs.tables.SEGMENT_ROWS_SCHEMA``), ids included:
+    ``segment_document``'s candidates keyed by document and span, with the hash exact dedup compares."""
+    return [
+        {
+            "segment_id": ids.segment_id(doc_id, c.index, c.part),
+            "doc_id": doc_id,
+            "url": url,
+            "section_index": c.index,
+            "header_level": c.level,
+            "header": c.header,
+            "text": c.text,
+            "n_chars": len(c.text),
+            "text_hash": ids.text_hash(normalize_for_dedup(c.text)),
+            "status": c.status,
+            "reason": c.reason,
+            "part": c.part,
+            "lang": c.lang,
+            "lang_score": c.lang_score,
+            "measurements": json.dumps(c.measurements, sort_keys=True),
+        }
+        for c in segment_document(html, cfg)
+    ]
 
 
 def _judge(node: _Node, part: int, body: _Text, cfg: SegmentConfig) -> SegmentCandidate:
@@ -194,7 +251,9 @@ def _judge(node: _Node, part: int, body: _Text, cfg: SegmentConfig) -> SegmentCa
     measurements["pii_v1"] = dict(zip(PLACEHOLDERS, body.pii))
     if node.level == 0:
         reason = "no_header"
-    return SegmentCandidate(node.index, part, node.level, node.header, body.text, "dropped" if reason else "ok", reason, measurements)
+    return SegmentCandidate(
+        node.index, part, node.level, node.header, body.text, "dropped" if reason else "ok", reason, measurements
+    )
 
 
 def _document_dropped(reason: str) -> SegmentCandidate:
@@ -268,7 +327,9 @@ def _join(blocks: list[_Block]) -> _Text:
     return _Text("\n\n".join(texts), sum(b.link_chars for b in blocks), pii)
 
 
-def _split(node: _Node, nodes: list[_Node], bodies: list[_Text], blocks: list[_Block], cfg: SegmentConfig) -> list[list[_Block]]:
+def _split(
+    node: _Node, nodes: list[_Node], bodies: list[_Text], blocks: list[_Block], cfg: SegmentConfig
+) -> list[list[_Block]]:
     """The block lists of the parts of a too-long section (see the module docstring)."""
     first_child = nodes[node.children[0]].start if node.children else node.end
     groups: list[list[_Block] | None] = [blocks[node.start + 1 : first_child]]  # None: a sub-section judged on its own
@@ -316,15 +377,45 @@ _SECTIONING_TAGS = frozenset({"article", "aside", "main", "nav", "section"})
 _SKIP_ROLES = frozenset({"navigation", "search", "banner", "contentinfo", "complementary", "menu", "menubar"})
 # Common class names of navigation chrome; "headerlink" is the Sphinx/MkDocs "¶" permalink.
 _SKIP_CLASSES = frozenset(
-    {"sidebar", "sphinxsidebar", "related", "footer", "breadcrumb", "breadcrumbs", "navbar", "menu", "toc",
-     "headerlink"}
+    {
+        "sidebar",
+        "sphinxsidebar",
+        "related",
+        "footer",
+        "breadcrumb",
+        "breadcrumbs",
+        "navbar",
+        "menu",
+        "toc",
+        "headerlink",
+    }
 )
 _HEADINGS = {f"h{k}": k for k in range(1, 7)}
 _PARAGRAPH_TAGS = frozenset(
     {
-        "address", "article", "blockquote", "caption", "center", "details", "dialog", "div", "dl",
-        "fieldset", "figcaption", "figure", "footer", "header", "hgroup", "hr", "main", "ol", "p",
-        "section", "summary", "table", "ul",
+        "address",
+        "article",
+        "blockquote",
+        "caption",
+        "center",
+        "details",
+        "dialog",
+        "div",
+        "dl",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "header",
+        "hgroup",
+        "hr",
+        "main",
+        "ol",
+        "p",
+        "section",
+        "summary",
+        "table",
+        "ul",
     }
 )
 _LINE_TAGS = frozenset({"br", "dd", "dt", "li", "tr"})
@@ -360,18 +451,20 @@ def _blocks(html: str, cfg: SegmentConfig, deadline: float) -> list[_Block]:
         raise DocumentTooComplex("too_deep")
     body = LexborHTMLParser(html).body
     writer = _BlockWriter(cfg)
-    # Iterative depth-first walk: malformed pages nest deeper than Python's recursion limit.
-    stack = [(body, False, False, 0)] if body is not None else []  # (node, leaving, in_sectioning, depth)
+    # Iterative depth-first walk: malformed pages nest deeper than Python's recursion limit. An element
+    # is pushed twice: to enter it (its node) and to leave it (its tag, read once on entering).
+    stack = [(body, False, False, 0)] if body is not None else []  # (node or tag, leaving, in_sectioning, depth)
     walked = 0
     while stack:
         node, leaving, in_sectioning, depth = stack.pop()
         walked += 1
         if walked % _DEADLINE_EVERY == 0:
             _check_deadline(deadline)
-        tag = node.tag
         if leaving:
-            writer.close(tag)
-        elif tag == "-text":
+            writer.close(node)
+            continue
+        tag = node.tag
+        if tag == "-text":
             writer.text(node.text_content)
         elif not node.is_element_node or _is_boilerplate(node, tag, in_sectioning):
             continue  # comments and boilerplate subtrees
@@ -381,9 +474,11 @@ def _blocks(html: str, cfg: SegmentConfig, deadline: float) -> list[_Block]:
             if depth >= cfg.max_depth:
                 raise DocumentTooComplex("too_deep")
             writer.open(tag)
-            stack.append((node, True, in_sectioning, depth))
+            stack.append((tag, True, in_sectioning, depth))
+            children = list(node.iter(include_text=True))
+            children.reverse()
             inner = in_sectioning or tag in _SECTIONING_TAGS
-            stack.extend((child, False, inner, depth + 1) for child in reversed(list(node.iter(include_text=True))))
+            stack.extend(zip(children, repeat(False), repeat(inner), repeat(depth + 1)))
     writer.paragraph()
     return writer.blocks
 
@@ -391,7 +486,7 @@ def _blocks(html: str, cfg: SegmentConfig, deadline: float) -> list[_Block]:
 def _is_boilerplate(node, tag: str, in_sectioning: bool) -> bool:
     if tag in _SKIP_TAGS or (tag in _PAGE_CHROME_TAGS and not in_sectioning):
         return True
-    attrs = node.attributes
+    attrs = node.attrs  # looks attributes up one by one, without building the whole dict
     return attrs.get("role") in _SKIP_ROLES or not _SKIP_CLASSES.isdisjoint((attrs.get("class") or "").split())
 
 

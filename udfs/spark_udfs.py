@@ -1,63 +1,34 @@
 """Executor-side batch functions for Spark's ``mapInPandas``: the one place where pure code meets Spark.
 
 Each factory returns a plain function ``Iterator[pd.DataFrame] -> Iterator[pd.DataFrame]`` that closes over
-small, picklable config objects, plus the DDL schema of what it yields. LLM functions fetch this worker's
-engine from ``udfs.engine.get_engine`` (created once, reused across batches and tasks).
-Every input row yields at least one output row with a status, so nothing disappears without a trace.
+small, picklable config objects; what it yields has a schema of ``udfs.tables``. The row logic is pure code
+(``udfs.segment``, ``udfs.minhash``, ``udfs.llm_rows``); this module adds only what Spark needs: LLM functions
+fetch this worker's engine from ``udfs.engine.get_engine`` (created once, reused across batches and tasks) on
+the GPUs Spark gave the task, and forget it when a batch fails. Every input row yields at least one output
+row with a status, so nothing disappears without a trace.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import pandas as pd
 from pyspark import TaskContext
 from pyspark.sql.functions import pandas_udf
 
-from udfs.augment import backward_conversation, clean_instruction
-from udfs.curation import SCORE_TOKENS, expected_score, injection_flags, judge_conversation, parse_score, score_prompt_suffix
+from udfs import ids
 from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine
-from udfs.ids import seed_from_id, stable_id
+from udfs.llm_rows import augment_batch, chunks, frame, judge_batch
 from udfs.minhash import DedupConfig, minhash
 from udfs.prompts import PromptTemplate
-from udfs.readers import RawRecord, ReaderConfig, WorkUnit, read_records
-from udfs.filters import normalize_for_dedup
-from udfs.segment import SegmentCandidate, SegmentConfig, segment_document
+from udfs.readers import ReaderConfig, WorkUnit, read_records
+from udfs.segment import SegmentConfig, segment_rows
+from udfs.tables import READ_SCHEMA, SEGMENT_ROWS_SCHEMA
 
 BatchFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
-
-DOCUMENTS_SCHEMA = (
-    "doc_id string, source_path string, offset long, url string, record_id string, fetch_date string, "
-    "http_status int, content_type string, content_hash string, html string, status string, reason string, "
-    "charset string, charset_source string"
-)
-# What ``read_units`` yields: documents rows plus the work unit each came from (for the ingest ledger).
-READ_SCHEMA = DOCUMENTS_SCHEMA + ", unit_id string"
-SEGMENTS_SCHEMA = (
-    "segment_id string, doc_id string, url string, section_index int, header_level int, header string, "
-    "text string, n_chars int, text_hash string, status string, reason string, "
-    "part int, lang string, lang_score double, measurements string"
-)
-# Added to segments by ``minhash_signatures``: the signature (uint32 values stored bit for bit as int) and band
-# keys of an ok segment, and the scheme they follow (set on every row, so a row group written under the current
-# scheme is skipped when looking for stale signatures).
-MINHASH_SCHEMA = "minhash array<int>, minhash_bands array<bigint>, minhash_scheme string"
-CANDIDATES_SCHEMA = (
-    "generation_id string, segment_id string, instruction string, raw_text string, finish_reason string, "
-    "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, model_id string, prompt_version string, sampling string, "
-    "seed long, status string, reason string"
-)
-SCORES_SCHEMA = (
-    "score_id string, generation_id string, segment_id string, iteration int, judge_model_id string, prompt_version string, "
-    "score int, expected_score double, parse_failure string, raw_text string, finish_reason string, "
-    "prompt_tokens int, cached_tokens int, truncated_tokens int, output_tokens int, input_flags string, status string, reason string"
-)
-
 
 _FRAME_ROWS = 256  # documents per yielded frame, so a task holds a bounded slice of a file, not all of it
 _FRAME_CHARS = 32 << 20
@@ -72,28 +43,22 @@ def read_units(cfg: ReaderConfig) -> BatchFn:
             for path, start, end, unit in zip(batch["path"], batch["start"], batch["end"], batch["unit_id"]):
                 rows, chars = [], 0
                 for rec in read_records(WorkUnit(path, int(start), None if pd.isna(end) else int(end)), cfg):
-                    rows.append({**dataclasses.asdict(rec), "doc_id": doc_id(rec), "unit_id": unit})
+                    doc = ids.doc_id(rec.url, rec.content_hash, rec.source_path, rec.offset, rec.reason)
+                    rows.append({**dataclasses.asdict(rec), "doc_id": doc, "unit_id": unit})
                     chars += len(rec.html or "")
                     if len(rows) >= _FRAME_ROWS or chars >= _FRAME_CHARS:
-                        yield _frame(rows, READ_SCHEMA)
+                        yield frame(rows, READ_SCHEMA)
                         rows, chars = [], 0
                 if rows:
-                    yield _frame(rows, READ_SCHEMA)
+                    yield frame(rows, READ_SCHEMA)
 
     return run
 
 
-def doc_id(rec: RawRecord) -> str:
-    """A document's key: its URL and content, so the same page read twice (or from two files) is one row;
-    records without content are keyed by where they are."""
-    key = (rec.url, rec.content_hash) if rec.content_hash else (rec.source_path, rec.offset, rec.reason)
-    return stable_id("doc", *key)
-
-
 def segment_documents(cfg: SegmentConfig) -> BatchFn:
-    """Input: ok documents (doc_id, url, html). Output: one row per section (SEGMENTS_SCHEMA).
+    """Input: ok documents (doc_id, url, html). Output: one row per section (``udfs.segment.segment_rows``).
 
-    ``segment_document`` yields at least one row per document (``no_header`` when it has none), so
+    Segmentation yields at least one row per document (``no_header`` when it has none), so
     "already segmented" is a lookup of the doc_id.
     """
 
@@ -101,32 +66,10 @@ def segment_documents(cfg: SegmentConfig) -> BatchFn:
         for batch in batches:
             rows = []
             for doc_id, url, html in zip(batch["doc_id"], batch["url"], batch["html"]):
-                rows.extend(_segment_row(doc_id, url, c) for c in segment_document(html or "", cfg))
-            yield _frame(rows, SEGMENTS_SCHEMA)
+                rows.extend(segment_rows(doc_id, url, html or "", cfg))
+            yield frame(rows, SEGMENT_ROWS_SCHEMA)
 
     return run
-
-
-def _segment_row(doc_id: str, url: str, c: SegmentCandidate) -> dict:
-    # Part 0 keeps the id segments had before sections were split, so earlier tables stay valid.
-    key = (doc_id, c.index) if c.part == 0 else (doc_id, c.index, c.part)
-    return {
-        "segment_id": stable_id("segment", *key),
-        "doc_id": doc_id,
-        "url": url,
-        "section_index": c.index,
-        "header_level": c.level,
-        "header": c.header,
-        "text": c.text,
-        "n_chars": len(c.text),
-        "text_hash": stable_id("text", normalize_for_dedup(c.text)),
-        "status": c.status,
-        "reason": c.reason,
-        "part": c.part,
-        "lang": c.lang,
-        "lang_score": c.lang_score,
-        "measurements": json.dumps(c.measurements, sort_keys=True),
-    }
 
 
 def minhash_signatures(cfg: DedupConfig) -> BatchFn:
@@ -135,7 +78,9 @@ def minhash_signatures(cfg: DedupConfig) -> BatchFn:
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            hashes = [minhash(text, cfg) if status == "ok" else None for text, status in zip(batch["text"], batch["status"])]
+            hashes = [
+                minhash(text, cfg) if status == "ok" else None for text, status in zip(batch["text"], batch["status"])
+            ]
             yield batch.assign(
                 minhash=[None if m is None else m.signature.view("int32") for m in hashes],
                 minhash_bands=[None if m is None else m.band_keys for m in hashes],
@@ -146,68 +91,39 @@ def minhash_signatures(cfg: DedupConfig) -> BatchFn:
 
 
 def backtranslate(
-    model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate, max_instruction_chars: int
+    model_path: str,
+    model_id: str,
+    engine_cfg: EngineConfig,
+    sampling: SamplingConfig,
+    template: PromptTemplate,
+    max_instruction_chars: int,
 ) -> BatchFn:
-    """Input: (generation_id, segment_id, text). Output: CANDIDATES_SCHEMA rows, one per input row, in order."""
-    sampling_json = _json(sampling)
+    """Input: (generation_id, segment_id, text). Output: CANDIDATES rows (``udfs.llm_rows.augment_batch``)."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in _chunks(batches, engine_cfg.batch_size):
+        for batch in chunks(batches, engine_cfg.batch_size):
             engine = _engine(model_path, model_id, engine_cfg)  # cached: loads once per worker, on the first rows
-            fits = [_fit_prompt(engine, lambda t: backward_conversation(template, t), text, sampling, engine_cfg) for text in batch["text"]]
-            seeds = [seed_from_id(g) for g in batch["generation_id"]]
-            completions = _generate(engine, fits, seeds, sampling)
-            rows = []
-            for i, (gen_id, seg_id) in enumerate(zip(batch["generation_id"], batch["segment_id"])):
-                row = {"generation_id": gen_id, "segment_id": seg_id, "model_id": model_id, "prompt_version": template.version,
-                       "sampling": sampling_json, "seed": seeds[i], "prompt_tokens": fits[i].n_tokens,
-                       "truncated_tokens": fits[i].truncated_tokens}
-                if fits[i].prompt is None:
-                    rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
-                    continue
-                out = completions[i]
-                cleaned = clean_instruction(out.text, out.finish_reason, max_instruction_chars)
-                rows.append({**row, "instruction": cleaned.text, "raw_text": out.text, "finish_reason": out.finish_reason,
-                             "output_tokens": out.output_tokens, "cached_tokens": out.cached_tokens,
-                             "status": cleaned.status, "reason": cleaned.reason})
-            yield _frame(rows, CANDIDATES_SCHEMA)
+            yield augment_batch(engine, batch, model_id, template, sampling, engine_cfg, max_instruction_chars)
 
     return _dropping_engine_on_failure(run)
 
 
 def judge(
-    model_path: str, model_id: str, engine_cfg: EngineConfig, sampling: SamplingConfig, template: PromptTemplate, iteration: int | None = None
+    model_path: str,
+    model_id: str,
+    engine_cfg: EngineConfig,
+    sampling: SamplingConfig,
+    template: PromptTemplate,
+    iteration: int | None = None,
 ) -> BatchFn:
-    """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES_SCHEMA rows, in order,
-    labelled with the self-training ``iteration`` whose judge this is (None: outside the loop, e.g. calibration).
-
-    Two reads of the judge per pair: its written reasoning and "Score: N" (parsed), then the probabilities
-    of "1".."5" right after "Score:" (expected score), which gives every judged row a score.
-    """
+    """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES rows of the self-training
+    ``iteration`` whose judge this is (``udfs.llm_rows.judge_batch``)."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in _chunks(batches, engine_cfg.batch_size):
-            engine = _engine(model_path, model_id, engine_cfg)
-            pairs = list(zip(batch["instruction"], batch["text"]))
-            fits = [_fit_prompt(engine, lambda a, ins=ins: judge_conversation(template, ins, a), ans, sampling, engine_cfg) for ins, ans in pairs]
-            seeds = [seed_from_id(s) for s in batch["score_id"]]
-            completions = _generate(engine, fits, seeds, sampling)
-            expected = _expected_scores(engine, {i: fits[i].prompt + score_prompt_suffix(c.text) for i, c in completions.items()}, engine_cfg)
-            rows = []
-            for i, (score_id, gen_id, seg_id) in enumerate(zip(batch["score_id"], batch["generation_id"], batch["segment_id"])):
-                flags = injection_flags(pairs[i][1])
-                row = {"score_id": score_id, "generation_id": gen_id, "segment_id": seg_id, "iteration": iteration, "judge_model_id": model_id,
-                       "prompt_version": template.version, "prompt_tokens": fits[i].n_tokens,
-                       "truncated_tokens": fits[i].truncated_tokens, "input_flags": ",".join(flags) or None}
-                if fits[i].prompt is None:
-                    rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
-                    continue
-                out = completions[i]
-                parsed = parse_score(out.text, out.finish_reason, quoted=pairs[i])
-                rows.append({**row, "score": parsed.score, "expected_score": expected.get(i), "parse_failure": parsed.failure,
-                             "raw_text": out.text, "finish_reason": out.finish_reason, "output_tokens": out.output_tokens,
-                             "cached_tokens": out.cached_tokens, "status": "ok", "reason": None})
-            yield _frame(rows, SCORES_SCHEMA)
+        for batch in chunks(batches, engine_cfg.batch_size):
+            yield judge_batch(
+                _engine(model_path, model_id, engine_cfg), batch, model_id, template, sampling, engine_cfg, iteration
+            )
 
     return _dropping_engine_on_failure(run)
 
@@ -219,7 +135,7 @@ def token_counter(tokenizer_dir: str):
     @pandas_udf("int")
     def count(texts: pd.Series) -> pd.Series:
         encoded = _tokenizer(tokenizer_dir)(texts.fillna("").tolist(), add_special_tokens=False)["input_ids"]
-        return pd.Series([len(ids) for ids in encoded], dtype="int32")
+        return pd.Series([len(tokens) for tokens in encoded], dtype="int32")
 
     return count
 
@@ -229,52 +145,6 @@ def _tokenizer(path: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)
-
-
-@dataclass(frozen=True)
-class _Fit:
-    prompt: str | None  # None: does not fit even after truncation (or truncation is off)
-    n_tokens: int
-    truncated_tokens: int | None  # tokens cut from the end of the web text to fit, when any
-
-
-def _fit_prompt(engine, conversation, text: str, sampling: SamplingConfig, cfg: EngineConfig) -> _Fit:
-    """Render ``conversation(text)`` so that prompt + max_tokens fits the context window.
-
-    With ``cfg.overflow == "truncate"`` the web text (never the template) is cut at a token boundary and the
-    cut is recorded; with "drop" the row is reported as too long. A long row never fails its batch.
-    """
-    budget = cfg.max_model_len - sampling.max_tokens
-    prompt = engine.render_chat(conversation(text))
-    n = engine.count_tokens([prompt])[0]
-    if n <= budget:
-        return _Fit(prompt, n, None)
-    if cfg.overflow == "drop":
-        return _Fit(None, n, None)
-    tokens = engine.count_tokens([text])[0]
-    keep = tokens - (n - budget) - 8  # a few tokens of slack: re-tokenising at the cut can merge differently
-    if keep > 0:
-        prompt = engine.render_chat(conversation(engine.truncate(text, keep)))
-        n_cut = engine.count_tokens([prompt])[0]
-        if n_cut <= budget:
-            return _Fit(prompt, n_cut, tokens - keep)
-    return _Fit(None, n, None)
-
-
-def _generate(engine, fits: list[_Fit], seeds: list[int], sampling: SamplingConfig) -> dict:
-    """Completions by row index for the rows whose prompt fits; the others are reported, never sent."""
-    idx = [i for i, f in enumerate(fits) if f.prompt is not None]
-    outs = engine.generate([fits[i].prompt for i in idx], sampling, [seeds[i] for i in idx]) if idx else []
-    return dict(zip(idx, outs))
-
-
-def _expected_scores(engine, prompts: dict, cfg: EngineConfig) -> dict:
-    """E[score] by row index; a follow-up prompt past the context (very long reasoning) gets none."""
-    if not prompts:  # every row of the batch was too long: nothing to ask (the tokenizer fails on an empty list)
-        return {}
-    fitting = {i: p for i, p, n in zip(prompts, prompts.values(), engine.count_tokens(list(prompts.values()))) if n < cfg.max_model_len}
-    logprobs = engine.next_token_logprobs(list(fitting.values()), SCORE_TOKENS) if fitting else []
-    return {i: expected_score(lp) for i, lp in zip(fitting, logprobs)}
 
 
 def _engine(model_path: str, model_id: str, cfg: EngineConfig):
@@ -297,30 +167,3 @@ def _dropping_engine_on_failure(run: BatchFn) -> BatchFn:
             raise
 
     return guarded
-
-
-def _chunks(batches: Iterator[pd.DataFrame], size: int) -> Iterator[pd.DataFrame]:
-    """Re-cut Arrow batches into engine-sized chunks (bigger batches keep vLLM's scheduler full)."""
-    pending: list[pd.DataFrame] = []
-    n = 0
-    for batch in batches:
-        pending.append(batch)
-        n += len(batch)
-        while n >= size:
-            whole = pd.concat(pending, ignore_index=True)
-            yield whole.iloc[:size].reset_index(drop=True)
-            pending, n = [whole.iloc[size:]], n - size
-    if n:
-        yield pd.concat(pending, ignore_index=True)
-
-
-def _frame(rows: list[dict], schema: str) -> pd.DataFrame:
-    columns = [c.split()[0] for c in schema.split(", ")]
-    types = {c.split()[0]: c.split()[1] for c in schema.split(", ")}
-    frame = pd.DataFrame(rows, columns=columns)
-    ints = {"int": "Int32", "long": "Int64"}
-    return frame.astype({c: ints[t] for c, t in types.items() if t in ints})
-
-
-def _json(obj) -> str:
-    return json.dumps(dataclasses.asdict(obj), sort_keys=True)

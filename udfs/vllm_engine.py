@@ -15,9 +15,10 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
 
 from vllm import LLM, SamplingParams  # noqa: E402
+from vllm.inputs import TokensPrompt  # noqa: E402
 
-from udfs.engine import Completion, SamplingConfig  # noqa: E402
-from udfs.prompts import render_chat  # noqa: E402
+from udfs.engine import Completion, SamplingConfig, continuation_paths  # noqa: E402
+from udfs.prompts import encode_prompt, render_chat  # noqa: E402
 
 
 class VLLMEngine:
@@ -27,27 +28,35 @@ class VLLMEngine:
         self.llm = LLM(**args)
         self.tokenizer = self.llm.get_tokenizer()
         self.prefix_caching = args["enable_prefix_caching"]
+        self.max_model_len = args["max_model_len"]
 
     def render_chat(self, conversation: Sequence[dict[str, str]]) -> str:
         return render_chat(self.tokenizer, conversation, add_generation_prompt=True)
 
+    def encode(self, prompt: str) -> list[int]:
+        return encode_prompt(self.tokenizer, prompt)
+
     def count_tokens(self, prompts: Sequence[str]) -> list[int]:
-        # Chat templates already carry the special tokens: count exactly what generate() will see.
-        return [len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+        return [len(self.encode(p)) for p in prompts]  # exactly the ids generate() sends
 
     def truncate(self, text: str, n_tokens: int) -> str:
         return self.tokenizer.decode(self.tokenizer.encode(text, add_special_tokens=False)[:n_tokens])
 
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
         params = [
-            SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=seed)
+            SamplingParams(
+                temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=seed
+            )
             for seed in seeds
         ]
+        # Token ids, not text: vLLM would add the tokenizer's special tokens to a text prompt whose template
+        # already wrote bos (encode_prompt adds bos exactly once, as training does).
+        inputs = [TokensPrompt(prompt_token_ids=self.encode(p)) for p in prompts]
         if self.prefix_caching and len(prompts) > 1:
             # Prefill one prompt first: its blocks then serve every request sharing its prefix (the judge's
             # rubric), where a cold batch would compute that prefix once per request scheduled in step one.
-            self.llm.generate([prompts[0]], SamplingParams(max_tokens=1), use_tqdm=False)
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+            self.llm.generate(inputs[:1], SamplingParams(max_tokens=1), use_tqdm=False)
+        outputs = self.llm.generate(inputs, params, use_tqdm=False)
         return [
             Completion(
                 text=out.outputs[0].text,
@@ -59,19 +68,42 @@ class VLLMEngine:
             for out in outputs
         ]
 
-    def next_token_logprobs(self, prompts: Sequence[str], tokens: Sequence[str]) -> list[dict[str, float]]:
-        ids = {}
-        for token in tokens:
-            encoded = self.tokenizer.encode(token, add_special_tokens=False)
-            if len(encoded) != 1:
-                raise ValueError(f"{token!r} is not a single token for {self.model_path}")
-            ids[encoded[0]] = token
-        params = SamplingParams(temperature=0.0, max_tokens=1, logprob_token_ids=list(ids))
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
-        result = []
-        for out in outputs:
-            step = out.outputs[0].logprobs[0]  # position 0: the token right after the prompt
-            result.append({ids[i]: float(step[i].logprob) for i in ids if i in step})
+    def continuation_logprobs(
+        self, prompts: Sequence[str], continuations: Sequence[str]
+    ) -> list[dict[str, float] | None]:
+        # Each continuation's tokens are asked for one position at a time, as next tokens with
+        # logprob_token_ids, not as prompt_logprobs: vLLM skips the prefix cache for any request that asks
+        # for prompt logprobs (SamplingParams.skip_reading_prefix_cache), which would prefill the whole judge
+        # prompt once per candidate. Asked depth by depth, each request is a cached prefix plus a few tokens.
+        plans = []
+        for prompt in prompts:
+            root, paths = continuation_paths(self.encode, prompt, continuations)
+            longest = len(root) + max((len(p) for p in paths.values()), default=0)
+            plans.append((root, paths) if root and paths and longest <= self.max_model_len else None)
+        asks: dict[tuple[int, tuple[int, ...]], set[int]] = {}  # (prompt, tokens after root) -> next tokens
+        for n, plan in enumerate(plans):
+            for path in plan[1].values() if plan else ():
+                for depth, token in enumerate(path):
+                    asks.setdefault((n, path[:depth]), set()).add(token)
+        found: dict[tuple[int, tuple[int, ...]], dict[int, float]] = {}
+        for depth in sorted({len(node) for _, node in asks}):  # shallow first: deeper asks reuse their blocks
+            keys = [key for key in asks if len(key[1]) == depth]
+            inputs = [TokensPrompt(prompt_token_ids=plans[n][0] + list(node)) for n, node in keys]  # type: ignore[index]
+            params = [SamplingParams(temperature=0.0, max_tokens=1, logprob_token_ids=sorted(asks[k])) for k in keys]
+            for key, out in zip(keys, self.llm.generate(inputs, params, use_tqdm=False)):
+                step = out.outputs[0].logprobs[0]  # the position right after the request's tokens
+                found[key] = {t: float(step[t].logprob) for t in asks[key] if t in step}
+        result: list[dict[str, float] | None] = []
+        for n, plan in enumerate(plans):
+            if plan is None:
+                result.append(None)
+                continue
+            result.append(
+                {
+                    text: sum(found[(n, path[:d])].get(t, float("-inf")) for d, t in enumerate(path))
+                    for text, path in plan[1].items()
+                }
+            )
         return result
 
     def close(self) -> None:

@@ -17,27 +17,53 @@ GOOD, PER_BAD_KIND = 12, 9
 MAX_OUTPUT_CHARS = 1500  # keeps every judge prompt well inside the tiny local model's context
 # Navigation, promotion and comment-section text: the rubric's score-1 signs of a scraped web page.
 BOILERPLATE_HEAD = "Home | Forum | Downloads | Quick links | Advertisement\nSubscribe to our free newsletter!\n\n"
-BOILERPLATE_TAIL = "\n\nShare this post on Facebook and Twitter. 12 comments. Log in to reply.\nSponsored: Cheap hosting, 50% off today."
+BOILERPLATE_TAIL = (
+    "\n\nShare this post on Facebook and Twitter. 12 comments. Log in to reply.\n"
+    "Sponsored: Cheap hosting, 50% off today."
+)
 
 
 def make_labels(seed: list[dict], rng: random.Random) -> list[dict]:
     pool = [r for r in seed if len(r["output"]) <= MAX_OUTPUT_CHARS]
     picked = rng.sample(pool, GOOD + 4 * PER_BAD_KIND)
     good, bad = picked[:GOOD], picked[GOOD:]
-    rows = [{"instruction": r["instruction"], "output": r["output"], "label": "good", "kind": "true_pair"} for r in good]
-    groups = [bad[i * PER_BAD_KIND:(i + 1) * PER_BAD_KIND] for i in range(4)]
+    rows = [
+        {"instruction": r["instruction"], "output": r["output"], "label": "good", "kind": "true_pair"} for r in good
+    ]
+    groups = [bad[i * PER_BAD_KIND : (i + 1) * PER_BAD_KIND] for i in range(4)]
     # mismatched: each instruction with the answer to another seed question of the group
-    rows += [{"instruction": r["instruction"], "output": groups[0][(i + 1) % PER_BAD_KIND]["output"], "label": "bad", "kind": "mismatched"}
-             for i, r in enumerate(groups[0])]
+    rows += [
+        {
+            "instruction": r["instruction"],
+            "output": groups[0][(i + 1) % PER_BAD_KIND]["output"],
+            "label": "bad",
+            "kind": "mismatched",
+        }
+        for i, r in enumerate(groups[0])
+    ]
     for r in groups[1]:  # shuffled: the right words in a random order
         words = r["output"].split()
         rng.shuffle(words)
         rows.append({"instruction": r["instruction"], "output": " ".join(words), "label": "bad", "kind": "shuffled"})
     for r in groups[2]:  # truncated: the first fifth of the answer, cut mid-sentence
         words = r["output"].split()
-        rows.append({"instruction": r["instruction"], "output": " ".join(words[: max(3, len(words) // 5)]), "label": "bad", "kind": "truncated"})
-    rows += [{"instruction": r["instruction"], "output": BOILERPLATE_HEAD + r["output"] + BOILERPLATE_TAIL, "label": "bad", "kind": "web_boilerplate"}
-             for r in groups[3]]
+        rows.append(
+            {
+                "instruction": r["instruction"],
+                "output": " ".join(words[: max(3, len(words) // 5)]),
+                "label": "bad",
+                "kind": "truncated",
+            }
+        )
+    rows += [
+        {
+            "instruction": r["instruction"],
+            "output": BOILERPLATE_HEAD + r["output"] + BOILERPLATE_TAIL,
+            "label": "bad",
+            "kind": "web_boilerplate",
+        }
+        for r in groups[3]
+    ]
     rng.shuffle(rows)
     return rows
 

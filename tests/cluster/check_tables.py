@@ -14,7 +14,13 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
-KEYS = {"documents": "doc_id", "segments": "segment_id", "candidates": "generation_id", "scores": "score_id", "runs": "run_id"}
+KEYS = {
+    "documents": "doc_id",
+    "segments": "segment_id",
+    "candidates": "generation_id",
+    "scores": "score_id",
+    "runs": "run_id",
+}
 STATUSES = {"ok", "dropped", "error"}
 
 
@@ -34,7 +40,9 @@ def check_tables(root: Path) -> dict:
             rows = tables[name]
             check(set(rows["status"]) <= STATUSES, f"{name}: every status is one of {sorted(STATUSES)}")
             check(rows.loc[rows["status"] != "ok", "reason"].notna().all(), f"{name}: every row not ok has a reason")
-    ran = {s["stage"].rsplit("_v", 1)[0] for s in json.loads(tables["runs"].sort_values("finished_at")["stages"].iloc[-1])}
+    ran = {
+        s["stage"].rsplit("_v", 1)[0] for s in json.loads(tables["runs"].sort_values("finished_at")["stages"].iloc[-1])
+    }
     ok = {name: rows[rows["status"] == "ok"] for name, rows in tables.items() if "status" in rows}
     if "ingest" in ran:
         check(len(ok.get("documents", [])) > 0, "ingest wrote ok documents")
@@ -42,11 +50,19 @@ def check_tables(root: Path) -> dict:
         check(len(ok.get("segments", [])) > 0, "segment wrote ok segments")
         check(set(ok["segments"]["doc_id"]) <= set(ok["documents"]["doc_id"]), "segments come from ok documents")
     if "augment" in ran:
-        check(set(tables["candidates"]["segment_id"]) == set(ok["segments"]["segment_id"]), "one candidate per ok segment")
+        check(
+            set(tables["candidates"]["segment_id"]) == set(ok["segments"]["segment_id"]), "one candidate per ok segment"
+        )
     if "curate" in ran:
-        check(set(tables["scores"]["generation_id"]) == set(ok["candidates"]["generation_id"]), "one score per ok candidate")
-    return {"stages": sorted(ran), "rows": {name: len(rows) for name, rows in tables.items()},
-            "ok": {name: len(rows) for name, rows in ok.items()}}
+        check(
+            set(tables["scores"]["generation_id"]) == set(ok["candidates"]["generation_id"]),
+            "one score per ok candidate",
+        )
+    return {
+        "stages": sorted(ran),
+        "rows": {name: len(rows) for name, rows in tables.items()},
+        "ok": {name: len(rows) for name, rows in ok.items()},
+    }
 
 
 def check_executors(workers: list[Path]) -> dict:

@@ -26,9 +26,18 @@ def test_the_job_runs_unchanged_on_a_standalone_cluster(tiny_model, tmp_path):
     work = tmp_path / "cluster"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHON=sys.executable, CLUSTER_DIR=str(work))
-    args = ["--stages", "ingest,segment,models,augment,curate", "--iterations", "1",  # M0 judges; no M1 to train
-            "--set", "augment.sampling.max_tokens=16", "--set", "curate.sampling.max_tokens=16",
-            "--set", "report.after_run=false"]  # the report runs on the driver only (tests/spark/test_report.py)
+    args = [
+        "--stages",
+        "ingest,segment,models,augment,curate",
+        "--iterations",
+        "1",  # M0 judges; no M1 to train
+        "--set",
+        "augment.sampling.max_tokens=16",
+        "--set",
+        "curate.sampling.max_tokens=16",
+        "--set",
+        "report.after_run=false",
+    ]  # the report runs on the driver only (tests/spark/test_report.py)
     for role in ("base", "backward", "seed_model"):
         args += ["--set", f"models.{role}={tiny_model}"]
     result = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=900)
@@ -37,7 +46,9 @@ def test_the_job_runs_unchanged_on_a_standalone_cluster(tiny_model, tmp_path):
 
     figures = json.loads(result.stdout.split("checks passed:")[1].splitlines()[0])
     assert figures["stages"] == ["augment", "curate", "ingest", "models", "segment"]
-    assert set(figures["tasks_per_worker"]) == {"worker-1", "worker-2"} and min(figures["tasks_per_worker"].values()) > 0
+    assert (
+        set(figures["tasks_per_worker"]) == {"worker-1", "worker-2"} and min(figures["tasks_per_worker"].values()) > 0
+    )
     assert figures["rows"]["documents"] == 29 and figures["ok"]["documents"] == 27  # data/sample: 2 records not HTML
     assert figures["rows"]["candidates"] == figures["ok"]["segments"] > 0
     assert figures["rows"]["scores"] == figures["ok"]["candidates"]

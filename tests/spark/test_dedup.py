@@ -13,22 +13,96 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.config import load_pipeline_config
-from jobs.dedup import dedup, near_dedup, stored_signatures
-from jobs.stages import Context, ingest, segment
+from jobs.stages import Context, run_stage
+from jobs.stages.segment import dedup, near_dedup, stored_signatures
 from jobs.storage import Storage
 from tests.conftest import ROOT, write_warc
 from udfs.text import normalize_for_dedup
 from udfs.minhash import DedupConfig, minhash, shingle_hashes
 
 RNG = random.Random(7)
-NOUNS = ("river", "garden", "teacher", "market", "window", "engine", "letter", "forest", "kitchen", "harbor", "village",
-         "painter", "bridge", "library", "student", "mountain", "station", "farmer", "journey", "island", "museum",
-         "orchard", "captain", "lantern", "meadow", "workshop", "doctor", "valley", "bakery", "theater", "sailor",
-         "canyon", "tower", "carpet", "desert", "poet", "clinic", "factory", "ladder", "cottage")
-VERBS = ("watched", "repaired", "visited", "described", "carried", "painted", "followed", "opened", "measured",
-         "cleaned", "admired", "borrowed", "studied", "crossed", "planted", "explored", "finished", "ignored")
-ADJECTIVES = ("quiet", "narrow", "ancient", "bright", "heavy", "gentle", "crowded", "distant", "careful", "wooden",
-              "golden", "patient", "humble", "sudden", "silver", "curious", "steady", "famous")
+NOUNS = (
+    "river",
+    "garden",
+    "teacher",
+    "market",
+    "window",
+    "engine",
+    "letter",
+    "forest",
+    "kitchen",
+    "harbor",
+    "village",
+    "painter",
+    "bridge",
+    "library",
+    "student",
+    "mountain",
+    "station",
+    "farmer",
+    "journey",
+    "island",
+    "museum",
+    "orchard",
+    "captain",
+    "lantern",
+    "meadow",
+    "workshop",
+    "doctor",
+    "valley",
+    "bakery",
+    "theater",
+    "sailor",
+    "canyon",
+    "tower",
+    "carpet",
+    "desert",
+    "poet",
+    "clinic",
+    "factory",
+    "ladder",
+    "cottage",
+)
+VERBS = (
+    "watched",
+    "repaired",
+    "visited",
+    "described",
+    "carried",
+    "painted",
+    "followed",
+    "opened",
+    "measured",
+    "cleaned",
+    "admired",
+    "borrowed",
+    "studied",
+    "crossed",
+    "planted",
+    "explored",
+    "finished",
+    "ignored",
+)
+ADJECTIVES = (
+    "quiet",
+    "narrow",
+    "ancient",
+    "bright",
+    "heavy",
+    "gentle",
+    "crowded",
+    "distant",
+    "careful",
+    "wooden",
+    "golden",
+    "patient",
+    "humble",
+    "sudden",
+    "silver",
+    "curious",
+    "steady",
+    "famous",
+)
 
 
 def sentence() -> list[str]:
@@ -76,15 +150,20 @@ def page(*sections: str) -> bytes:
 
 
 DROP_1 = {"https://a.example/1": page("base", "other", "base_copy"), "https://a.example/2": page("other_near", "later")}
-DROP_2 = {"https://b.example/1": page("base", "later_near"), "https://b.example/2": page("later_below", "fresh", "fresh_near")}
+DROP_2 = {
+    "https://b.example/1": page("base", "later_near"),
+    "https://b.example/2": page("later_below", "fresh", "fresh_near"),
+}
 
 
 def run_drop(spark, tmp: Path, name: str, pages: dict[str, bytes], *overrides: str) -> int:
     warc = write_warc(tmp / f"{name}.warc.gz", pages)
-    cfg = load_pipeline_config(str(ROOT / "conf/local.yaml"), [f"input.corpus={warc}", f"storage.root={tmp}/tables", *overrides])
+    cfg = load_pipeline_config(
+        str(ROOT / "conf/local.yaml"), [f"input.corpus={warc}", f"storage.root={tmp}/tables", *overrides]
+    )
     ctx = Context(spark, Storage(spark, cfg.storage.root), cfg)
-    ingest(ctx)
-    return segment(ctx).rows_written
+    run_stage(ctx, "ingest")
+    return run_stage(ctx, "segment").rows_written
 
 
 def by_text(tmp: Path) -> dict:
@@ -116,24 +195,45 @@ def test_duplicates_within_one_drop(drops):
     _, first, _ = drops
     base, copy = first["base", "https://a.example/1"], first["base_copy", "https://a.example/1"]
     kept, dup = sorted([base, copy], key=lambda r: r.segment_id)
-    assert (kept.status, dup.status, dup.reason, dup.duplicate_of) == ("ok", "dropped", "exact_duplicate", kept.segment_id)
+    assert (kept.status, dup.status, dup.reason, dup.duplicate_of) == (
+        "ok",
+        "dropped",
+        "exact_duplicate",
+        kept.segment_id,
+    )
     near = [first["other", "https://a.example/1"], first["other_near", "https://a.example/2"]]
     kept, dup = sorted(near, key=lambda r: r.segment_id)  # the smaller id is kept
-    assert (kept.status, dup.status, dup.reason, dup.duplicate_of) == ("ok", "dropped", "near_duplicate", kept.segment_id)
-    assert kept.minhash is not None and len(kept.minhash_bands) == 14 and dup.minhash is None and dup.minhash_bands is None
+    assert (kept.status, dup.status, dup.reason, dup.duplicate_of) == (
+        "ok",
+        "dropped",
+        "near_duplicate",
+        kept.segment_id,
+    )
+    assert (
+        kept.minhash is not None and len(kept.minhash_bands) == 14 and dup.minhash is None and dup.minhash_bands is None
+    )
     assert first["later", "https://a.example/2"].status == "ok"
 
 
 def test_duplicates_of_earlier_drops_and_within_the_new_one(drops):
     _, first, second = drops
-    stored_base = next(r for r in (first["base", "https://a.example/1"], first["base_copy", "https://a.example/1"]) if r.status == "ok")
+    stored_base = next(
+        r for r in (first["base", "https://a.example/1"], first["base_copy", "https://a.example/1"]) if r.status == "ok"
+    )
     again = second["base", "https://b.example/1"]
     assert (again.status, again.reason, again.duplicate_of) == ("dropped", "exact_duplicate", stored_base.segment_id)
     near = second["later_near", "https://b.example/1"]
-    assert (near.status, near.reason, near.duplicate_of) == ("dropped", "near_duplicate", first["later", "https://a.example/2"].segment_id)
+    assert (near.status, near.reason, near.duplicate_of) == (
+        "dropped",
+        "near_duplicate",
+        first["later", "https://a.example/2"].segment_id,
+    )
     below = second["later_below", "https://b.example/2"]
     assert (below.status, below.reason, below.duplicate_of) == ("ok", None, None)
-    fresh = sorted([second["fresh", "https://b.example/2"], second["fresh_near", "https://b.example/2"]], key=lambda r: r.segment_id)
+    fresh = sorted(
+        [second["fresh", "https://b.example/2"], second["fresh_near", "https://b.example/2"]],
+        key=lambda r: r.segment_id,
+    )
     assert [r.reason for r in fresh] == [None, "near_duplicate"] and fresh[1].duplicate_of == fresh[0].segment_id
     assert {r.minhash_scheme for r in second.values()} == {"minhash_v1/5gram/112perm/seed1/14x8"}
 
@@ -151,9 +251,13 @@ def test_stored_signatures_under_another_scheme_are_recomputed(spark):
     fresh = minhash(TEXTS["later"], cfg)
     fields = "segment_id string, text string, status string"
     stored = spark.createDataFrame(
-        [("s1", TEXTS["base"], "ok", [7] * 112, [1], cfg.scheme), ("s2", TEXTS["later"], "ok", [7] * 112, [1], "minhash_v0/other"),
-         ("s3", TEXTS["other"], "dropped", None, None, cfg.scheme)],
-        f"{fields}, minhash array<int>, minhash_bands array<bigint>, minhash_scheme string")
+        [
+            ("s1", TEXTS["base"], "ok", [7] * 112, [1], cfg.scheme),
+            ("s2", TEXTS["later"], "ok", [7] * 112, [1], "minhash_v0/other"),
+            ("s3", TEXTS["other"], "dropped", None, None, cfg.scheme),
+        ],
+        f"{fields}, minhash array<int>, minhash_bands array<bigint>, minhash_scheme string",
+    )
     got = {r.segment_id: (r.minhash, r.minhash_bands) for r in stored_signatures(stored, cfg).collect()}
     assert got == {"s1": ([7] * 112, [1]), "s2": (fresh.signature.view("int32").tolist(), fresh.band_keys.tolist())}
     old_table = stored.select("segment_id", "text", "status")
@@ -167,7 +271,11 @@ def test_a_shared_band_key_is_confirmed_by_the_signatures(spark, min_similarity,
     sig = list(range(cfg.num_perm))
     half = sig[: cfg.num_perm // 2] + [-v for v in sig[cfg.num_perm // 2 :]]
     rows = [("s1", "ok", None, None, sig, [1, 2]), ("s2", "ok", None, None, half, [1, 3])]
-    df = spark.createDataFrame(rows, "segment_id string, status string, reason string, duplicate_of string, minhash array<int>, minhash_bands array<bigint>")
+    df = spark.createDataFrame(
+        rows,
+        "segment_id string, status string, reason string, duplicate_of string, minhash array<int>, "
+        "minhash_bands array<bigint>",
+    )
     got = {r.segment_id: (r.reason, r.duplicate_of) for r in near_dedup(df, None, cfg).collect()}
     assert got == {"s1": (None, None), "s2": ("near_duplicate", "s1") if marked else (None, None)}
 
@@ -177,6 +285,12 @@ def test_near_duplicates_can_be_switched_off(spark, near):
     texts = {"s1": TEXTS["other"], "s2": TEXTS["other_near"], "s3": TEXTS["base"], "s4": TEXTS["base_copy"]}
     rows = [(sid, text, normalize_for_dedup(text), "ok", None) for sid, text in texts.items()]
     df = spark.createDataFrame(rows, "segment_id string, text string, text_hash string, status string, reason string")
-    got = {r.segment_id: (r.reason, r.duplicate_of) for r in dedup(df, None, DedupConfig(near_duplicates=near)).collect()}
-    assert got == {"s1": (None, None), "s2": ("near_duplicate", "s1") if near else (None, None),
-                   "s3": (None, None), "s4": ("exact_duplicate", "s3")}
+    got = {
+        r.segment_id: (r.reason, r.duplicate_of) for r in dedup(df, None, DedupConfig(near_duplicates=near)).collect()
+    }
+    assert got == {
+        "s1": (None, None),
+        "s2": ("near_duplicate", "s1") if near else (None, None),
+        "s3": (None, None),
+        "s4": ("exact_duplicate", "s3"),
+    }

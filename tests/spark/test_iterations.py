@@ -22,8 +22,17 @@ from tests.conftest import ROOT, SAMPLE_PAGES, SAMPLE_SEED, sample_pages, write_
 pytestmark = pytest.mark.slow
 
 SECRET = "XYZ-never-logged-7f3a"
-FULL_ORDER = [("ingest", None), ("segment", None), ("models", None), ("augment", None),
-              ("curate", 1), ("train", 1), ("curate", 2), ("train", 2), ("calibrate", None)]
+FULL_ORDER = [
+    ("ingest", None),
+    ("segment", None),
+    ("models", None),
+    ("augment", None),
+    ("curate", 1),
+    ("train", 1),
+    ("curate", 2),
+    ("train", 2),
+    ("calibrate", None),
+]
 
 
 def table(root: Path, name: str):
@@ -31,7 +40,9 @@ def table(root: Path, name: str):
 
 
 def by_stage(summary: dict) -> dict:
-    return {(s["stage"].rsplit("_v", 1)[0], s["iteration"]): s for s in summary["stages"]}  # stage names without version
+    return {
+        (s["stage"].rsplit("_v", 1)[0], s["iteration"]): s for s in summary["stages"]
+    }  # stage names without version
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +54,24 @@ def loop(spark, tiny_model, tmp_path_factory):
     seed = root / "seed.jsonl"
     seed.write_text("".join(SAMPLE_SEED.read_text().splitlines(keepends=True)[:16]))
     args = ["--config", str(ROOT / "conf/local.yaml")]
-    for item in [f"input.corpus={corpus}", f"input.seed={seed}", f"storage.root={root}/tables", f"models.dir={root}/models",
-                 f"models.base={tiny_model}", f"models.seed_model={tiny_model}",
-                 # M_yx needs a dozen steps to learn to stop: an instruction cut at max_tokens is dropped
-                 "models.train_overrides=[optim.max_steps=12, optim.max_seq_len=512, tracking.enabled=false]",
-                 "augment.sampling.max_tokens=48", "curate.sampling.max_tokens=16", "engine.batch_size=8",
-                 "iterations.score_column=expected_score", "iterations.min_score=1.0",  # every pair is curated
-                 "report.judge_labels=null", "report.after_run=false",  # test_pipeline covers calibration and the report
-                 f"spark.conf.spark.hadoop.fs.s3a.secret.key={SECRET}"]:
+    for item in [
+        f"input.corpus={corpus}",
+        f"input.seed={seed}",
+        f"storage.root={root}/tables",
+        f"models.dir={root}/models",
+        f"models.base={tiny_model}",
+        f"models.seed_model={tiny_model}",
+        # M_yx needs a dozen steps to learn to stop: an instruction cut at max_tokens is dropped
+        "models.train_overrides=[optim.max_steps=12, optim.max_seq_len=512, tracking.enabled=false]",
+        "augment.sampling.max_tokens=48",
+        "curate.sampling.max_tokens=16",
+        "engine.batch_size=8",
+        "iterations.score_column=expected_score",
+        "iterations.min_score=1.0",  # every pair is curated
+        "report.judge_labels=null",
+        "report.after_run=false",  # test_pipeline covers calibration and the report
+        f"spark.conf.spark.hadoop.fs.s3a.secret.key={SECRET}",
+    ]:
         args += ["--set", item]
 
     out = io.StringIO()
@@ -63,7 +84,9 @@ def loop(spark, tiny_model, tmp_path_factory):
     try:
         with contextlib.redirect_stdout(out):
             steps["plan_fresh"] = main([*args, "--dry-run"])
-            steps["written_by_plan"] = sorted(p.name for p in (root / "tables").iterdir()) + sorted(p.name for p in root.glob("models*"))
+            steps["written_by_plan"] = sorted(p.name for p in (root / "tables").iterdir()) + sorted(
+                p.name for p in root.glob("models*")
+            )
             with pytest.raises(SystemExit) as stopped:
                 main([*args, "--stages", "curate", "--iterations", "2"])
             steps["missing_judge"] = str(stopped.value)
@@ -90,7 +113,10 @@ def test_dry_run_plans_every_step_and_writes_nothing(loop):
     assert step[("ingest", None)]["todo"] == {"new_or_changed_files": 1}
     assert step[("models", None)]["todo"] == {"build": ["M_yx"]}  # base and M0 are given
     assert step[("curate", 1)]["models"]["M0 (judge)"]["state"] == "present"
-    assert step[("train", 1)]["todo"] == {"train": "train"} and step[("curate", 2)]["models"]["M1 (judge)"]["state"] == "absent"
+    assert (
+        step[("train", 1)]["todo"] == {"train": "train"}
+        and step[("curate", 2)]["models"]["M1 (judge)"]["state"] == "absent"
+    )
 
 
 def test_a_stage_whose_judge_is_not_trained_says_what_to_run_first(loop):
@@ -109,7 +135,9 @@ def test_stopping_after_iteration_1_then_resuming_does_only_iteration_2(loop):
     after = {(s["stage"], s["iteration"]): s for s in steps["plan_after_first"]["steps"]}
     assert after[("augment", None)]["todo"] == {"generations": 0}
     assert after[("curate", 1)]["todo"] == {"pairs": 0} and after[("train", 1)]["todo"] == {"train": "none: up to date"}
-    assert after[("curate", 2)]["models"]["M1 (judge)"]["state"] == "present" and after[("curate", 2)]["todo"] == {"pairs": n_pairs}
+    assert after[("curate", 2)]["models"]["M1 (judge)"]["state"] == "present" and after[("curate", 2)]["todo"] == {
+        "pairs": n_pairs
+    }
     assert after[("train", 2)]["todo"] == {"train": "train"}
 
     assert list(resumed) == FULL_ORDER
@@ -131,8 +159,14 @@ def test_a_new_corpus_drop_goes_through_every_stage_for_its_new_documents_only(l
     new_ok_segments = segments[segments["doc_id"].isin(new_docs) & (segments["status"] == "ok")]
     # augment generated for the new segments only; old candidates are untouched
     added = candidates[~candidates["generation_id"].isin(old_candidates["generation_id"])]
-    assert set(added["segment_id"]) == set(new_ok_segments["segment_id"]) and new[("augment", None)]["rows_in"] == len(added) > 0
-    assert candidates.set_index("generation_id").loc[old_candidates["generation_id"], "raw_text"].tolist() == old_candidates["raw_text"].tolist()
+    assert (
+        set(added["segment_id"]) == set(new_ok_segments["segment_id"])
+        and new[("augment", None)]["rows_in"] == len(added) > 0
+    )
+    assert (
+        candidates.set_index("generation_id").loc[old_candidates["generation_id"], "raw_text"].tolist()
+        == old_candidates["raw_text"].tolist()
+    )
     # iteration 1's judge (M0) did not change: it scored the new pairs only
     added_scores = scores[~scores["score_id"].isin(old_scores["score_id"])]
     iteration1 = added_scores[added_scores["iteration"] == 1]
@@ -147,7 +181,11 @@ def test_a_new_corpus_drop_goes_through_every_stage_for_its_new_documents_only(l
     curated = table(root, "curated")
     for i in (1, 2):
         rows = curated[curated["trained_model_id"] == new[("train", i)]["extra"]["model_id"]]
-        assert len(rows) == new[("train", i)]["extra"]["examples_by_source"]["augmented"] == (candidates["status"] == "ok").sum()
+        assert (
+            len(rows)
+            == new[("train", i)]["extra"]["examples_by_source"]["augmented"]
+            == (candidates["status"] == "ok").sum()
+        )
 
 
 def test_a_credential_on_the_command_line_reaches_no_log_table_or_file(loop):

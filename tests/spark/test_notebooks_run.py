@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from jobs.config import ITERATION_STAGES, STAGES
+from jobs.stages import ITERATION_STAGES, STAGE_NAMES
 from tests.conftest import ROOT, SAMPLE_SEED, sample_pages, write_warc
 
 pytestmark = pytest.mark.slow
@@ -70,31 +70,40 @@ def params(tiny_model, run_dir) -> dict[str, str]:
     seed = run_dir / "seed.jsonl"
     seed.write_text("".join(SAMPLE_SEED.read_text().splitlines(keepends=True)[:8]))
     overrides = [
-        f"input.corpus={warc}", f"input.seed={seed}", f"storage.root={run_dir}/tables", f"models.dir={run_dir}/models",
+        f"input.corpus={warc}",
+        f"input.seed={seed}",
+        f"storage.root={run_dir}/tables",
+        f"models.dir={run_dir}/models",
         *(f"models.{role}={tiny_model}" for role in ("base", "backward", "seed_model")),
         "'models.train_overrides=[optim.max_steps=2, optim.max_seq_len=256]'",
-        "segment.min_chars=100000", "segment.max_chars=200000", "iterations.count=1",
-        "report.after_run=false", "report.judge_labels=null",  # the report and calibration have their own tests
+        "segment.min_chars=100000",
+        "segment.max_chars=200000",
+        "iterations.count=1",
+        "report.after_run=false",
+        "report.judge_labels=null",  # the report and calibration have their own tests
     ]
     return {"config": "conf/local.yaml", "overrides": " ".join(overrides)}
 
 
 def test_every_notebook_runs_its_stages_into_the_tables(spark, params, run_dir):
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         # As the job's task for iteration 1 would run it; no `spark` global: the notebook must not need one.
         summary = run_notebook(stage, params | ({"iterations": "1"} if stage in ITERATION_STAGES else {}))
         assert stages_run(summary) == [stage]
-    tables = {t: DeltaTable(str(run_dir / "tables" / t)).to_pandas() for t in ("documents", "segments", "candidates", "scores")}
+    tables = {
+        t: DeltaTable(str(run_dir / "tables" / t)).to_pandas()
+        for t in ("documents", "segments", "candidates", "scores")
+    }
     assert list(tables["documents"]["status"]) == ["ok", "ok"]
     assert len(tables["segments"]) > 0 and set(tables["segments"]["reason"]) == {"too_short"}
     assert tables["candidates"].empty and tables["scores"].empty
     assert (run_dir / "models/m1/config.json").is_file()
 
     plan = run_notebook("loop", params | {"dry_run": "true"})
-    assert plan["dry_run"] and [step["stage"] for step in plan["steps"]] == list(STAGES)
+    assert plan["dry_run"] and [step["stage"] for step in plan["steps"]] == list(STAGE_NAMES)
 
     # The loop notebook, with `spark` defined as on Databricks, over every stage but train (which retrains M1).
-    stages = [s for s in STAGES if s != "train"]
+    stages = [s for s in STAGE_NAMES if s != "train"]
     again = run_notebook("loop", params | {"stages": ",".join(stages)}, spark=spark)
     assert stages_run(again) == stages
     assert all(s["rows_written"] == 0 for s in again["stages"])  # nothing left to do

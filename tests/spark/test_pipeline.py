@@ -54,8 +54,18 @@ def inputs(tmp_path_factory):
 
 def run(inputs, root: Path, *extra: str) -> dict:
     warc, seed = inputs
-    args = ["--config", str(ROOT / "conf/local.yaml"), "--set", f"input.corpus={warc}", "--set", f"input.seed={seed}",
-            "--set", f"storage.root={root}/tables", "--set", f"models.dir={root}/models"]
+    args = [
+        "--config",
+        str(ROOT / "conf/local.yaml"),
+        "--set",
+        f"input.corpus={warc}",
+        "--set",
+        f"input.seed={seed}",
+        "--set",
+        f"storage.root={root}/tables",
+        "--set",
+        f"models.dir={root}/models",
+    ]
     for item in [*TINY, *extra]:
         args += ["--set", item]
     start = time.monotonic()
@@ -94,8 +104,18 @@ def test_segments_follow_the_papers_rules(first_run):
     assert ok["n_chars"].between(600, 3000).all()
     reasons = set(segments.loc[segments["status"] == "dropped", "reason"])
     assert {r for r in reasons if not r.startswith(("gopher_", "eval_overlap:"))} <= {
-        "too_short", "too_long", "empty_header", "uppercase_header", "navigation_header", "repeated_sentences",
-        "no_header", "exact_duplicate", "near_duplicate", "wrong_language", "high_link_density", "boilerplate_lines",
+        "too_short",
+        "too_long",
+        "empty_header",
+        "uppercase_header",
+        "navigation_header",
+        "repeated_sentences",
+        "no_header",
+        "exact_duplicate",
+        "near_duplicate",
+        "wrong_language",
+        "high_link_density",
+        "boilerplate_lines",
     }
     assert ok["measurements"].map(json.loads).map(bool).all() and set(ok["lang"]) == {"en"}
     assert ok["text_hash"].is_unique  # exact dedup
@@ -106,7 +126,10 @@ def test_every_ok_segment_gets_one_candidate_and_every_candidate_one_score_per_i
     segments, candidates, scores = table(root, "segments"), table(root, "candidates"), table(root, "scores")
     assert set(candidates["segment_id"]) == set(segments.loc[segments["status"] == "ok", "segment_id"])
     assert candidates["generation_id"].is_unique
-    assert candidates["prompt_version"].eq("backtranslate_v1").all() and candidates["model_id"].str.startswith("myx-").all()
+    assert (
+        candidates["prompt_version"].eq("backtranslate_v1").all()
+        and candidates["model_id"].str.startswith("myx-").all()
+    )
     assert set(json.loads(candidates["sampling"].iloc[0])) == {"temperature", "top_p", "max_tokens"}
     ok_candidates = candidates[candidates["status"] == "ok"]
     assert scores["score_id"].is_unique
@@ -151,14 +174,28 @@ def test_lineage_rows_are_exactly_the_examples_each_model_was_trained_on(first_r
     for i, judge_prefix in ((1, "m0-"), (2, "m1-")):
         meta = json.loads((root / f"models/m{i}/training_meta.json").read_text())
         rows = curated[curated["iteration"] == i].sort_values("generation_id")
-        assert rows["judge_model_id"].str.startswith(judge_prefix).all() and rows["generation_model_id"].str.startswith("myx-").all()
-        assert (rows["judge_prompt_version"] == "score_v1").all() and (rows["augment_prompt_version"] == "backtranslate_v1").all()
+        assert (
+            rows["judge_model_id"].str.startswith(judge_prefix).all()
+            and rows["generation_model_id"].str.startswith("myx-").all()
+        )
+        assert (rows["judge_prompt_version"] == "score_v1").all() and (
+            rows["augment_prompt_version"] == "backtranslate_v1"
+        ).all()
         # every row traces to its segment and that segment's document URL
         joined = rows.merge(segments[["segment_id", "doc_id", "url"]], on="segment_id", suffixes=("", "_seg"))
-        assert len(joined) == len(rows) and (joined["url"] == joined["url_seg"]).all() and set(rows["doc_id"]) <= set(docs["doc_id"])
+        assert (
+            len(joined) == len(rows)
+            and (joined["url"] == joined["url_seg"]).all()
+            and set(rows["doc_id"]) <= set(docs["doc_id"])
+        )
         # the lineage rows rebuild the very training set: same content hash as training_meta.json
-        texts = rows.merge(candidates[["generation_id", "instruction"]], on="generation_id").merge(segments[["segment_id", "text"]], on="segment_id")
-        augmented = [Example("Answer with knowledge from web search.", r.instruction, r.text, "augmented") for r in texts.itertuples()]
+        texts = rows.merge(candidates[["generation_id", "instruction"]], on="generation_id").merge(
+            segments[["segment_id", "text"]], on="segment_id"
+        )
+        augmented = [
+            Example("Answer with knowledge from web search.", r.instruction, r.text, "augmented")
+            for r in texts.itertuples()
+        ]
         assert examples_sha256(seed + augmented) == meta["provenance"]["sha256"] == rows["training_data_sha256"].iloc[0]
 
 
@@ -167,13 +204,25 @@ def test_runs_table_has_the_summary(first_run):
     runs = table(root, "runs")
     assert list(runs["run_id"]) == [summary["run_id"]]
     stages = [(s["stage"], s["iteration"]) for s in json.loads(runs["stages"].iloc[0])]
-    assert stages == [("ingest_v2", None), ("segment_v1", None), ("models_v1", None), ("augment_v1", None),
-                      ("curate_v1", 1), ("train_v1", 1), ("curate_v1", 2), ("train_v1", 2), ("calibrate_v1", None)]
+    assert stages == [
+        ("ingest_v2", None),
+        ("segment_v1", None),
+        ("models_v1", None),
+        ("augment_v1", None),
+        ("curate_v1", 1),
+        ("train_v1", 1),
+        ("curate_v1", 2),
+        ("train_v1", 2),
+        ("calibrate_v1", None),
+    ]
     by_stage = {(s["stage"], s["iteration"]): s for s in json.loads(runs["stages"].iloc[0])}
     assert by_stage[("augment_v1", None)]["reads"]["segments"] == by_stage[("segment_v1", None)]["writes"]["segments"]
     assert by_stage[("curate_v1", 2)]["writes"]["scores"] > by_stage[("curate_v1", 1)]["writes"]["scores"]
     for key in (("augment_v1", None), ("curate_v1", 1), ("curate_v1", 2)):
-        assert by_stage[key]["extra"]["tokens"]["prompt_tokens"] > 0 and by_stage[key]["extra"]["tokens"]["output_tokens"] > 0
+        assert (
+            by_stage[key]["extra"]["tokens"]["prompt_tokens"] > 0
+            and by_stage[key]["extra"]["tokens"]["output_tokens"] > 0
+        )
     assert all(s["seconds"] > 0 for s in by_stage.values())
     tables = json.loads(runs["tables"].iloc[0])
     assert tables == {t: DeltaTable(str(root / "tables" / t)).version() for t in tables}
@@ -191,7 +240,10 @@ def test_runs_table_has_the_summary(first_run):
 
 def test_rerun_adds_no_rows_and_is_faster(first_run, inputs):
     root, summary = first_run
-    before = {t: DeltaTable(str(root / "tables" / t)).version() for t in ("files", "documents", "segments", "candidates", "scores", "curated", "runs")}
+    before = {
+        t: DeltaTable(str(root / "tables" / t)).version()
+        for t in ("files", "documents", "segments", "candidates", "scores", "curated", "runs")
+    }
     again = run(inputs, root)
     after = {t: DeltaTable(str(root / "tables" / t)).version() for t in before}
     assert after == before
@@ -202,11 +254,24 @@ def test_rerun_adds_no_rows_and_is_faster(first_run, inputs):
 
 def test_any_crawl_style_warc_works(spark, tmp_path):
     """An uncompressed WARC of pages the sample never had, into a new storage root."""
-    body = "".join(f"<p>Paragraph {i} about tidal energy, sediment transport and coastal engineering practice.</p>" for i in range(20))
+    body = "".join(
+        f"<p>Paragraph {i} about tidal energy, sediment transport and coastal engineering practice.</p>"
+        for i in range(20)
+    )
     pages = {f"https://other.example/{n}": f"<html><body><h2>Tides</h2>{body}</body></html>".encode() for n in range(3)}
     warc = write_warc(tmp_path / "other.warc", pages, gzip=False)
-    summary = main(["--config", str(ROOT / "conf/local.yaml"), "--set", f"input.corpus={warc}",
-                    "--set", f"storage.root={tmp_path}/tables", "--stages", "ingest,segment"])
+    summary = main(
+        [
+            "--config",
+            str(ROOT / "conf/local.yaml"),
+            "--set",
+            f"input.corpus={warc}",
+            "--set",
+            f"storage.root={tmp_path}/tables",
+            "--stages",
+            "ingest,segment",
+        ]
+    )
     assert [s["rows_written"] for s in summary["stages"]][0] == 3
     segments = table(tmp_path, "segments")
     # the three pages share their text: one kept, the others are exact duplicates

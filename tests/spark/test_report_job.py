@@ -8,22 +8,22 @@ import re
 import pytest
 from deltalake import DeltaTable
 
-from jobs.calibration import calibrate
 from jobs.config import load_pipeline_config
 from jobs.report import build_report, write_report
-from jobs.stages import Context
+from jobs.stages import Context, run_stage
 from jobs.storage import Storage
-from jobs.summary import RUNS_SCHEMA
 from tests.conftest import ROOT
-from udfs import spark_udfs
+from udfs.tables import CANDIDATES, DOCUMENTS, RUNS, SCORES, SEGMENT_ROWS_SCHEMA
 from udfs.ids import model_fingerprint
 
 pytestmark = pytest.mark.slow
 
 SCRIPT = "<script>alert('x')</script>"
-SEED = [{"instruction": "How do I sort a list?", "output": "Use sorted(items) or items.sort()."},
-        {"instruction": "What is a tuple?", "output": "An immutable sequence."},
-        {"instruction": "Write a haiku.", "output": "Old pond, a frog jumps."}]
+SEED = [
+    {"instruction": "How do I sort a list?", "output": "Use sorted(items) or items.sort()."},
+    {"instruction": "What is a tuple?", "output": "An immutable sequence."},
+    {"instruction": "Write a haiku.", "output": "Old pond, a frog jumps."},
+]
 
 
 def frame(spark, schema: str, rows: list[dict]):
@@ -33,41 +33,142 @@ def frame(spark, schema: str, rows: list[dict]):
 
 def write_tables(spark, storage: Storage, judge: str, iterations: bool = False) -> None:
     """3 documents -> 4 segments -> 3 candidates -> 2 judged pairs, one curated under "score >= 5"."""
-    storage.append("documents", frame(spark, spark_udfs.DOCUMENTS_SCHEMA, [
-        {"doc_id": "d1", "url": "https://a.example/1", "status": "ok"}, {"doc_id": "d2", "url": "https://a.example/2", "status": "ok"},
-        {"doc_id": "d3", "url": "https://a.example/logo.png", "status": "dropped", "reason": "not_html"}]))
+    storage.append(
+        "documents",
+        frame(
+            spark,
+            DOCUMENTS.schema,
+            [
+                {"doc_id": "d1", "url": "https://a.example/1", "status": "ok"},
+                {"doc_id": "d2", "url": "https://a.example/2", "status": "ok"},
+                {"doc_id": "d3", "url": "https://a.example/logo.png", "status": "dropped", "reason": "not_html"},
+            ],
+        ),
+    )
     sea = f"The sea in poems. {SCRIPT} Waves, salt and tides in verse."
-    storage.append("segments", frame(spark, spark_udfs.SEGMENTS_SCHEMA, [
-        {"segment_id": "s1", "doc_id": "d1", "text": sea, "status": "ok"},
-        {"segment_id": "s2", "doc_id": "d1", "text": "The bisect module keeps lists sorted.", "status": "ok"},
-        {"segment_id": "s3", "doc_id": "d2", "text": "Colour conversions.", "status": "ok"},
-        {"segment_id": "s4", "doc_id": "d2", "text": "Short.", "status": "dropped", "reason": "too_short"}]))
-    storage.append("candidates", frame(spark, spark_udfs.CANDIDATES_SCHEMA, [
-        {"generation_id": "g1", "segment_id": "s1", "instruction": f"{SCRIPT} Write a poem about the sea.", "status": "ok"},
-        {"generation_id": "g2", "segment_id": "s2", "instruction": "Explain the bisect module.", "status": "ok"},
-        {"generation_id": "g3", "segment_id": "s3", "status": "dropped", "reason": "empty_instruction"}]))
-    scores = [{"score_id": "c1", "generation_id": "g1", "segment_id": "s1", "score": 5, "expected_score": 4.6, "iteration": 1},
-              {"score_id": "c2", "generation_id": "g2", "segment_id": "s2", "parse_failure": "no_score", "expected_score": 2.1, "iteration": 1}]
+    storage.append(
+        "segments",
+        frame(
+            spark,
+            SEGMENT_ROWS_SCHEMA,
+            [
+                {"segment_id": "s1", "doc_id": "d1", "text": sea, "status": "ok"},
+                {"segment_id": "s2", "doc_id": "d1", "text": "The bisect module keeps lists sorted.", "status": "ok"},
+                {"segment_id": "s3", "doc_id": "d2", "text": "Colour conversions.", "status": "ok"},
+                {"segment_id": "s4", "doc_id": "d2", "text": "Short.", "status": "dropped", "reason": "too_short"},
+            ],
+        ),
+    )
+    storage.append(
+        "candidates",
+        frame(
+            spark,
+            CANDIDATES.schema,
+            [
+                {
+                    "generation_id": "g1",
+                    "segment_id": "s1",
+                    "instruction": f"{SCRIPT} Write a poem about the sea.",
+                    "status": "ok",
+                },
+                {
+                    "generation_id": "g2",
+                    "segment_id": "s2",
+                    "instruction": "Explain the bisect module.",
+                    "status": "ok",
+                },
+                {"generation_id": "g3", "segment_id": "s3", "status": "dropped", "reason": "empty_instruction"},
+            ],
+        ),
+    )
+    scores = [
+        {
+            "score_id": "c1",
+            "generation_id": "g1",
+            "segment_id": "s1",
+            "score": 5,
+            "expected_score": 4.6,
+            "iteration": 1,
+        },
+        {
+            "score_id": "c2",
+            "generation_id": "g2",
+            "segment_id": "s2",
+            "parse_failure": "no_score",
+            "expected_score": 2.1,
+            "iteration": 1,
+        },
+    ]
     if iterations:  # a second iteration's scores, and the curated lineage table
         scores += [{**s, "score_id": s["score_id"] + "-2", "iteration": 2, "score": 4} for s in scores]
-        storage.append("curated", frame(spark, "iteration int, generation_id string", [
-            {"iteration": 1, "generation_id": "g1"}, {"iteration": 2, "generation_id": "g1"}, {"iteration": 2, "generation_id": "g2"}]))
-    storage.append("scores", frame(spark, spark_udfs.SCORES_SCHEMA, [{**s, "judge_model_id": judge, "prompt_version": "score_v1", "status": "ok"} for s in scores]))
+        storage.append(
+            "curated",
+            frame(
+                spark,
+                "iteration int, generation_id string",
+                [
+                    {"iteration": 1, "generation_id": "g1"},
+                    {"iteration": 2, "generation_id": "g1"},
+                    {"iteration": 2, "generation_id": "g2"},
+                ],
+            ),
+        )
+    storage.append(
+        "scores",
+        frame(
+            spark,
+            SCORES.schema,
+            [{**s, "judge_model_id": judge, "prompt_version": "score_v1", "status": "ok"} for s in scores],
+        ),
+    )
 
 
 def write_run(spark, storage: Storage, run_id: str, tables: dict) -> None:
-    stages = [{"stage": "curate_v1", "rows_in": 2, "rows_written": 2, "seconds": 2.0,
-               "extra": {"tokens": {"prompt_tokens": 400, "cached_tokens": 0, "output_tokens": 100}}}]
-    storage.append("runs", frame(spark, RUNS_SCHEMA, [{"run_id": run_id, "finished_at": "2026-01-01T00:00:00+00:00", "config": "{}",
-                                                       "stages": json.dumps(stages), "tables": json.dumps(tables), "curation": "[]"}]))
+    stages = [
+        {
+            "stage": "curate_v1",
+            "rows_in": 2,
+            "rows_written": 2,
+            "seconds": 2.0,
+            "extra": {"tokens": {"prompt_tokens": 400, "cached_tokens": 0, "output_tokens": 100}},
+        }
+    ]
+    storage.append(
+        "runs",
+        frame(
+            spark,
+            RUNS.schema,
+            [
+                {
+                    "run_id": run_id,
+                    "finished_at": "2026-01-01T00:00:00+00:00",
+                    "config": "{}",
+                    "stages": json.dumps(stages),
+                    "tables": json.dumps(tables),
+                    "curation": "[]",
+                }
+            ],
+        ),
+    )
 
 
 def context(spark, tmp_path, tiny_model, *extra: str) -> Context:
     seed = tmp_path / "seed.jsonl"
     seed.write_text("".join(json.dumps(r) + "\n" for r in SEED))
-    cfg = load_pipeline_config(ROOT / "conf/local.yaml", [
-        f"storage.root={tmp_path}/tables", f"models.dir={tmp_path}/models", f"models.base={tiny_model}", f"models.seed_model={tiny_model}",
-        f"input.seed={seed}", "iterations.score_column=score", "iterations.min_score=5", "curate.sampling.max_tokens=8", *extra])
+    cfg = load_pipeline_config(
+        ROOT / "conf/local.yaml",
+        [
+            f"storage.root={tmp_path}/tables",
+            f"models.dir={tmp_path}/models",
+            f"models.base={tiny_model}",
+            f"models.seed_model={tiny_model}",
+            f"input.seed={seed}",
+            "iterations.score_column=score",
+            "iterations.min_score=5",
+            "curate.sampling.max_tokens=8",
+            *extra,
+        ],
+    )
     return Context(spark, Storage(spark, cfg.storage.root, "delta-rs"), cfg)
 
 
@@ -82,26 +183,49 @@ def test_calibration_and_report_from_the_tables(spark, tmp_path, tiny_model):
     ctx = context(spark, tmp_path, tiny_model, f"report.judge_labels={tmp_path}/labels.jsonl")
     judge = model_fingerprint(tiny_model)
     write_tables(spark, ctx.storage, judge)
-    write_run(spark, ctx.storage, "run-1", {t: ctx.storage.version(t) for t in ("documents", "segments", "candidates", "scores")})
+    write_run(
+        spark,
+        ctx.storage,
+        "run-1",
+        {t: ctx.storage.version(t) for t in ("documents", "segments", "candidates", "scores")},
+    )
     # a later run's candidate: the report of run-1 reads the tables at run-1's versions and must not count it
-    ctx.storage.append("candidates", frame(spark, spark_udfs.CANDIDATES_SCHEMA, [{"generation_id": "g9", "segment_id": "s3", "instruction": "Later?", "status": "ok"}]))
+    ctx.storage.append(
+        "candidates",
+        frame(
+            spark,
+            CANDIDATES.schema,
+            [{"generation_id": "g9", "segment_id": "s3", "instruction": "Later?", "status": "ok"}],
+        ),
+    )
 
-    first = calibrate(ctx)
+    first = run_stage(ctx, "calibrate")
     assert (first.rows_in, first.rows_written, first.by_status) == (4, 4, {"ok": 4})
-    assert calibrate(ctx).rows_written == 0  # keyed: a re-run judges nothing again
+    assert run_stage(ctx, "calibrate").rows_written == 0  # keyed: a re-run judges nothing again
     calibration = DeltaTable(str(tmp_path / "tables/calibration")).to_pandas()
     assert calibration["calibration_id"].is_unique and set(calibration["judge_model_id"]) == {judge}
     assert sorted(calibration["label"]) == ["bad", "bad", "good", "good"] and calibration["iteration"].eq(1).all()
-    assert (calibration["score"].notna() | calibration["parse_failure"].notna()).all() and calibration["expected_score"].between(1, 5).all()
+    assert (calibration["score"].notna() | calibration["parse_failure"].notna()).all() and calibration[
+        "expected_score"
+    ].between(1, 5).all()
 
     path = write_report(ctx, out_dir=str(tmp_path / "out"))
     html = path.read_text()
     assert path.name == "report-run-1.html"
     assert html.count('src="data:image/png;base64,') == 7
-    assert "<script>alert" not in html and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; Write a poem" in html  # instruction
+    assert (
+        "<script>alert" not in html and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; Write a poem" in html
+    )  # instruction
     assert "in poems. &lt;script&gt;" in html  # web text of the example's segment
-    for step, rows in [("documents", 3), ("documents ok", 2), ("segments", 4), ("segments kept", 3), ("candidates ok", 2),
-                       ("scored (iteration 1)", 2), ("curated (iteration 1)", 1)]:
+    for step, rows in [
+        ("documents", 3),
+        ("documents ok", 2),
+        ("segments", 4),
+        ("segments kept", 3),
+        ("candidates ok", 2),
+        ("scored (iteration 1)", 2),
+        ("curated (iteration 1)", 1),
+    ]:
         assert re.search(rf"<td>{re.escape(step)}</td><td>{rows}</td>", html), step
     assert cell_row("dropped:too_short", 1) in html and cell_row("no_score", 1) in html
     pool_chars = (len(f"{SCRIPT} Write a poem about the sea.") + len("Explain the bisect module.")) / 2
@@ -123,6 +247,10 @@ def test_iterations_and_curated_lineage_table(spark, tmp_path, tiny_model):
     assert data.score_counts == {1: {"5": 1, "none": 1}, 2: {"4": 2}}
     # curated comes from the lineage table, not from the rule (which would keep none in iteration 2)
     assert [(y.step, y.rows) for y in data.yields[-4:]] == [
-        ("scored (iteration 1)", 2), ("curated (iteration 1)", 1), ("scored (iteration 2)", 2), ("curated (iteration 2)", 2)]
+        ("scored (iteration 1)", 2),
+        ("curated (iteration 1)", 1),
+        ("scored (iteration 2)", 2),
+        ("curated (iteration 2)", 2),
+    ]
     assert [s.name for s in data.lengths] == ["seed", "pool", "curated (iteration 1)", "curated (iteration 2)"]
     assert [(e.iteration, e.score) for e in data.examples] == [(1, 5), (2, 4), (2, 4)]

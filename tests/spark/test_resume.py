@@ -24,9 +24,24 @@ def segmented(spark, tiny_model, tmp_path_factory):
     """Tables up to `segments`, and the args that run the LLM stages with the tiny model in small chunks."""
     root = tmp_path_factory.mktemp("resume")
     warc = write_warc(root / "crawl.warc.gz", sample_pages())
-    args = ["--config", str(ROOT / "conf/local.yaml"), "--set", f"input.corpus={warc}", "--set", f"storage.root={root}/tables",
-            "--set", f"models.backward={tiny_model}", "--set", f"models.seed_model={tiny_model}",
-            "--set", "engine.commit_rows=2", "--set", "engine.batch_size=2", "--set", "augment.sampling.max_tokens=16"]
+    args = [
+        "--config",
+        str(ROOT / "conf/local.yaml"),
+        "--set",
+        f"input.corpus={warc}",
+        "--set",
+        f"storage.root={root}/tables",
+        "--set",
+        f"models.backward={tiny_model}",
+        "--set",
+        f"models.seed_model={tiny_model}",
+        "--set",
+        "engine.commit_rows=2",
+        "--set",
+        "engine.batch_size=2",
+        "--set",
+        "augment.sampling.max_tokens=16",
+    ]
     main([*args, "--stages", "ingest,segment"])
     segments = DeltaTable(str(root / "tables/segments")).to_pandas()
     return root, args, int((segments["status"] == "ok").sum())
@@ -37,8 +52,13 @@ def test_sigkill_mid_generation_then_rerun_loses_and_duplicates_nothing(segmente
     assert n_ok >= 6  # several chunks of 2 rows
     candidates = str(root / "tables/candidates")
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    job = subprocess.Popen([sys.executable, str(ROOT / "jobs/augment.py"), *args, "--stages", "augment"], env=env,
-                           start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        [sys.executable, str(ROOT / "jobs/augment.py"), *args, "--stages", "augment"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
     while not _has_rows(candidates) and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -67,14 +87,18 @@ RETRY_JOB = textwrap.dedent(
     from pyspark.sql import SparkSession
     from udfs.engine import EngineConfig, SamplingConfig
     from udfs.prompts import PromptTemplate
-    from udfs.spark_udfs import CANDIDATES_SCHEMA, backtranslate
+    from udfs.spark_udfs import backtranslate
+    from udfs.tables import CANDIDATES
 
     model = sys.argv[1]
-    spark = SparkSession.builder.master("local[1,2]").config("spark.ui.enabled", "false").getOrCreate()  # 2 attempts per task
+    # local[1,2]: 2 attempts per task
+    spark = SparkSession.builder.master("local[1,2]").config("spark.ui.enabled", "false").getOrCreate()
     engine = EngineConfig(dtype="float32", max_model_len=512, kv_cache_memory_bytes=64 * 2**20, enforce_eager=True,
                           enable_chunked_prefill=False, batch_size=4)
-    fn = backtranslate(model, "tiny", engine, SamplingConfig(1.0, 1.0, 12), PromptTemplate("b_v1", "Question for:\\n{output}"), 2000)
-    rows = pd.DataFrame({"generation_id": [f"{i:032x}" for i in range(1, 11)], "segment_id": [f"s{i}" for i in range(10)],
+    template = PromptTemplate("b_v1", "Question for:\\n{output}")
+    fn = backtranslate(model, "tiny", engine, SamplingConfig(1.0, 1.0, 12), template, 2000)
+    rows = pd.DataFrame({"generation_id": [f"{i:032x}" for i in range(1, 11)],
+                         "segment_id": [f"s{i}" for i in range(10)],
                          "text": [f"Text number {i} about lists, loops and functions." for i in range(10)]})
 
     def fails_once(batches):
@@ -84,10 +108,11 @@ RETRY_JOB = textwrap.dedent(
                 raise RuntimeError("injected failure after the first batch")
             yield out.assign(attempt=attempt)
 
-    retried = spark.createDataFrame(rows).repartition(1).mapInPandas(fails_once, CANDIDATES_SCHEMA + ", attempt int").toPandas()
+    retried = spark.createDataFrame(rows).repartition(1).mapInPandas(fails_once, CANDIDATES.schema + ", attempt int")
+    retried = retried.toPandas()
     direct = pd.concat(fn(iter([rows])))
-    print(json.dumps({"attempts": sorted(set(retried["attempt"])), "n": len(retried),
-                      "same": retried.set_index("generation_id")["raw_text"].to_dict() == direct.set_index("generation_id")["raw_text"].to_dict()}))
+    texts = [df.set_index("generation_id")["raw_text"].to_dict() for df in (retried, direct)]
+    print(json.dumps({"attempts": sorted(set(retried["attempt"])), "n": len(retried), "same": texts[0] == texts[1]}))
     """
 )
 
@@ -96,7 +121,9 @@ def test_a_retried_task_regenerates_identical_text(tiny_model, tmp_path):
     script = tmp_path / "retry_job.py"
     script.write_text(RETRY_JOB)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    out = subprocess.run([sys.executable, str(script), tiny_model], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(script), tiny_model], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = __import__("json").loads(out.stdout.strip().splitlines()[-1])
     assert result == {"attempts": [1], "n": 10, "same": True}

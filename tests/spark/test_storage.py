@@ -51,6 +51,16 @@ def test_a_catalog_schema_root_needs_delta_spark(spark, tmp_path):
     with pytest.raises(ConfigError, match=r"Unity Catalog schema.*delta-spark"):
         Storage(spark, "main.humpback")
     with pytest.raises(ConfigError, match=r"storage\.root='main\.humpback'"):
-        main(["--config", str(ROOT / "conf/local.yaml"), "--set", "storage.root=main.humpback",
-              "--set", f"models.dir={tmp_path}/models", "--stages", "ingest"])
+        main(
+            [
+                "--config",
+                str(ROOT / "conf/local.yaml"),
+                "--set",
+                "storage.root=main.humpback",
+                "--set",
+                f"models.dir={tmp_path}/models",
+                "--stages",
+                "ingest",
+            ]
+        )
     assert Storage(spark, str(tmp_path / "tables.v2")).path("t") == f"{tmp_path}/tables.v2/t"  # a path with a dot

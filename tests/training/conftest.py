@@ -16,28 +16,55 @@ from training.config import TrainConfig
 from udfs.config import load_config, to_dict
 
 PAIRS = [
-    ("How do I reverse a list?",
-     "Call the list's reverse() method to reverse it in place, or use slicing, items[::-1], to get a reversed copy."),
-    ("How do I read a file line by line?",
-     "Open the file with a with statement and iterate over the file object: for line in f: print(line)."),
-    ("What is a tuple?",
-     "A tuple is an immutable sequence. Write it with commas, for example point = (1, 2), and unpack it with x, y = point."),
-    ("How do I sort a dictionary by value?",
-     "Use sorted(d.items(), key=lambda kv: kv[1]); it returns a list of (key, value) pairs ordered by value."),
-    ("How do I check if a key is in a dict?",
-     "Use the in operator: if key in d. It checks the keys only and runs in constant time on average."),
-    ("How do I join strings?",
-     "Call ', '.join(words) on the separator; every item must already be a string, so map str over numbers first."),
-    ("What does None mean?",
-     "None is the single object of type NoneType. Functions without a return statement return None; test it with is None."),
-    ("How do I copy a list?",
-     "Use items.copy() or list(items) for a shallow copy, and copy.deepcopy(items) when the list holds mutable objects."),
+    (
+        "How do I reverse a list?",
+        "Call the list's reverse() method to reverse it in place, or use slicing, items[::-1], to get a reversed copy.",
+    ),
+    (
+        "How do I read a file line by line?",
+        "Open the file with a with statement and iterate over the file object: for line in f: print(line).",
+    ),
+    (
+        "What is a tuple?",
+        "A tuple is an immutable sequence. Write it with commas, for example point = (1, 2), "
+        "and unpack it with x, y = point.",
+    ),
+    (
+        "How do I sort a dictionary by value?",
+        "Use sorted(d.items(), key=lambda kv: kv[1]); it returns a list of (key, value) pairs ordered by value.",
+    ),
+    (
+        "How do I check if a key is in a dict?",
+        "Use the in operator: if key in d. It checks the keys only and runs in constant time on average.",
+    ),
+    (
+        "How do I join strings?",
+        "Call ', '.join(words) on the separator; every item must already be a string, so map str over numbers first.",
+    ),
+    (
+        "What does None mean?",
+        "None is the single object of type NoneType. Functions without a return statement return None; "
+        "test it with is None.",
+    ),
+    (
+        "How do I copy a list?",
+        "Use items.copy() or list(items) for a shallow copy, "
+        "and copy.deepcopy(items) when the list holds mutable objects.",
+    ),
 ]
 
 # head_dim 64 (128 / 2 heads): a size vLLM's CPU attention supports. Builds in about 5 s on 2 cores.
 TINY_BASE = BaseModelConfig(
-    vocab_size=400, hidden_size=128, num_heads=2, intermediate_size=256, num_layers=2,
-    max_position_embeddings=1024, seq_len=64, batch_size=4, steps=20, warmup_steps=2,
+    vocab_size=400,
+    hidden_size=128,
+    num_heads=2,
+    intermediate_size=256,
+    num_layers=2,
+    max_position_embeddings=1024,
+    seq_len=64,
+    batch_size=4,
+    steps=20,
+    warmup_steps=2,
 )
 
 
@@ -78,7 +105,12 @@ def make_config(tiny_base, seed_file):
     """A TrainConfig for the tiny model: local_forward.yaml plus overrides, MLflow off unless turned on."""
 
     def make(output_dir: str | Path, *overrides: str, config: str = "conf/train/local_forward.yaml") -> TrainConfig:
-        base = [f"base_model={tiny_base}", f"output_dir={output_dir}", f"seed.path={seed_file}", "tracking.enabled=false"]
+        base = [
+            f"base_model={tiny_base}",
+            f"output_dir={output_dir}",
+            f"seed.path={seed_file}",
+            "tracking.enabled=false",
+        ]
         return load_config(TrainConfig, Path(__file__).parents[2] / config, [*base, *overrides])
 
     return make
@@ -90,8 +122,15 @@ def trained(make_config, tmp_path_factory):
     store next to it: (config, result)."""
     from training.train import train
 
-    cfg = make_config(tmp_path_factory.mktemp("runs") / "m0", "optim.max_steps=12", "optim.lr=3.0e-3",
-                      "optim.final_lr=1.0e-3", "optim.dropout=0.0", "optim.max_seq_len=256", "tracking.enabled=true")
+    cfg = make_config(
+        tmp_path_factory.mktemp("runs") / "m0",
+        "optim.max_steps=12",
+        "optim.lr=3.0e-3",
+        "optim.final_lr=1.0e-3",
+        "optim.dropout=0.0",
+        "optim.max_seq_len=256",
+        "tracking.enabled=true",
+    )
     return cfg, train(cfg)
 
 

@@ -112,8 +112,14 @@ def cand(gid, sid, status="ok"):
 
 def score(gid, value, judge="m0", status="ok"):
     expected = None if value is None else value - 0.25
-    return {"score_id": f"{gid}-{judge}", "generation_id": gid, "judge_model_id": judge, "score": value,
-            "expected_score": expected, "status": status}
+    return {
+        "score_id": f"{gid}-{judge}",
+        "generation_id": gid,
+        "judge_model_id": judge,
+        "score": value,
+        "expected_score": expected,
+        "status": status,
+    }
 
 
 @pytest.fixture
@@ -122,10 +128,25 @@ def tables(tmp_path):
     write_tables(
         tmp_path,
         [seg("s1"), seg("s2"), seg("s3", status="dropped")],
-        [cand("g1", "s1"), cand("g2", "s1"), cand("g3", "s2"), cand("g4", "s2", status="error"), cand("g5", "s3"),
-         cand("g6", "s2"), cand("g7", "s2")],
-        [score("g1", 5), score("g2", 4), score("g3", None), score("g4", 5), score("g5", 5),
-         score("g6", 5, judge="m1"), score("g7", 5, status="error"), score("g1", 5, judge="m1")],
+        [
+            cand("g1", "s1"),
+            cand("g2", "s1"),
+            cand("g3", "s2"),
+            cand("g4", "s2", status="error"),
+            cand("g5", "s3"),
+            cand("g6", "s2"),
+            cand("g7", "s2"),
+        ],
+        [
+            score("g1", 5),
+            score("g2", 4),
+            score("g3", None),
+            score("g4", 5),
+            score("g5", 5),
+            score("g6", 5, judge="m1"),
+            score("g7", 5, status="error"),
+            score("g1", 5, judge="m1"),
+        ],
     )
     write_tables(tmp_path, [seg("s9")], [cand("g9", "s9")], [score("g9", 5)], mode="append")
     return tmp_path
@@ -167,18 +188,33 @@ def test_judge_filter_and_lower_threshold(seed_file, tables):
 
 
 def test_expected_score_column(seed_file, tables):
-    pairs, _ = curated(seed_file, tables, "augmented.score_column=expected_score", "augmented.min_score=4.5",
-                       "augmented.judge_model_id=m0")
+    pairs, _ = curated(
+        seed_file,
+        tables,
+        "augmented.score_column=expected_score",
+        "augmented.min_score=4.5",
+        "augmented.judge_model_id=m0",
+    )
     assert [p[0] for p in pairs] == ["instruction g1", "instruction g9"]  # 4.75 passes, 3.75 does not
 
 
 def test_both_rule_needs_the_parsed_and_the_expected_score(seed_file, tables):
     # expected = score - 0.25: with k = 4.5, g2 (4 / 3.75) fails both, g1 and g9 (5 / 4.75) pass both.
-    both = curated(seed_file, tables, "augmented.score_column=both", "augmented.min_score=4.5", "augmented.judge_model_id=m0")[0]
+    both = curated(
+        seed_file, tables, "augmented.score_column=both", "augmented.min_score=4.5", "augmented.judge_model_id=m0"
+    )[0]
     assert [p[0] for p in both] == ["instruction g1", "instruction g9"]
     # with k = 4.8 the parsed 5 passes but the expected 4.75 does not: "both" keeps nothing
-    assert curated(seed_file, tables, "augmented.score_column=both", "augmented.min_score=4.8", "augmented.judge_model_id=m0")[0] == []
-    assert [p[0] for p in curated(seed_file, tables, "augmented.min_score=4.8", "augmented.judge_model_id=m0")[0]] == ["instruction g1", "instruction g9"]
+    assert (
+        curated(
+            seed_file, tables, "augmented.score_column=both", "augmented.min_score=4.8", "augmented.judge_model_id=m0"
+        )[0]
+        == []
+    )
+    assert [p[0] for p in curated(seed_file, tables, "augmented.min_score=4.8", "augmented.judge_model_id=m0")[0]] == [
+        "instruction g1",
+        "instruction g9",
+    ]
 
 
 def test_unpinned_reads_latest_and_records_the_version_and_the_hash_follows_the_data(seed_file, tables):

@@ -136,7 +136,9 @@ def test_changed_config_retrains(make_config, tmp_path):
 def test_tracking_checkpointing_and_sharding_settings_do_not_make_a_model_stale(trained):
     cfg, result = trained
     other = dataclasses.replace(
-        cfg, tracking=TrackingConfig(enabled=False), distributed=DistributedConfig(strategy="fsdp"),
+        cfg,
+        tracking=TrackingConfig(enabled=False),
+        distributed=DistributedConfig(strategy="fsdp"),
         optim=dataclasses.replace(cfg.optim, checkpoint_every=7),
     )
     weights = Path(result.output_dir) / "model.safetensors"

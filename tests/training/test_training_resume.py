@@ -29,8 +29,12 @@ def test_killed_run_resumes_and_ends_as_an_uninterrupted_run(make_config, write_
     config_file = write_config(cfg, tmp_path / "m0.yaml")
     checkpoint = checkpoint_dir(cfg.output_dir) / CHECKPOINT
 
-    process = subprocess.Popen([sys.executable, "-m", "training", "--config", str(config_file)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training", "--config", str(config_file)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while not checkpoint.exists():
         assert process.poll() is None, "training ended before its first checkpoint"
@@ -44,8 +48,9 @@ def test_killed_run_resumes_and_ends_as_an_uninterrupted_run(make_config, write_
 
     # Another checkpoint interval is the same run: it resumes.
     resumed = train(dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, checkpoint_every=3)))
-    meta, expected = (json.loads((Path(d) / "training_meta.json").read_text())
-                      for d in (cfg.output_dir, reference.output_dir))
+    meta, expected = (
+        json.loads((Path(d) / "training_meta.json").read_text()) for d in (cfg.output_dir, reference.output_dir)
+    )
     assert meta["resumed_from_step"] == saved_step and expected["resumed_from_step"] == 0
     assert meta["losses"] == pytest.approx(expected["losses"], abs=1e-6)
     assert resumed.final_loss == pytest.approx(reference.final_loss, abs=1e-6) and resumed.steps == 40

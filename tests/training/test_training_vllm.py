@@ -23,8 +23,14 @@ def llm(trained):
     from vllm import LLM
 
     _, result = trained
-    engine = LLM(model=result.output_dir, dtype="float32", max_model_len=1024, enforce_eager=True,
-                 kv_cache_memory_bytes=64 * 2**20, seed=0)
+    engine = LLM(
+        model=result.output_dir,
+        dtype="float32",
+        max_model_len=1024,
+        enforce_eager=True,
+        kv_cache_memory_bytes=64 * 2**20,
+        seed=0,
+    )
     yield engine
     del engine
 

@@ -1,13 +1,13 @@
 """databricks.yml: the job is valid for Databricks' own bundle models and runs every stage, in order, from the wheel."""
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 from databricks.bundles.jobs import Job
 
-from jobs.config import STAGES, load_pipeline_config, schedule
+from jobs.config import load_pipeline_config
+from jobs.stages import STAGE_NAMES, schedule
 from jobs.notebook import job_args
 from jobs.storage import parse_catalog_schema
 from tests.conftest import ROOT
@@ -32,7 +32,7 @@ def job(request) -> Job:
 def test_one_notebook_task_per_stage_and_iteration_in_run_order(job):
     """The tasks are the main job's schedule for conf/cluster.yaml: curate and train once per iteration, in turn."""
     count = load_pipeline_config(str(ROOT / "conf/cluster.yaml")).iterations.count
-    order = schedule(STAGES, range(1, count + 1))
+    order = schedule(STAGE_NAMES, range(1, count + 1))
     assert [t.task_key for t in job.tasks] == [stage if i is None else f"{stage}_{i}" for stage, i in order]
     for previous, task in zip(job.tasks, job.tasks[1:]):
         assert [d.task_key for d in task.depends_on] == [previous.task_key]
@@ -63,8 +63,8 @@ def test_job_parameters_are_a_valid_command_line_on_the_catalog_schema(job):
     params = {p.name: p.default for p in job.parameters}
     assert set(params) == {"config", "overrides"}
     assert (ROOT / params["config"]).is_file()
-    args = job_args(params["config"], params["overrides"], ",".join(STAGES))
-    overrides = dict(a.split("=", 1) for a in args[args.index("--set") + 1::2])
+    args = job_args(params["config"], params["overrides"], ",".join(STAGE_NAMES))
+    overrides = dict(a.split("=", 1) for a in args[args.index("--set") + 1 :: 2])
     catalog_schema = parse_catalog_schema(overrides["storage.root"])
     assert catalog_schema is not None
     volumes = f"/Volumes/{catalog_schema.catalog}/{catalog_schema.schema}/"

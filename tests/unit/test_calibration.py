@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT
-from udfs.calibration import kept_by_rule, label_id, precision_recall, precision_recall_at_k, read_labels
+from udfs.calibration import kept_by_rule, precision_recall, precision_recall_at_k, read_labels
+from udfs.ids import label_id
 
 LABELS = ROOT / "data/sample/judge_labels.jsonl"
 
@@ -90,7 +91,16 @@ def test_sample_label_file_is_the_generators_output():
     pairs = read_labels(LABELS)
     assert 40 <= len(pairs) <= 60
     kinds = {(p.label, p.kind) for p in pairs}
-    assert kinds == {("good", "true_pair"), ("bad", "mismatched"), ("bad", "shuffled"), ("bad", "truncated"), ("bad", "web_boilerplate")}
-    seed = {json.loads(line)["instruction"]: json.loads(line)["output"] for line in (ROOT / "data/sample/seed.jsonl").read_text().splitlines()}
+    assert kinds == {
+        ("good", "true_pair"),
+        ("bad", "mismatched"),
+        ("bad", "shuffled"),
+        ("bad", "truncated"),
+        ("bad", "web_boilerplate"),
+    }
+    seed = {
+        json.loads(line)["instruction"]: json.loads(line)["output"]
+        for line in (ROOT / "data/sample/seed.jsonl").read_text().splitlines()
+    }
     assert all(seed[p.instruction] == p.output for p in pairs if p.label == "good")  # good rows are true seed pairs
     assert not any(seed.get(p.instruction) == p.output for p in pairs if p.label == "bad")

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import PipelineConfig, load_pipeline_config, schedule
+from jobs.config import PipelineConfig, load_pipeline_config
+from jobs.stages import schedule
 from udfs.config import ConfigError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -30,10 +31,22 @@ def test_invalid_value_fails_validation_with_its_section():
         load_pipeline_config(str(CONF / "local.yaml"), ["augment.sampling.top_p=1.5"])
     with pytest.raises(ConfigError, match=r"iterations\.score_column: must be one of"):
         load_pipeline_config(str(CONF / "local.yaml"), ["iterations.score_column=vibes"])
+    with pytest.raises(ConfigError, match=r"engine\.name: must be one of"):
+        load_pipeline_config(str(CONF / "local.yaml"), ["engine.name=gpt"])
+
+
+def test_the_engine_is_chosen_by_name_vllm_by_default():
+    from udfs.engine import ENGINES
+
+    assert load_pipeline_config(str(CONF / "local.yaml")).engine.name == "vllm"
+    assert load_pipeline_config(str(CONF / "local.yaml"), ["engine.name=fake"]).engine.name == "fake"
+    assert set(ENGINES) == {"vllm", "fake"}
 
 
 def test_overrides_are_typed_and_nested():
-    cfg = load_pipeline_config(str(CONF / "local.yaml"), ["iterations.min_score=4.5", "storage.root=/tmp/x", "engine.partitions=2"])
+    cfg = load_pipeline_config(
+        str(CONF / "local.yaml"), ["iterations.min_score=4.5", "storage.root=/tmp/x", "engine.partitions=2"]
+    )
     assert cfg.iterations.min_score == 4.5 and cfg.storage.root == "/tmp/x" and cfg.engine.partitions == 2
     assert cfg.model_path("seed_model") == str(Path("work/models/m0").absolute())  # executors run elsewhere
 
@@ -54,7 +67,9 @@ def test_iterations_default_to_the_papers_two_with_one_k_or_one_per_iteration():
     cfg = load_pipeline_config(str(CONF / "cluster.yaml"))
     assert cfg.iterations.count == 2 and cfg.iterations.k(1) == cfg.iterations.k(2) == 5.0
     cfg = load_pipeline_config(str(CONF / "local.yaml"), ["iterations.min_score=[4, 4.5]"])
-    assert (cfg.iterations.k(1), cfg.iterations.k(2)) == (4.0, 4.5) and cfg.iterations.rule(2) == "expected_score >= 4.5"
+    assert (cfg.iterations.k(1), cfg.iterations.k(2)) == (4.0, 4.5) and cfg.iterations.rule(
+        2
+    ) == "expected_score >= 4.5"
     assert [cfg.iteration_model(i) for i in range(3)] == [str(Path(f"work/models/m{i}").absolute()) for i in range(3)]
     with pytest.raises(ValueError, match="no model M3"):
         cfg.iteration_model(3)
@@ -76,19 +91,31 @@ def test_bad_iterations_are_named(override, message):
 
 def test_seed_model_path_is_the_first_judge():
     cfg = load_pipeline_config(str(CONF / "local.yaml"), ["models.seed_model=/models/m0-given"])
-    assert cfg.iteration_model(0) == "/models/m0-given" and cfg.iteration_model(1) == str(Path("work/models/m1").absolute())
+    assert cfg.iteration_model(0) == "/models/m0-given" and cfg.iteration_model(1) == str(
+        Path("work/models/m1").absolute()
+    )
 
 
 def test_curate_and_train_alternate_per_iteration():
     assert schedule(["ingest", "augment", "curate", "train"], [1, 2]) == [
-        ("ingest", None), ("augment", None), ("curate", 1), ("train", 1), ("curate", 2), ("train", 2)]
+        ("ingest", None),
+        ("augment", None),
+        ("curate", 1),
+        ("train", 1),
+        ("curate", 2),
+        ("train", 2),
+    ]
     assert schedule(["curate"], [2]) == [("curate", 2)]
-    assert schedule(["train", "models"], [1]) == [("train", 1), ("models", None)]  # order is the caller's (parse_args sorts)
+    assert schedule(["train", "models"], [1]) == [
+        ("train", 1),
+        ("models", None),
+    ]  # order is the caller's (parse_args sorts)
     assert schedule(["ingest"], [1, 2]) == [("ingest", None)]
 
 
 def test_a_dotted_override_on_a_mapping_keeps_the_dotted_name():
-    cfg = load_pipeline_config(str(CONF / "local.yaml"), ["spark.conf.spark.hadoop.fs.s3a.secret.key=XYZ",
-                                                         "spark.conf.spark.ui.enabled=true"])
+    cfg = load_pipeline_config(
+        str(CONF / "local.yaml"), ["spark.conf.spark.hadoop.fs.s3a.secret.key=XYZ", "spark.conf.spark.ui.enabled=true"]
+    )
     assert cfg.spark.conf["spark.hadoop.fs.s3a.secret.key"] == "XYZ"
     assert cfg.spark.conf["spark.ui.enabled"] is True and "spark" not in cfg.spark.conf

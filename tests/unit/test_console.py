@@ -86,6 +86,7 @@ def test_progress_off_a_terminal_is_plain_lines(monkeypatch):
             progress.update("curate", done=done * 10, total=30, tokens=done * 100)
             progress.training_step(done, 3, 1.0 / done)
             import time
+
             time.sleep(0.6)
     text = out.getvalue()
     assert text.startswith("> curate (iteration 1)\n")
@@ -95,16 +96,40 @@ def test_progress_off_a_terminal_is_plain_lines(monkeypatch):
 
 
 def test_summary_table_drops_and_places():
-    summary = {"run_id": "r1", "stages": [
-        {"stage": "segment_v1", "iteration": None, "rows_in": 27, "rows_written": 245, "seconds": 14.0,
-         "by_status": {"ok": 184, "dropped:too_short": 45, "dropped:too_long": 4, "dropped:a": 3, "dropped:b": 1}},
-        {"stage": "curate_v1", "iteration": 1, "rows_in": 10, "rows_written": 10, "seconds": 3.0,
-         "by_status": {"ok": 10}}],
-        "curation": [{"iteration": 1, "rule": "score >= 5", "pairs": 10, "curated": 4, "yield": 0.4,
-                      "mean_expected_score": 3.1}]}
+    summary = {
+        "run_id": "r1",
+        "stages": [
+            {
+                "stage": "segment_v1",
+                "iteration": None,
+                "rows_in": 27,
+                "rows_written": 245,
+                "seconds": 14.0,
+                "by_status": {
+                    "ok": 184,
+                    "dropped:too_short": 45,
+                    "dropped:too_long": 4,
+                    "dropped:a": 3,
+                    "dropped:b": 1,
+                },
+            },
+            {
+                "stage": "curate_v1",
+                "iteration": 1,
+                "rows_in": 10,
+                "rows_written": 10,
+                "seconds": 3.0,
+                "by_status": {"ok": 10},
+            },
+        ],
+        "curation": [
+            {"iteration": 1, "rule": "score >= 5", "pairs": 10, "curated": 4, "yield": 0.4, "mean_expected_score": 3.1}
+        ],
+    }
     pr = PrecisionRecall(k=5, pairs=48, good=12, kept=8, good_kept=6, precision=0.75, recall=0.5)
-    text = run_summary.format_run(summary, [JudgeCalibration(1, "m0", pr, [])],
-                                  {"tables": "/t", "logs": "/l"}, "spark-submit jobs/export.py")
+    text = run_summary.format_run(
+        summary, [JudgeCalibration(1, "m0", pr, [])], {"tables": "/t", "logs": "/l"}, "spark-submit jobs/export.py"
+    )
     assert "too_short 45, too_long 4, a 3, other 1" in text
     assert "curate_v1 1" in text
     assert "iteration 1: 4 of 10 pairs curated (40.0 %, score >= 5, mean expected score 3.10)" in text

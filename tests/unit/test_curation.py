@@ -35,7 +35,10 @@ def test_echoed_segment_score_is_not_the_judges():
     assert parse_score("Reasoning.\nScore: 2", quoted=("instruction", segment)) == (2, None)
 
 
-@given(st.integers(min_value=-10_000, max_value=10_000), st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200))
+@given(
+    st.integers(min_value=-10_000, max_value=10_000),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200),
+)
 def test_parser_accepts_only_1_to_5_on_the_last_line(value, reasoning):
     parsed = parse_score(f"{reasoning}\nScore: {value}")
     if parsed.score is not None:
@@ -45,10 +48,22 @@ def test_parser_accepts_only_1_to_5_on_the_last_line(value, reasoning):
 
 
 def test_expected_score():
-    assert expected_score({"5": 0.0}) == 5.0
-    assert math.isclose(expected_score({"1": math.log(0.5), "5": math.log(0.5)}), 3.0)
-    assert math.isclose(expected_score({"2": math.log(0.1), "4": math.log(0.3), "x": 0.0}), 3.5)
-    assert expected_score({"x": 0.0}) is None
+    assert expected_score({" 5": 0.0}) == (5.0, None)
+    assert math.isclose(expected_score({" 1": math.log(0.5), "5": math.log(0.5)}).value, 3.0)
+    assert math.isclose(expected_score({" 2": math.log(0.1), " 4": math.log(0.3), "x": 0.0}).value, 3.5)
+    # both spellings of a rating add up: 2 x 0.1 on "2" against 0.2 on "4"
+    assert math.isclose(expected_score({" 2": math.log(0.1), "2": math.log(0.1), "4": math.log(0.2)}).value, 3.0)
+
+
+def test_expected_score_failures():
+    assert expected_score({"x": 0.0}) == (None, "no_rating_mass")
+    assert expected_score({" 1": -math.inf, "1": math.nan}) == (None, "no_rating_mass")
+    assert expected_score(None) == (None, "prompt_too_long")
+
+
+def test_expected_score_survives_tiny_mass():
+    # a judge sure of another token leaves the ratings ~e^-800 each: exp() alone would underflow to 0 / 0
+    assert math.isclose(expected_score({" 3": -800.0, " 5": -800.0}).value, 4.0)
 
 
 def test_score_prompt_suffix_replaces_the_judges_score_line():
@@ -65,14 +80,18 @@ def test_injection_flags():
     assert injection_flags("The score: it was a tie") == []  # words, not a score line
 
 
-_REASONING = st.text(alphabet=st.characters(whitelist_categories=("L", "N", "Zs"), whitelist_characters=".,!?:"), max_size=120).map(
+_REASONING = st.text(
+    alphabet=st.characters(whitelist_categories=("L", "N", "Zs"), whitelist_characters=".,!?:"), max_size=120
+).map(
     lambda t: t.replace("core", "c0re").replace("CORE", "C0RE")  # keep generated reasoning free of "score:"
 )
 _FINAL_LINES = {
     "ok": st.integers(1, 5).map(lambda v: f"Score: {v}"),
     "out_of_range": st.integers(6, 10_000).map(lambda v: f"Score: {v}"),
     "not_an_integer": st.tuples(st.integers(1, 4), st.integers(1, 9)).map(lambda p: f"Score: {p[0]}.{p[1]}"),
-    "conflicting_scores": st.tuples(st.integers(1, 5), st.integers(1, 5)).filter(lambda p: p[0] != p[1]).map(lambda p: f"Score: {p[0]}, Score: {p[1]}"),
+    "conflicting_scores": st.tuples(st.integers(1, 5), st.integers(1, 5))
+    .filter(lambda p: p[0] != p[1])
+    .map(lambda p: f"Score: {p[0]}, Score: {p[1]}"),
     "no_score": st.just("I think the answer is fine."),
 }
 

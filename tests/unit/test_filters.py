@@ -93,10 +93,16 @@ def test_navigation_headers_come_from_config():
     [
         (PROSE, "en"),
         (CODE_HEAVY, "en"),
-        ("Die Bibliothek liest jede Datei nur einmal und behält nur die Teile, die für den Leser wichtig sind. "
-         "Sie wurde einfach geschrieben, damit neue Benutzer sie an einem Nachmittag verstehen können.", "de"),
-        ("La bibliothèque lit chaque fichier une seule fois et ne garde que les parties qui comptent pour le "
-         "lecteur. Elle a été écrite pour être simple, afin qu'un nouvel utilisateur la comprenne vite.", "fr"),
+        (
+            "Die Bibliothek liest jede Datei nur einmal und behält nur die Teile, die für den Leser wichtig sind. "
+            "Sie wurde einfach geschrieben, damit neue Benutzer sie an einem Nachmittag verstehen können.",
+            "de",
+        ),
+        (
+            "La bibliothèque lit chaque fichier une seule fois et ne garde que les parties qui comptent pour le "
+            "lecteur. Elle a été écrite pour être simple, afin qu'un nouvel utilisateur la comprenne vite.",
+            "fr",
+        ),
     ],
 )
 def test_language_is_measured_and_non_english_is_dropped(text, lang):
@@ -160,7 +166,10 @@ def test_repetition_compares_only_the_first_max_sentences():
         (PROSE + " #python #coding #tips #code #dev #ai #ml #data #cloud #web #app", "gopher_too_many_hashes"),
         (PROSE.replace(".", "...").replace(",", "…"), "gopher_too_many_ellipsis"),
         ("\n".join(f"• item {i} of the list of the things to buy" for i in range(10)), "gopher_too_many_bullets"),
-        ("\n".join(f"The list of the things we did and more {i}..." for i in range(10)), "gopher_too_many_end_ellipsis"),
+        (
+            "\n".join(f"The list of the things we did and more {i}..." for i in range(10)),
+            "gopher_too_many_end_ellipsis",
+        ),
         ("The values of the table are: " + " ".join(str(i * 37) for i in range(60)), "gopher_below_alpha_threshold"),
         (" ".join(f"word{i} thing{i} stuff{i}" for i in range(30)), "gopher_enough_stop_words"),
     ],
@@ -172,7 +181,9 @@ def test_gopher_rules(text, reason):
 def test_gopher_rules_can_be_turned_off_and_measure_anyway():
     cfg = SegmentConfig(gopher=GopherConfig(min_words=None))
     result = gopher_quality_filter(view("Too few words to judge here but with the and of."), cfg)
-    assert result.reason is None and result.values["words"] == 11 and result.values["stop_words"] == 5  # to, with, the, and, of
+    assert (
+        result.reason is None and result.values["words"] == 11 and result.values["stop_words"] == 5
+    )  # to, with, the, and, of
 
 
 def test_boilerplate_link_density_and_phrases():
@@ -210,8 +221,16 @@ def test_filter_names_are_versioned_and_unique():
 
 
 REASONS = {
-    None, "too_short", "too_long", "empty_header", "uppercase_header", "navigation_header", "wrong_language",
-    "repeated_sentences", "high_link_density", "boilerplate_lines",
+    None,
+    "too_short",
+    "too_long",
+    "empty_header",
+    "uppercase_header",
+    "navigation_header",
+    "wrong_language",
+    "repeated_sentences",
+    "high_link_density",
+    "boilerplate_lines",
 }
 
 

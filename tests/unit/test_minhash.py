@@ -43,8 +43,14 @@ def test_signature_ignores_case_punctuation_and_spacing():
 def test_signature_is_the_same_in_another_process():
     """Stored signatures are compared across runs: nothing may depend on PYTHONHASHSEED or process state."""
     code = f"from udfs.minhash import DedupConfig, minhash; print(minhash({TEXT!r}, DedupConfig()).band_keys.tolist())"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "123", "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PYTHONPATH": str(ROOT)},
+    )
     assert out.stdout.strip() == str(minhash(TEXT, CFG).band_keys.tolist())
 
 
@@ -100,10 +106,12 @@ def test_band_collisions_follow_the_lsh_s_curve():
 
 @pytest.mark.parametrize(
     "override, message",
-    [("dedup.bands=20", r"dedup: bands \* rows \(20 \* 8\) must be <= num_perm \(112\)"),
-     ("dedup.min_similarity=1.5", r"dedup: min_similarity must be in \[0, 1\]"),
-     ("dedup.ngram=0", r"dedup: ngram must be >= 1"),
-     ("dedup.band=3", r"unknown config key\(s\): dedup\.band\b")],
+    [
+        ("dedup.bands=20", r"dedup: bands \* rows \(20 \* 8\) must be <= num_perm \(112\)"),
+        ("dedup.min_similarity=1.5", r"dedup: min_similarity must be in \[0, 1\]"),
+        ("dedup.ngram=0", r"dedup: ngram must be >= 1"),
+        ("dedup.band=3", r"unknown config key\(s\): dedup\.band\b"),
+    ],
 )
 def test_bad_dedup_config_is_named(override, message):
     with pytest.raises(ConfigError, match=message):

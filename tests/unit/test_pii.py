@@ -42,9 +42,46 @@ def test_technical_text_is_left_alone(text):
 
 
 def test_several_kinds_in_one_text():
-    result = mask_pii("a@b.org, 8.8.4.4, (650) 253-0000 and 378282246310005; b@c.net")
-    assert result.text == "<EMAIL_ADDRESS>, <IP_ADDRESS>, <PHONE_NUMBER> and <CARD_NUMBER>; <EMAIL_ADDRESS>"
+    result = mask_pii("a@b.org, server 8.8.4.4, (650) 253-0000 and 378282246310005; b@c.net")
+    assert result.text == "<EMAIL_ADDRESS>, server <IP_ADDRESS>, <PHONE_NUMBER> and <CARD_NUMBER>; <EMAIL_ADDRESS>"
     assert result.counts == {"email": 2, "card": 1, "ip": 1, "phone": 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "3.12.1.1. Recap",  # a Sphinx header: dotted section number, then the title
+        "3.12.1.1 Recap of the tutorial",
+        "See section 4.2.1.3 for details.",
+        "Upgrade to version 1.2.3.4 before you start.",
+        "The wheel for Python 3.11.4.1 and v2.10.3.7 and release 5.6.7.8 are out.",
+        "Intro\n6.1.2.3. Importing * From a Package\nThe text.",
+    ],
+)
+def test_section_numbers_and_versions_are_not_ip_addresses(text):
+    result = mask_pii(text)
+    assert result.text == text and result.counts["ip"] == 0
+
+
+@pytest.mark.parametrize(
+    "text, masked",
+    [
+        ("The server at 93.184.216.34 answers.", "The server at <IP_ADDRESS> answers."),
+        ("Its IP address is 8.8.8.8.", "Its IP address is <IP_ADDRESS>."),
+        ("Connect to 93.184.216.34:8080 with curl.", "Connect to <IP_ADDRESS>:8080 with curl."),
+        ("Allow 203.0.114.0/24 through the firewall.", "Allow <IP_ADDRESS>/24 through the firewall."),
+        ("Open http://93.184.216.34/index.html now.", "Open http://<IP_ADDRESS>/index.html now."),
+        ("$ ping -c 3 1.1.1.1", "$ ping -c 3 <IP_ADDRESS>"),
+        ("host = '93.184.216.34'", "host = '<IP_ADDRESS>'"),
+        (
+            '93.184.216.34 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0"',
+            '<IP_ADDRESS> - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0"',
+        ),
+    ],
+)
+def test_addresses_that_read_as_addresses_are_masked(text, masked):
+    result = mask_pii(text)
+    assert result.text == masked and result.counts["ip"] == 1
 
 
 def test_luhn():

@@ -31,12 +31,15 @@ def test_empty_corpus(tmp_path):
     assert len(preflight.corpus_files(str(tmp_path))) == 3
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('{"instruction": "a", "output": "b"}\nnot json\n', r"seed.jsonl:2 is not JSON"),
-    ('{"prompt": "a", "response": "b"}\n', r"seed.jsonl:1 needs string fields 'instruction' and 'output'"),
-    ('["a", "b"]\n', r"needs string fields"),
-    ("\n\n", "has no pairs"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"instruction": "a", "output": "b"}\nnot json\n', r"seed.jsonl:2 is not JSON"),
+        ('{"prompt": "a", "response": "b"}\n', r"seed.jsonl:1 needs string fields 'instruction' and 'output'"),
+        ('["a", "b"]\n', r"needs string fields"),
+        ("\n\n", "has no pairs"),
+    ],
+)
 def test_seed_file_that_is_not_instruction_output_jsonl(tmp_path, text, message):
     seed = tmp_path / "seed.jsonl"
     seed.write_text(text)
@@ -93,7 +96,8 @@ def test_out_of_disk_is_one_line_also_when_wrapped():
     assert line.startswith("out of disk space writing /t/segments/part-0.parquet: the commit was not made")
     assert "\n" not in line
     assert preflight.describe_failure(Exception("java.io.IOException: No space left on device")).startswith(
-        "out of disk space")
+        "out of disk space"
+    )
     assert preflight.describe_failure(ValueError("other")) is None
 
 
@@ -102,7 +106,15 @@ def test_the_job_stops_with_one_line_before_spark_starts(tmp_path, capsys):
     from tests.conftest import ROOT
 
     with pytest.raises(SystemExit) as stop:
-        main(["--config", str(ROOT / "conf/local.yaml"), "--set", f"storage.root={tmp_path}",
-              "--set", f"input.corpus={tmp_path}/crawl/*.warc.gz"])
+        main(
+            [
+                "--config",
+                str(ROOT / "conf/local.yaml"),
+                "--set",
+                f"storage.root={tmp_path}",
+                "--set",
+                f"input.corpus={tmp_path}/crawl/*.warc.gz",
+            ]
+        )
     assert str(stop.value.code).startswith("error: input.corpus: nothing matches")
     assert "\n" not in str(stop.value.code)

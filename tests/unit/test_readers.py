@@ -22,11 +22,28 @@ from warcio.statusandheaders import StatusAndHeaders
 from tests.conftest import http_response as response
 from tests.conftest import write_records
 from udfs.config import ConfigError, load_config
-from udfs.readers import ReaderConfig, WorkUnit, decode_body, detect_format, is_binary, looks_like_html, plan_units, read_records
+from udfs.readers import (
+    ReaderConfig,
+    WorkUnit,
+    decode_body,
+    detect_format,
+    is_binary,
+    looks_like_html,
+    plan_units,
+    read_records,
+)
 
 PAGE = b"<html><head><title>t</title></head><body><h2>Hello</h2><p>Caf\xc3\xa9 text.</p></body></html>"
-FRENCH = "<html><body><h2>Café</h2><p>" + "Le café est très bon, à la française. Élève, où êtes-vous? Ça va très bien. " * 3 + "</p></body></html>"
-RUSSIAN = "<html><body><h2>Привет</h2><p>" + "Привет, как дела? Это тестовая страница на русском языке. Спасибо. " * 3 + "</p></body></html>"
+FRENCH = (
+    "<html><body><h2>Café</h2><p>"
+    + "Le café est très bon, à la française. Élève, où êtes-vous? Ça va très bien. " * 3
+    + "</p></body></html>"
+)
+RUSSIAN = (
+    "<html><body><h2>Привет</h2><p>"
+    + "Привет, как дела? Это тестовая страница на русском языке. Спасибо. " * 3
+    + "</p></body></html>"
+)
 
 
 def request(writer, url):
@@ -92,9 +109,15 @@ def test_warc_offset_points_at_the_record(tmp_path):
 
 @pytest.mark.parametrize(
     "status, reason",
-    [("200 OK", None), ("301 Moved Permanently", "redirect"), ("302 Found", "redirect"), ("304 Not Modified", "redirect"),
-     ("404 Not Found", "http_status_not_200"), ("500 Internal Server Error", "http_status_not_200"),
-     ("206 Partial Content", "http_status_not_200")],
+    [
+        ("200 OK", None),
+        ("301 Moved Permanently", "redirect"),
+        ("302 Found", "redirect"),
+        ("304 Not Modified", "redirect"),
+        ("404 Not Found", "http_status_not_200"),
+        ("500 Internal Server Error", "http_status_not_200"),
+        ("206 Partial Content", "http_status_not_200"),
+    ],
 )
 def test_http_status(tmp_path, status, reason):
     row = one_response(tmp_path, PAGE, status=status, headers=(("Location", "http://example.com/new"),))
@@ -110,7 +133,12 @@ def test_warc_decodes_gzip_content_encoding_and_chunked_transfer(tmp_path):
             response(w, "http://example.com/gz", gzip.compress(PAGE), headers=[("Content-Encoding", "gzip")]),
             response(w, "http://example.com/chunked", chunked, headers=[("Transfer-Encoding", "chunked")]),
             response(w, "http://example.com/deflate", zlib.compress(PAGE), headers=[("Content-Encoding", "deflate")]),
-            response(w, "http://example.com/raw", raw_deflate.compress(PAGE) + raw_deflate.flush(), headers=[("Content-Encoding", "Deflate")]),
+            response(
+                w,
+                "http://example.com/raw",
+                raw_deflate.compress(PAGE) + raw_deflate.flush(),
+                headers=[("Content-Encoding", "Deflate")],
+            ),
             # Common Crawl stores bodies decoded and renames the header: nothing to undo.
             response(w, "http://example.com/cc", PAGE, headers=[("X-Crawler-Content-Encoding", "gzip")]),
         ],
@@ -218,7 +246,12 @@ def test_text_with_a_stray_nul_or_utf16_is_not_binary(tmp_path):
     stray = b"<html><body>" + b"<p>plenty of ordinary text here.</p>" * 30 + b"\x00</body></html>"
     assert one_response(tmp_path, stray).status == "ok"
     page = "<html><p>Ünïcode, wide</p></html>"
-    for bom, codec in [(b"", "utf-16"), (b"", "utf-32"), (b"\xfe\xff", "utf-16-be"), (b"\x00\x00\xfe\xff", "utf-32-be")]:
+    for bom, codec in [
+        (b"", "utf-16"),
+        (b"", "utf-32"),
+        (b"\xfe\xff", "utf-16-be"),
+        (b"\x00\x00\xfe\xff", "utf-32-be"),
+    ]:
         row = one_response(tmp_path, bom + page.encode(codec), content_type="text/html")
         assert (row.status, row.charset_source, row.html) == ("ok", "bom", page), codec
     labelled = one_response(tmp_path, "<p>Ünï</p>".encode("utf-16-le"), content_type="text/html; charset=utf-16le")
@@ -276,19 +309,41 @@ def test_decode_body_http_equiv_meta_and_latin1_label():
     # Pages labelled latin-1 are decoded as windows-1252 (as browsers do): 0x92 is a quote, not a control.
     decoded = decode_body(body, None)
     assert decoded.text.endswith("<p>it\u2019s</p>") and (decoded.charset, decoded.source) == ("cp1252", "meta")
-    assert decode_body("żółw".encode("iso-8859-2"), 'text/html; charset="ISO-8859-2"') == ("żółw", "iso8859-2", "header")
+    assert decode_body("żółw".encode("iso-8859-2"), 'text/html; charset="ISO-8859-2"') == (
+        "żółw",
+        "iso8859-2",
+        "header",
+    )
 
 
-LABELS = ["utf-8", "utf-16", "utf-32-be", "base64", "rot13", "x-bogus", "latin-1", "shift_jis", "iso-2022-jp", "utf-7", ""]
+LABELS = [
+    "utf-8",
+    "utf-16",
+    "utf-32-be",
+    "base64",
+    "rot13",
+    "x-bogus",
+    "latin-1",
+    "shift_jis",
+    "iso-2022-jp",
+    "utf-7",
+    "",
+]
 
 
-@given(st.binary(max_size=300), st.one_of(st.none(), st.text(max_size=60), st.sampled_from(LABELS).map(lambda c: f"text/html; charset={c}")))
+@given(
+    st.binary(max_size=300),
+    st.one_of(st.none(), st.text(max_size=60), st.sampled_from(LABELS).map(lambda c: f"text/html; charset={c}")),
+)
 def test_decode_body_never_raises(body, header):
     decoded = decode_body(body, header)
     assert isinstance(decoded.text, str) and decoded.source in {"bom", "header", "meta", "detected", "default"}
 
 
-@given(st.text(max_size=200).filter(lambda t: not t.startswith("\ufeff")), st.sampled_from([None, "utf-8", "iso-8859-1", "koi8-r", "utf-16", "x-bogus"]))
+@given(
+    st.text(max_size=200).filter(lambda t: not t.startswith("\ufeff")),
+    st.sampled_from([None, "utf-8", "iso-8859-1", "koi8-r", "utf-16", "x-bogus"]),
+)
 def test_utf8_text_decodes_to_itself_whatever_the_label(text, label):
     assert decode_body(text.encode("utf-8"), label and f"text/html; charset={label}").text == text
 
@@ -299,7 +354,9 @@ def test_text_is_never_binary(text):
 
 
 def test_looks_like_html():
-    assert looks_like_html(b"\xef\xbb\xbf<!doctype HTML>") and looks_like_html(b"<br/>") and looks_like_html(b"<!-- x -->")
+    assert (
+        looks_like_html(b"\xef\xbb\xbf<!doctype HTML>") and looks_like_html(b"<br/>") and looks_like_html(b"<!-- x -->")
+    )
     assert not looks_like_html(b"<brx>") and not looks_like_html(b"hello <html>")
 
 
@@ -341,7 +398,13 @@ def record_offsets(path):
         return [records.offset for _ in records]
 
 
-@pytest.mark.parametrize("build, name", [(three_pages, "cut.warc.gz"), (lambda w: [conversion(w, f"http://e/{i}", b"text " * 200) for i in range(3)], "cut.warc.wet.gz")])
+@pytest.mark.parametrize(
+    "build, name",
+    [
+        (three_pages, "cut.warc.gz"),
+        (lambda w: [conversion(w, f"http://e/{i}", b"text " * 200) for i in range(3)], "cut.warc.wet.gz"),
+    ],
+)
 @pytest.mark.parametrize("cut_into_third_record", [40, 10])
 def test_truncated_warc_yields_good_records_then_one_error(tmp_path, build, name, cut_into_third_record):
     full = write_records(tmp_path / ("full-" + name), build)
@@ -446,7 +509,9 @@ def test_jsonl_records_and_reasons(tmp_path, name):
 
 
 def test_jsonl_field_names_are_configurable(tmp_path):
-    path = write_jsonl(tmp_path / "c.jsonl", [json.dumps({"link": "http://a", "body": "<p>x</p>", "html": "<p>not this</p>"})])
+    path = write_jsonl(
+        tmp_path / "c.jsonl", [json.dumps({"link": "http://a", "body": "<p>x</p>", "html": "<p>not this</p>"})]
+    )
     (row,) = read_records(path, ReaderConfig(url_field="link", html_field="body"))
     assert (row.url, row.html) == ("http://a", "<p>x</p>")
 
@@ -507,29 +572,41 @@ def write_parquet(path, columns: dict, row_group_size=2):
 
 
 def test_parquet_rows_with_html_or_text(tmp_path):
-    path = write_parquet(tmp_path / "d.parquet", {
-        "url": ["http://a", "http://b", "http://c", "http://d", "http://e"],
-        "html": ["<h2>A</h2><p>x</p>", None, None, "  ", "<p>\x00\x00\x00</p>"],
-        "text": [None, "Plain\n\ntext", None, None, None],
-        "id": [1, 2, 3, 4, 5],
-    })
+    path = write_parquet(
+        tmp_path / "d.parquet",
+        {
+            "url": ["http://a", "http://b", "http://c", "http://d", "http://e"],
+            "html": ["<h2>A</h2><p>x</p>", None, None, "  ", "<p>\x00\x00\x00</p>"],
+            "text": [None, "Plain\n\ntext", None, None, None],
+            "id": [1, 2, 3, 4, 5],
+        },
+    )
     rows = list(read_records(path))
     assert [(r.offset, r.url, r.status, r.reason) for r in rows] == [
-        (0, "http://a", "ok", None), (1, "http://b", "ok", None), (2, "http://c", "dropped", "missing_text"),
-        (3, "http://d", "dropped", "empty_body"), (4, "http://e", "dropped", "binary_payload"),
+        (0, "http://a", "ok", None),
+        (1, "http://b", "ok", None),
+        (2, "http://c", "dropped", "missing_text"),
+        (3, "http://d", "dropped", "empty_body"),
+        (4, "http://e", "dropped", "binary_payload"),
     ]
-    assert rows[0].html == "<h2>A</h2><p>x</p>" and rows[1].html == "<p>Plain</p><p>text</p>" and rows[1].record_id == "2"
+    assert (
+        rows[0].html == "<h2>A</h2><p>x</p>" and rows[1].html == "<p>Plain</p><p>text</p>" and rows[1].record_id == "2"
+    )
 
 
 def test_parquet_binary_column_is_charset_decoded_and_names_are_configurable(tmp_path):
-    path = write_parquet(tmp_path / "b.parquet", {"link": ["http://r"], "raw": pa.array([RUSSIAN.encode("cp1251")], pa.binary())})
+    path = write_parquet(
+        tmp_path / "b.parquet", {"link": ["http://r"], "raw": pa.array([RUSSIAN.encode("cp1251")], pa.binary())}
+    )
     (row,) = read_records(path, ReaderConfig(url_field="link", html_field="raw"))
     assert (row.url, row.html, row.charset, row.charset_source) == ("http://r", RUSSIAN, "cp1251", "detected")
 
 
 def test_parquet_is_split_by_row_group(tmp_path):
     n = 7
-    path = write_parquet(tmp_path / "g.parquet", {"url": [f"http://{i}" for i in range(n)], "html": [f"<p>{i}</p>" for i in range(n)]})
+    path = write_parquet(
+        tmp_path / "g.parquet", {"url": [f"http://{i}" for i in range(n)], "html": [f"<p>{i}</p>" for i in range(n)]}
+    )
     assert pq.ParquetFile(path).num_row_groups == 4
     per_group = plan_units([path], ReaderConfig(split_bytes=1))
     assert per_group == [WorkUnit(path, i, i + 1) for i in range(4)]
@@ -547,7 +624,9 @@ def test_parquet_without_document_columns_or_footer_is_one_error(tmp_path):
     cut.write_bytes(open(path, "rb").read()[:-20])
     assert plan_units([str(cut)], ReaderConfig()) == [WorkUnit(str(cut))]  # planning does not raise
     (row,) = read_records(str(cut))
-    assert (row.status, row.offset, row.source_path) == ("error", 0, str(cut)) and row.reason.startswith("unreadable_record: ")
+    assert (row.status, row.offset, row.source_path) == ("error", 0, str(cut)) and row.reason.startswith(
+        "unreadable_record: "
+    )
 
 
 # --- HTML files, formats, config ------------------------------------------------------------------------
@@ -567,8 +646,18 @@ def test_html_file_is_one_record(tmp_path):
 
 @pytest.mark.parametrize(
     "name, fmt",
-    [("a.warc.gz", "warc"), ("A.WARC", "warc"), ("a.arc.gz", "warc"), ("a.warc.wet.gz", "warc"), ("a.jsonl", "jsonl"),
-     ("a.jsonl.gz", "jsonl"), ("a.json", "jsonl"), ("a.parquet", "parquet"), ("a.html", "html"), ("a.htm", "html")],
+    [
+        ("a.warc.gz", "warc"),
+        ("A.WARC", "warc"),
+        ("a.arc.gz", "warc"),
+        ("a.warc.wet.gz", "warc"),
+        ("a.jsonl", "jsonl"),
+        ("a.jsonl.gz", "jsonl"),
+        ("a.json", "jsonl"),
+        ("a.parquet", "parquet"),
+        ("a.html", "html"),
+        ("a.htm", "html"),
+    ],
 )
 def test_detect_format(name, fmt):
     assert detect_format(name) == fmt
@@ -580,8 +669,15 @@ def test_detect_format_rejects_unknown_names(name):
         detect_format(name)
 
 
-@pytest.mark.parametrize("override, key", [("max_record_bytes=0", "max_record_bytes"), ("split_bytes=-1", "split_bytes"),
-                                           ("url_field=", "url_field"), ("max_record_byte=5", "max_record_byte")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("max_record_bytes=0", "max_record_bytes"),
+        ("split_bytes=-1", "split_bytes"),
+        ("url_field=", "url_field"),
+        ("max_record_byte=5", "max_record_byte"),
+    ],
+)
 def test_reader_config_errors_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         load_config(ReaderConfig, None, [override])

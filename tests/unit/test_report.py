@@ -9,11 +9,20 @@ from hypothesis import strategies as st
 
 from jobs.report import pinned_versions
 from jobs.report_render import (
-    EXPECTED_BINS, ExamplePair, JudgeCalibration, LengthStats, ReportData, StageThroughput, YieldRow, bin_counts,
-    reason_code, render_html, stage_throughput,
+    EXPECTED_BINS,
+    ExamplePair,
+    JudgeCalibration,
+    LengthStats,
+    ReportData,
+    StageThroughput,
+    YieldRow,
+    bin_counts,
+    render_html,
+    stage_throughput,
 )
 from udfs.calibration import precision_recall
 from udfs.instruction_stats import VerbObject, load_parser, top_verb_nouns, verb_objects
+from udfs.tables import status_key
 
 
 def test_bin_counts_edges():
@@ -30,17 +39,24 @@ def test_bin_counts_keep_every_row(value_counts):
     assert sum(bin_counts(value_counts)) == sum(value_counts.values())
 
 
-def test_reason_code_drops_error_messages():
-    assert reason_code("ok", None) == "ok"
-    assert reason_code("dropped", "too_short") == "dropped:too_short"
-    assert reason_code("error", "unreadable_record: <b>bad gzip</b>") == "error:unreadable_record"
+def test_status_key_drops_error_messages_and_keeps_qualified_codes():
+    assert status_key("ok", None) == "ok"
+    assert status_key("dropped", "too_short") == "dropped:too_short"
+    assert status_key("error", "unreadable_record: <b>bad gzip</b>") == "error:unreadable_record"
+    assert status_key("error", "invalid_json: Expecting value: line 1") == "error:invalid_json"
+    assert status_key("dropped", "eval_overlap:sample_eval") == "dropped:eval_overlap:sample_eval"
 
 
 def test_stage_throughput_from_runs_rows():
     stages = [
         {"stage": "ingest_v1", "rows_written": 29, "seconds": 2.0, "extra": {}},  # older rows have no rows_in
-        {"stage": "curate_v1", "rows_in": 100, "rows_written": 100, "seconds": 4.0,
-         "extra": {"tokens": {"prompt_tokens": 3000, "cached_tokens": 2000, "output_tokens": 1000}}},
+        {
+            "stage": "curate_v1",
+            "rows_in": 100,
+            "rows_written": 100,
+            "seconds": 4.0,
+            "extra": {"tokens": {"prompt_tokens": 3000, "cached_tokens": 2000, "output_tokens": 1000}},
+        },
         {"stage": "models_v1", "rows_written": 0, "seconds": 0.0, "extra": {}},
     ]
     ingest, curate, models = stage_throughput(stages)
@@ -50,9 +66,17 @@ def test_stage_throughput_from_runs_rows():
 
 
 def test_pinned_versions_flat_and_nested():
-    assert pinned_versions({"documents": 0, "segments": 2, "scores": None}) == {"documents": 0, "segments": 2, "scores": None}
-    nested = {"read": {"segments": 1, "candidates": {"path": "/t/candidates", "version": 3}}, "written": {"segments": 2, "curated": 0},
-              "config_sha": "abc", "flag": True}
+    assert pinned_versions({"documents": 0, "segments": 2, "scores": None}) == {
+        "documents": 0,
+        "segments": 2,
+        "scores": None,
+    }
+    nested = {
+        "read": {"segments": 1, "candidates": {"path": "/t/candidates", "version": 3}},
+        "written": {"segments": 2, "curated": 0},
+        "config_sha": "abc",
+        "flag": True,
+    }
     assert pinned_versions(nested) == {"segments": 2, "candidates": 3, "curated": 0}
 
 
@@ -77,7 +101,11 @@ def test_root_verb_and_object_on_fixed_sentences(nlp):
 
 def test_top_verbs_count_pairs_and_break_ties_by_name():
     pairs = [VerbObject("write", "poem")] * 3 + [VerbObject("write", "story")] * 3 + [VerbObject("write", "essay")]
-    pairs += [VerbObject("give", "example")] * 2 + [VerbObject("explain", None), VerbObject(None, None), VerbObject("add", "item")] * 2
+    pairs += [VerbObject("give", "example")] * 2 + [
+        VerbObject("explain", None),
+        VerbObject(None, None),
+        VerbObject("add", "item"),
+    ] * 2
     counts = top_verb_nouns(pairs, top_verbs=2, nouns_per_verb=2)
     assert (counts.parsed, counts.with_verb, counts.with_pair) == (15, 13, 11)
     assert counts.top == [("write", 7, [("poem", 3), ("story", 3)]), ("add", 2, [("item", 2)])]
@@ -89,15 +117,28 @@ HOSTILE = "<script>alert('x')</script>"
 def report_data(**changes) -> ReportData:
     pr = [precision_recall([True, False, False], [True, True, x > 3], k=x) for x in (1.0, 3.0, 5.0)]
     data = ReportData(
-        run_id="run-1", finished_at="2026-01-01T00:00:00+00:00", rule="score >= 5", k=5.0, score_column="score",
+        run_id="run-1",
+        finished_at="2026-01-01T00:00:00+00:00",
+        rule="score >= 5",
+        k=5.0,
+        score_column="score",
         table_versions={"documents": 0, "scores": 3},
-        yields=[YieldRow("documents", 40), YieldRow("documents ok", 31, "documents"), YieldRow("curated (iteration 1)", 7, "documents ok")],
+        yields=[
+            YieldRow("documents", 40),
+            YieldRow("documents ok", 31, "documents"),
+            YieldRow("curated (iteration 1)", 7, "documents ok"),
+        ],
         drops={"documents": {"ok": 31, "dropped:not_html": 9}, "segments": {"ok": 5, f"dropped:{HOSTILE}": 1}},
-        score_counts={1: {"5": 7, "none": 3}, 2: {"4": 2}}, expected_scores={1: bin_counts({4.8: 7, 2.0: 3})},
+        score_counts={1: {"5": 7, "none": 3}, 2: {"4": 2}},
+        expected_scores={1: bin_counts({4.8: 7, 2.0: 3})},
         parse_failures={1: {"no_score": 3}},
-        lengths=[LengthStats("seed", 3, {"instruction_chars": (50.0, 10.0, 48.0), "output_chars": (900.0, None, 850.0)}),
-                 LengthStats(f"pool {HOSTILE}", 2, {"instruction_chars": (20.0, 5.0, 20.0), "output_chars": (1500.0, 600.0, 1400.0)})],
-        examples=[ExamplePair(1, f"Explain {HOSTILE} tags", f"<iframe src=x></iframe> $x$ text", 5, 4.8)],
+        lengths=[
+            LengthStats("seed", 3, {"instruction_chars": (50.0, 10.0, 48.0), "output_chars": (900.0, None, 850.0)}),
+            LengthStats(
+                f"pool {HOSTILE}", 2, {"instruction_chars": (20.0, 5.0, 20.0), "output_chars": (1500.0, 600.0, 1400.0)}
+            ),
+        ],
+        examples=[ExamplePair(1, f"Explain {HOSTILE} tags", "<iframe src=x></iframe> $x$ text", 5, 4.8)],
         verbs=top_verb_nouns([VerbObject("write", "poem</b")] * 3 + [VerbObject("use", "$x$")]),
         throughput=[StageThroughput("curate_v1", 10, 10, 2.0, 500, 100)],
         calibration=[JudgeCalibration(1, f"m0-{HOSTILE}", pr[-1], pr)],
@@ -108,17 +149,34 @@ def report_data(**changes) -> ReportData:
 
 def test_html_embeds_every_plot_and_escapes_table_text():
     html = render_html(report_data())
-    assert html.count('src="data:image/png;base64,') == 7  # yields, drops, scores, lengths, verbs, throughput, calibration
+    assert (
+        html.count('src="data:image/png;base64,') == 7
+    )  # yields, drops, scores, lengths, verbs, throughput, calibration
     assert "<script" not in html and "<iframe" not in html and "poem</b" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html and "poem&lt;/b" in html
     assert re.search(r"<td>curated \(iteration 1\)</td><td>7</td><td>22.6% of documents ok</td>", html)
     assert re.search(r"<td>dropped:not_html</td><td>9</td>", html)
     assert re.search(r"<td>seed</td><td>3</td><td>50 ± 10 \(48\)</td><td>900 ± 0 \(850\)</td><td>n/a</td>", html)
-    assert re.search(r"<td>1</td><td>m0-&lt;script&gt;.*?</td><td>3</td><td>1</td><td>3</td><td>1</td><td>0.333</td><td>1.00</td>", html)
+    assert re.search(
+        r"<td>1</td><td>m0-&lt;script&gt;.*?</td><td>3</td><td>1</td><td>3</td><td>1</td><td>0.333</td><td>1.00</td>",
+        html,
+    )
 
 
 def test_html_without_data_says_so():
-    html = render_html(report_data(yields=[], drops={}, score_counts={}, expected_scores={}, parse_failures={}, lengths=[],
-                                   examples=[], verbs=None, throughput=[], calibration=[]))
+    html = render_html(
+        report_data(
+            yields=[],
+            drops={},
+            score_counts={},
+            expected_scores={},
+            parse_failures={},
+            lengths=[],
+            examples=[],
+            verbs=None,
+            throughput=[],
+            calibration=[],
+        )
+    )
     assert "data:image/png" not in html
     assert html.count("no data to plot") == 5 and "no curated pairs" in html and "run the calibrate stage" in html

@@ -2,8 +2,8 @@
 
 The page under test is the report with two scripts added: one first in ``<head>`` records console errors,
 uncaught errors and failed loads, one at the end of ``<body>`` checks, once the page has loaded, that each ``<img>``
-decoded to a picture with a size, and writes the outcome into the page, which ``--dump-dom`` prints. Skipped where Chromium is not installed (Debian:
-``apt-get install chromium``).
+decoded to a picture with a size, and writes the outcome into the page, which ``--dump-dom`` prints. Skipped
+where Chromium is not installed (Debian: ``apt-get install chromium``).
 """
 
 import re
@@ -37,8 +37,15 @@ def browser_check(html: str, tmp_path) -> str:
     page = re.sub(r"<head>", "<head>" + RECORD_ERRORS, html, count=1).replace("</body>", CHECK_IMAGES + "</body>")
     assert RECORD_ERRORS in page and CHECK_IMAGES in page
     (tmp_path / "report.html").write_text(page, encoding="utf-8")
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
-               "--dump-dom", f"file://{tmp_path}/report.html"]
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        f"file://{tmp_path}/report.html",
+    ]
     dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
     found = re.search(r'<pre id="browser-check">(.*?)</pre>', dom, re.S)
     assert found, dom[-2000:]

@@ -55,7 +55,7 @@ def test_block_structure_is_kept_and_whitespace_normalised():
       <ul><li>one</li><li>two <b>bold</b></li></ul>
       <table><tr><td>a</td><td>b</td></tr><tr><td>c</td><td>d</td></tr></table>
       <pre>def f():
-    return 1   
+    return 1\x20\x20\x20
 </pre>
       <p>After\x00 code\x07.</p>"""
     (section,) = html_to_sections(page)
@@ -136,8 +136,14 @@ def test_sphinx_like_page_keeps_content_and_drops_chrome():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("min_chars", 0), ("max_chars", 20), ("repetition_ngram", 0), ("repetition_threshold", 0.0),
-     ("repetition_threshold", 1.5), ("max_repeated_fraction", -0.1)],
+    [
+        ("min_chars", 0),
+        ("max_chars", 20),
+        ("repetition_ngram", 0),
+        ("repetition_threshold", 0.0),
+        ("repetition_threshold", 1.5),
+        ("max_repeated_fraction", -0.1),
+    ],
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -176,12 +182,68 @@ def test_nesting_past_max_depth_is_dropped_while_walking():
     cfg = paper_only(min_chars=20, max_chars=200, max_depth=50)
     nested = "<h2>Deep</h2>" + "<span>" * 60 + LONG + "</span>" * 60
     assert reasons(nested, cfg) == [("dropped", "too_deep")]
-    assert reasons(nested.replace("<span>" * 60, "<span>" * 40).replace("</span>" * 60, "</span>" * 40), cfg) == [("ok", None)]
+    assert reasons(nested.replace("<span>" * 60, "<span>" * 40).replace("</span>" * 60, "</span>" * 40), cfg) == [
+        ("ok", None)
+    ]
 
 
 def test_slow_document_is_dropped_as_parse_timeout():
     page = "<h2>Slow</h2>" + f"<p>{LONG}</p>" * 2000
-    assert reasons(page, paper_only(min_chars=20, max_chars=200, parse_timeout_s=1e-9)) == [("dropped", "parse_timeout")]
+    assert reasons(page, paper_only(min_chars=20, max_chars=200, parse_timeout_s=1e-9)) == [
+        ("dropped", "parse_timeout")
+    ]
+
+
+def _explode_on(monkeypatch, word: str) -> None:
+    """Make the segmenter's judging step raise for any section whose body contains ``word``."""
+    import udfs.segment
+
+    judge = udfs.segment._judge
+
+    def judge_or_raise(node, part, body, cfg):
+        if word in body.text:
+            raise KeyError("x" * 2000)
+        return judge(node, part, body, cfg)
+
+    monkeypatch.setattr(udfs.segment, "_judge", judge_or_raise)
+
+
+GOOD_PAGE = f"<h2>Good</h2><p>{LONG}</p>"
+BAD_PAGE = f"<h2>Bad</h2><p>{LONG} explode</p>"
+
+
+def test_unexpected_exception_is_one_error_row_with_the_message(monkeypatch):
+    _explode_on(monkeypatch, "explode")
+    assert reasons(GOOD_PAGE) == [("ok", None)]
+    (row,) = segment_document(BAD_PAGE, CFG)
+    assert row.status == "error" and row.reason.startswith("segment_error: KeyError: 'xxx")
+    assert len(row.reason) <= 500 and row.text == "" and row.header == ""
+
+
+def test_a_missing_evaluation_file_fails_loudly_instead_of_erroring_every_row(tmp_path):
+    from udfs.decontam import EvalSet
+
+    prompts = tmp_path / "eval.jsonl"
+    prompts.write_text('{"prompt": "one two three four five six"}\n')
+    cfg = dataclasses.replace(CFG, decontamination=(EvalSet("gone", str(prompts)),))
+    prompts.unlink()  # validated on the driver, missing on this executor
+    with pytest.raises(FileNotFoundError):
+        segment_document(GOOD_PAGE, cfg)
+
+
+def test_segment_documents_batch_goes_on_past_a_page_that_raises(monkeypatch):
+    import pandas as pd
+
+    from udfs import spark_udfs
+
+    _explode_on(monkeypatch, "explode")
+    batch = pd.DataFrame(
+        {"doc_id": ["d1", "d2", "d3"], "url": ["u1", "u2", "u3"], "html": [GOOD_PAGE, BAD_PAGE, GOOD_PAGE]}
+    )
+    (frame,) = spark_udfs.segment_documents(CFG)(iter([batch]))
+    assert list(frame["doc_id"]) == ["d1", "d2", "d3"]
+    assert list(frame["status"]) == ["ok", "error", "ok"]
+    assert frame["reason"][1].startswith("segment_error: KeyError:")
 
 
 def test_huge_flat_pages_finish_and_are_split():
@@ -207,8 +269,10 @@ def test_entity_bomb_and_one_giant_token_are_too_long_and_only_measured_for_leng
 
 
 def test_control_bidi_and_zero_width_characters_are_removed():
-    page = ("<h2>Sa\u200bfe\u202e header\x00</h2><p>Zero\u200bwidth, bi\u2066di\u2069 and \x07control \ufffd "
-            f"characters: {LONG} Caf\u00c3\u00a9 mojibake.</p>")
+    page = (
+        "<h2>Sa\u200bfe\u202e header\x00</h2><p>Zero\u200bwidth, bi\u2066di\u2069 and \x07control \ufffd "
+        f"characters: {LONG} Caf\u00c3\u00a9 mojibake.</p>"
+    )
     (c,) = segment_document(page, CFG)
     assert c.header == "Safe header"
     assert c.text == f"Zerowidth, bidi and control characters: {LONG} Café mojibake."
@@ -235,8 +299,10 @@ OWN = para("o", 280)
 
 def test_long_section_is_split_around_subsections_that_are_segments_of_their_own():
     s1, s2, s3 = para("x", 80), para("y", 80), para("w", 80)
-    page = (f"<h2>Guide</h2><p>{I1}</p><h3>Alpha</h3><p>{s1}</p><h3>Beta</h3><p>{OWN}</p>"
-            f"<h3>Gamma</h3><p>{s2}</p><h3>Delta</h3><p>{s3}</p>")
+    page = (
+        f"<h2>Guide</h2><p>{I1}</p><h3>Alpha</h3><p>{s1}</p><h3>Beta</h3><p>{OWN}</p>"
+        f"<h3>Gamma</h3><p>{s2}</p><h3>Delta</h3><p>{s3}</p>"
+    )
     got = [(c.index, c.part, c.header, c.text, c.reason) for c in segment_document(page, SPLIT)]
     assert got == [
         (0, 0, "Guide", f"{I1}\n\nAlpha\n\n{s1}", None),  # Beta is judged on its own: it ends the part
@@ -253,7 +319,9 @@ def test_subheaders_mode_keeps_a_subsection_whole_and_paragraphs_mode_packs_para
     page = f"<h2>Guide</h2><p>{I1}</p><p>{I2}</p><h3>Alpha</h3><p>{s1}</p>"
     by_sub = [(c.text, c.reason) for c in segment_document(page, SPLIT) if c.index == 0]
     assert by_sub == [(f"{I1}\n\n{I2}", None), (f"Alpha\n\n{s1}", "too_short")]
-    by_paragraph = [c.text for c in segment_document(page, dataclasses.replace(SPLIT, split_long="paragraphs")) if c.index == 0]
+    by_paragraph = [
+        c.text for c in segment_document(page, dataclasses.replace(SPLIT, split_long="paragraphs")) if c.index == 0
+    ]
     assert by_paragraph == [f"{I1}\n\n{I2}\n\nAlpha", s1]
 
 
@@ -262,15 +330,19 @@ def test_split_off_or_nothing_to_split_keeps_one_too_long_row():
     off = segment_document(page, dataclasses.replace(SPLIT, split_long="off"))
     assert [(c.part, c.reason, len(c.text)) for c in off] == [(0, "too_long", 3 * 190 + 4)]
     covered = f"<h2>Guide</h2><h3>Beta</h3><p>{OWN}</p><h3>Beta again</h3><p>{para('p', 280)}</p>"
-    assert [(c.index, c.part, c.reason) for c in segment_document(covered, SPLIT)] == [(0, 0, "too_long"), (1, 0, None), (2, 0, None)]
+    assert [(c.index, c.part, c.reason) for c in segment_document(covered, SPLIT)] == [
+        (0, 0, "too_long"),
+        (1, 0, None),
+        (2, 0, None),
+    ]
 
 
 def test_part_zero_keeps_the_unsplit_segment_id():
     from udfs.ids import stable_id
-    from udfs.spark_udfs import _segment_row
+    from udfs.segment import segment_rows
 
     page = f"<h2>Guide</h2><p>{I1}</p><p>{I2}</p><p>{I3}</p>"
-    rows = [_segment_row("doc1", "https://x/", c) for c in segment_document(page, SPLIT)]
+    rows = segment_rows("doc1", "https://x/", page, SPLIT)
     assert [r["part"] for r in rows] == [0, 1]
     assert rows[0]["segment_id"] == stable_id("segment", "doc1", 0)
     assert rows[1]["segment_id"] == stable_id("segment", "doc1", 0, 1)
@@ -296,13 +368,15 @@ def test_a_good_english_section_is_kept_with_its_measurements():
 
 
 def test_non_english_page_is_dropped():
-    german = ("Die Standardbibliothek bietet ein Modul zum Lesen und Schreiben von Dateien in vielen Formaten. "
-              "Es kümmert sich um das Öffnen, Puffern und Schließen, damit sich ein Programm auf die Daten selbst "
-              "konzentrieren kann. Jede Funktion beschreibt die Fehler, die sie auslöst, und die Beispiele zeigen, "
-              "wie man sich davon erholt. Wenn eine Datei groß ist, liest das Modul sie in Stücken, was den "
-              "Speicherverbrauch klein und vorhersehbar hält. Die meisten Leser beginnen mit dem Tutorial, das die "
-              "üblichen Aufgaben nacheinander durchgeht und die Entscheidungen hinter dem Entwurf jeder Funktion erklärt. "
-              "Spätere Kapitel beschreiben die selteneren Optionen, etwa eigene Kodierungen und beschädigte Eingaben.")
+    german = (
+        "Die Standardbibliothek bietet ein Modul zum Lesen und Schreiben von Dateien in vielen Formaten. "
+        "Es kümmert sich um das Öffnen, Puffern und Schließen, damit sich ein Programm auf die Daten selbst "
+        "konzentrieren kann. Jede Funktion beschreibt die Fehler, die sie auslöst, und die Beispiele zeigen, "
+        "wie man sich davon erholt. Wenn eine Datei groß ist, liest das Modul sie in Stücken, was den "
+        "Speicherverbrauch klein und vorhersehbar hält. Die meisten Leser beginnen mit dem Tutorial, das die "
+        "üblichen Aufgaben nacheinander durchgeht und die Entscheidungen hinter dem Entwurf jeder Funktion erklärt. "
+        "Spätere Kapitel beschreiben die selteneren Optionen, etwa eigene Kodierungen und beschädigte Eingaben."
+    )
     (c,) = segment_document(f"<h2>Arbeiten mit Dateien</h2><p>{german}</p>", SegmentConfig())
     assert (c.reason, c.lang) == ("wrong_language", "de")
 
@@ -314,7 +388,9 @@ def test_navigation_only_page_is_dropped():
 
 
 def test_repeated_sentences_page_is_dropped():
-    (c,) = segment_document(f"<h2>Offers</h2><p>{'Buy the best shoes online at the lowest price today. ' * 15}</p>", SegmentConfig())
+    (c,) = segment_document(
+        f"<h2>Offers</h2><p>{'Buy the best shoes online at the lowest price today. ' * 15}</p>", SegmentConfig()
+    )
     assert c.reason == "repeated_sentences"
 
 
@@ -328,8 +404,10 @@ def test_pii_is_masked_in_kept_text_and_counted():
 
 def test_segment_overlapping_an_evaluation_prompt_is_dropped():
     cfg = load_config(SegmentConfig, None, [f"decontamination=[{{name: sample_eval, path: {SAMPLE_EVAL}}}]"])
-    lambda_text = ("Small anonymous functions can be created with the lambda keyword. This function returns the sum "
-                   "of its two arguments: lambda a, b: a+b. ")
+    lambda_text = (
+        "Small anonymous functions can be created with the lambda keyword. This function returns the sum "
+        "of its two arguments: lambda a, b: a+b. "
+    )
     (c,) = segment_document(f"<h2>Lambda Expressions</h2><p>{lambda_text}{ENGLISH}</p>", cfg)
     assert c.reason == "eval_overlap:sample_eval" and c.measurements["decontamination_v1"]["sample_eval"] > 0
     (clean,) = segment_document(f"<h2>Files</h2><p>{ENGLISH}</p>", cfg)

@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobs.config import load_pipeline_config
-from jobs.storage import CatalogSchema, Storage, parse_catalog_schema
+from jobs.catalog import CatalogSchema, parse_catalog_schema
+from jobs.storage import Storage
 from tests.conftest import ROOT
 from udfs.config import ConfigError
 
@@ -13,21 +14,38 @@ IDENTIFIER = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True)
 QUOTED = st.text(st.characters(blacklist_characters="`", blacklist_categories=("Cs",)), min_size=1, max_size=20)
 
 
-@pytest.mark.parametrize("root, parts", [
-    ("main.humpback", ("main", "humpback")),
-    ("  dev_2.humpback_runs ", ("dev_2", "humpback_runs")),
-    ("`my-catalog`.`team data`", ("my-catalog", "team data")),
-    ("`prod`.humpback", ("prod", "humpback")),
-])
+@pytest.mark.parametrize(
+    "root, parts",
+    [
+        ("main.humpback", ("main", "humpback")),
+        ("  dev_2.humpback_runs ", ("dev_2", "humpback_runs")),
+        ("`my-catalog`.`team data`", ("my-catalog", "team data")),
+        ("`prod`.humpback", ("prod", "humpback")),
+    ],
+)
 def test_catalog_schema_names_parse(root, parts):
     assert parse_catalog_schema(root) == CatalogSchema(*parts)
 
 
-@pytest.mark.parametrize("root", [
-    "work/tables", "/data/humpback.tables", "./tables.v2", "tables", "dbfs:/humpback/tables",
-    "s3://bucket/humpback", "abfss://c@acct.dfs.core.windows.net/t", "main.humpback.documents", "1st.schema",
-    "main.", ".humpback", "main..humpback", "`unclosed.humpback", "",
-])
+@pytest.mark.parametrize(
+    "root",
+    [
+        "work/tables",
+        "/data/humpback.tables",
+        "./tables.v2",
+        "tables",
+        "dbfs:/humpback/tables",
+        "s3://bucket/humpback",
+        "abfss://c@acct.dfs.core.windows.net/t",
+        "main.humpback.documents",
+        "1st.schema",
+        "main.",
+        ".humpback",
+        "main..humpback",
+        "`unclosed.humpback",
+        "",
+    ],
+)
 def test_paths_and_other_names_are_not_schemas(root):
     assert parse_catalog_schema(root) is None
 
@@ -62,4 +80,6 @@ def test_models_of_a_catalog_schema_go_to_its_models_volume():
     assert cfg.model_path("backward") == "/Volumes/main/humpback/models/myx"
     cfg = load_pipeline_config(conf, ["storage.root=main.humpback", "models.dir=/Volumes/main/shared/models"])
     assert cfg.models_dir == "/Volumes/main/shared/models"
-    assert load_pipeline_config(conf, ["storage.root=/data/tables", "models.dir=null"]).models_dir == "/data/tables/models"
+    assert (
+        load_pipeline_config(conf, ["storage.root=/data/tables", "models.dir=null"]).models_dir == "/data/tables/models"
+    )

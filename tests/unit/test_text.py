@@ -11,7 +11,9 @@ from udfs.text import clean_text, normalize_for_dedup
 
 # What kept text never contains: C0/C1 controls but tab and newline, zero-width and bidi controls, BOM,
 # U+FFFD and lone surrogates.
-FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff\ufffd\ud800-\udfff]")
+FORBIDDEN = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff\ufffd\ud800-\udfff]"
+)
 
 
 @pytest.mark.parametrize(

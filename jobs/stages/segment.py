@@ -1,9 +1,13 @@
-"""Exact and near-duplicate segments, driver side: new segments are marked against themselves and against every
-segment kept by earlier runs, so a new crawl drop only adds new material.
+"""segment_v1: ok ``documents`` -> ``segments``, one row per section, with exact and near duplicates marked.
+
+The executors segment and filter each document (``udfs.segment.segment_rows`` through
+``spark_udfs.segment_documents``); a document with a row in ``segments`` is done. New segments are then
+deduplicated against themselves and against every segment kept by earlier runs, so a new crawl drop only
+adds new material.
 
 ``dedup(segments, stored, cfg)`` takes the rows the segment stage produced (not yet written) and the stored
 ``segments`` table, and returns the new rows with duplicates dropped, ``duplicate_of`` (the matched segment id)
-and the MinHash columns (``udfs.spark_udfs.MINHASH_SCHEMA``, signature and band keys null unless ok):
+and the MinHash columns (``udfs.tables.MINHASH_SCHEMA``, signature and band keys null unless ok):
 
 - ``exact_duplicate``: an ok segment whose normalised-text hash equals that of a kept stored segment, or of an
   ok new segment with a smaller ``segment_id``; it points to the stored one if any, else the smallest new one.
@@ -26,12 +30,35 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from jobs.stages.base import Context, StageReport, append, pending, read, require, table_state
 from udfs import spark_udfs
 from udfs.minhash import DedupConfig
+from udfs.tables import DOCUMENTS, MINHASH_COLUMNS, MINHASH_SCHEMA, SEGMENT_ROWS_SCHEMA, SEGMENTS
 
 log = logging.getLogger(__name__)
 
-MINHASH_COLUMNS = [c.split()[0] for c in spark_udfs.MINHASH_SCHEMA.split(", ")]
+
+def run(ctx: Context, report: StageReport) -> None:
+    docs = require(ctx, report, DOCUMENTS.name, "ingest").where("status = 'ok'").select("doc_id", "url", "html")
+    done = read(ctx, report, SEGMENTS.name)
+    if done is not None:
+        docs = docs.join(done.select("doc_id").distinct(), on="doc_id", how="left_anti")
+    report.rows_in = docs.count()
+    segments = docs.mapInPandas(spark_udfs.segment_documents(ctx.cfg.segment), SEGMENT_ROWS_SCHEMA)
+    append(ctx, SEGMENTS, dedup(segments, done, ctx.cfg.dedup), report)
+
+
+def plan(ctx: Context, iteration: int | None = None) -> dict:
+    docs = ctx.storage.read(DOCUMENTS.name)
+    ok = 0 if docs is None else docs.where("status = 'ok'").count()
+    todo = 0
+    if docs is not None:
+        todo = pending(ctx, SEGMENTS, docs.where("status = 'ok'").select("doc_id"), key="doc_id").count()
+    return {
+        "inputs": {"documents_ok": ok},
+        "outputs": {SEGMENTS.name: table_state(ctx, SEGMENTS)},
+        "todo": {"documents": todo},
+    }
 
 
 def _ok() -> Column:
@@ -48,12 +75,14 @@ def dedup(segments: DataFrame, stored: DataFrame | None, cfg: DedupConfig) -> Da
     if cfg.near_duplicates:
         marked = near_dedup(marked, stored, cfg)
     # Only kept segments carry a signature: a dropped one is never a representative.
-    return marked.select(*[F.when(_ok(), F.col(c)).alias(c) if c in ("minhash", "minhash_bands") else F.col(c) for c in columns])
+    return marked.select(
+        *[F.when(_ok(), F.col(c)).alias(c) if c in ("minhash", "minhash_bands") else F.col(c) for c in columns]
+    )
 
 
 def with_minhash(segments: DataFrame, cfg: DedupConfig) -> DataFrame:
     """``segments`` plus the MinHash columns, computed by ``udfs.spark_udfs.minhash_signatures``."""
-    schema = StructType(segments.schema.fields + StructType.fromDDL(spark_udfs.MINHASH_SCHEMA).fields)
+    schema = StructType(segments.schema.fields + StructType.fromDDL(MINHASH_SCHEMA).fields)
     return segments.mapInPandas(spark_udfs.minhash_signatures(cfg), schema)
 
 
@@ -81,7 +110,8 @@ def near_dedup(segments: DataFrame, stored: DataFrame | None, cfg: DedupConfig) 
     new_bands = by_band.where("_new")
     reps = (  # stored segments first (False < True), then the smallest id
         by_band.join(new_bands.select("_band").distinct(), on="_band", how="left_semi")
-        .groupBy("_band").agg(F.min(F.struct("_new", "segment_id")).alias("_rep"))
+        .groupBy("_band")
+        .agg(F.min(F.struct("_new", "segment_id")).alias("_rep"))
     )
     pairs = (
         new_bands.join(reps, on="_band")

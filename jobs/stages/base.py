@@ -1,0 +1,172 @@
+"""What every stage shares, driver side: the context, the stage report, keyed appends, chunked LLM commits.
+
+A stage reads and writes Delta tables through ``jobs.storage`` only, and is safe to re-run: its output rows
+are keyed by deterministic ids (``udfs.ids``) and appends skip keys already present (``Storage.new_rows``).
+LLM stages commit in chunks (``append_in_chunks``), each task on the GPUs of a stage-level resource profile.
+The stages themselves are the other modules of this package; ``jobs.stages`` lists them in run order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.config import PipelineConfig
+from jobs.storage import Storage
+from training.checkpoint import CHECKPOINT, checkpoint_dir
+from udfs.ids import model_fingerprint
+from udfs.tables import TOKEN_COLUMNS, Table, status_key
+
+log = logging.getLogger(__name__)
+
+
+class MissingInput(RuntimeError):
+    """A stage's input is not there yet (a model not trained, pairs not scored): the message says which stage
+    makes it."""
+
+
+@dataclass
+class StageReport:
+    """What one stage did: rows written per status/reason, seconds, tables read and written, stage figures."""
+
+    stage: str
+    iteration: int | None = None  # the self-training iteration (curate, train); None for the other stages
+    rows_in: int = 0  # input units considered this run (files, documents, segments, pairs) after skipping done keys
+    rows_written: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)  # udfs.tables.status_key -> rows
+    seconds: float = 0.0
+    reads: dict[str, int | None] = field(default_factory=dict)  # table -> version read
+    writes: dict[str, int | None] = field(default_factory=dict)  # table -> version after this stage's last commit
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    spark: SparkSession
+    storage: Storage
+    cfg: PipelineConfig
+
+
+def keyed_id(key: str, salt: str):
+    """Spark expression of ``udfs.ids.keyed_id`` over column ``key`` (the same ids, computed in the JVM)."""
+    return F.substring(F.sha2(F.concat_ws("|", F.col(key), F.lit(salt)), 256), 1, 32)
+
+
+def read(ctx: Context, report: StageReport | None, name: str) -> DataFrame | None:
+    """Table ``name`` at its current version, recorded in ``report`` (None: a look that is no stage's input)."""
+    if report is None:
+        return ctx.storage.read(name)
+    report.reads[name] = ctx.storage.version(name)
+    return ctx.storage.read(name, report.reads[name])
+
+
+def require(ctx: Context, report: StageReport | None, name: str, made_by: str) -> DataFrame:
+    """An input table that must exist: ``MissingInput`` naming the stage that writes it otherwise."""
+    df = read(ctx, report, name)
+    if df is None:
+        raise MissingInput(f"table {name} does not exist yet: run the {made_by} stage first")
+    return df
+
+
+def status_counts(df: DataFrame) -> dict[str, int]:
+    """Rows of ``df`` by ``udfs.tables.status_key``."""
+    counts: dict[str, int] = {}
+    for r in df.groupBy("status", "reason").count().collect():
+        key = status_key(r["status"], r["reason"])
+        counts[key] = counts.get(key, 0) + r["count"]
+    return counts
+
+
+def append(ctx: Context, table: Table, df: DataFrame, report: StageReport) -> None:
+    """Append the rows of ``df`` whose key is new, counted by status/reason. The new rows are cached so that
+    (possibly LLM-generated) rows are computed once for both the counts and the write."""
+    new = ctx.storage.new_rows(table.name, df, table.key).cache()
+    for status, count in status_counts(new).items():
+        report.by_status[status] = report.by_status.get(status, 0) + count
+    if "prompt_tokens" in new.columns:  # LLM stages: tokens in/out and prefix-cache hits
+        sums = new.agg(*[F.sum(c).alias(c) for c in TOKEN_COLUMNS]).first().asDict()
+        tokens = report.extra.setdefault("tokens", dict.fromkeys(TOKEN_COLUMNS, 0))
+        for c in TOKEN_COLUMNS:
+            tokens[c] += sums[c] or 0
+        prompt = tokens["prompt_tokens"]
+        tokens["prefix_cache_hit_rate"] = round(tokens["cached_tokens"] / prompt, 4) if prompt else 0.0
+    report.rows_written += ctx.storage.append(table.name, new).rows
+    report.writes[table.name] = ctx.storage.version(table.name)
+    new.unpersist()
+
+
+def pending(
+    ctx: Context, table: Table, rows: DataFrame, report: StageReport | None = None, key: str | None = None
+) -> DataFrame:
+    """The rows of ``rows`` whose key (``table.key`` unless given) is not in ``table`` yet: what a keyed stage
+    still has to do."""
+    key = key or table.key
+    done = read(ctx, report, table.name)
+    return rows if done is None else rows.join(done.select(key).distinct(), on=key, how="left_anti")
+
+
+def append_in_chunks(ctx: Context, table: Table, todo: DataFrame, fn, report: StageReport) -> None:
+    """Run the LLM batch function ``fn`` over the rows of ``todo`` whose key is not in ``table`` yet,
+    committing every ``engine.commit_rows`` rows.
+
+    A job killed mid-generation keeps every committed chunk; the next run no longer finds those keys to do,
+    so at most the chunks in flight are generated again. Chunks are hash buckets of the key: a deterministic
+    split that needs no sort.
+    """
+    todo = pending(ctx, table, todo, report)  # skip before generating: the LLM is the expensive part
+    report.rows_in = todo.count()
+    chunks = max(1, -(-report.rows_in // ctx.cfg.engine.commit_rows))
+    bucketed = todo.withColumn("_chunk", F.pmod(F.xxhash64(table.key), F.lit(chunks)))
+    for chunk in range(chunks):
+        rows = bucketed.where(F.col("_chunk") == chunk).drop("_chunk")
+        append(ctx, table, llm_map(ctx, rows, fn, table.schema), report)
+        log.info("%s: chunk %d/%d committed (%d rows so far)", table.name, chunk + 1, chunks, report.rows_written)
+
+
+def llm_map(ctx: Context, rows: DataFrame, fn, schema: str) -> DataFrame:
+    """``rows`` through the LLM batch function ``fn`` on ``engine.partitions`` tasks, each holding
+    ``engine.task_gpus`` GPUs."""
+    parts = ctx.cfg.engine.partitions
+    rows = rows.repartition(parts) if parts else rows
+    return rows.mapInPandas(fn, schema, profile=gpu_profile(ctx.cfg.engine.task_gpus))
+
+
+def gpu_profile(task_gpus: float | None) -> ResourceProfile | None:
+    """A stage-level resource profile giving each LLM task ``task_gpus`` GPUs (CPU stages keep none)."""
+    if not task_gpus:
+        return None
+    return ResourceProfileBuilder().require(TaskResourceRequests().resource("gpu", task_gpus)).build
+
+
+def model_ready(path: str) -> bool:
+    """Whether ``path`` holds a whole model. Models built here appear by one atomic rename after their last
+    file (training_meta.json, bootstrap.json) is written, so a directory with config.json is complete; an
+    interrupted training run leaves only ``<path>.ckpt``, from which the next run resumes."""
+    return (Path(path) / "config.json").is_file()
+
+
+def model_id(path: str, name: str, made_by: str) -> str:
+    """The id of the model at ``path``, or ``MissingInput`` naming the stage that makes it."""
+    if not model_ready(path):
+        raise MissingInput(f"{name} is not at {path} yet: run the {made_by} stage first")
+    return model_fingerprint(path)
+
+
+def model_state(path: str) -> dict:
+    """For a dry run: where a model is and whether it is whole; a training run that stopped leaves a
+    checkpoint to resume from."""
+    if model_ready(path):
+        return {"path": path, "state": "present", "id": model_fingerprint(path)}
+    resumable = (checkpoint_dir(path) / CHECKPOINT).is_file()
+    return {"path": path, "state": "checkpoint (resumes)" if resumable else "absent"}
+
+
+def table_state(ctx: Context, table: Table) -> dict:
+    """For a dry run: a table's version and row count."""
+    df = ctx.storage.read(table.name)
+    return {"version": ctx.storage.version(table.name), "rows": 0 if df is None else df.count()}

@@ -1,0 +1,137 @@
+"""The tables of a small sample run match a digest recorded before the driver layer was restructured.
+
+The run: four sample pages through ingest, segment, models, augment, curate and train (one iteration), into a
+fixed directory so that the paths inside model configs are the same on every run. Per table the digest holds
+the row count, a sha256 of the sorted ids and a sha256 of the sorted rows over the deterministic columns.
+
+A model id hashes the model's training_meta.json, which records training seconds and an MLflow run id: the
+test turns tracking off and reads a clock that stands still inside ``training`` (only there), so model ids,
+and with them every generation, score and curated id and each row's sampling seed, repeat exactly.
+Left out as not reproducible: timestamps, the WARC's record ids and dates (warcio makes new ones, so the
+file's size and the records' offsets change too) and the ingest ledger's ids (they hash the file's mtime).
+Everything else, the LLM tables included, repeated bit for bit across runs of the code before the change.
+
+    HUMPBACK_WRITE_DIGEST=1 pytest tests/spark/test_tables_unchanged.py   # re-record (only on purpose)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from jobs.augment import main
+from tests.conftest import ROOT, SAMPLE_SEED, sample_pages, write_warc
+
+pytestmark = pytest.mark.slow
+
+DIGEST = ROOT / "tests/data/sample_tables_digest.json"
+RUN_DIR = Path("/tmp/humpback-tables-digest")
+
+SETTINGS = [
+    "models.bootstrap.hidden_size=128",
+    "models.bootstrap.num_heads=2",
+    "models.bootstrap.intermediate_size=256",
+    "models.bootstrap.num_layers=2",
+    "models.bootstrap.steps=10",
+    "models.bootstrap.warmup_steps=2",
+    "models.train_overrides=[optim.max_steps=6, optim.max_seq_len=512, tracking.enabled=false]",
+    "augment.sampling.max_tokens=48",
+    "curate.sampling.max_tokens=16",
+    "iterations.count=1",
+    "iterations.score_column=expected_score",
+    "iterations.min_score=1.0",
+    "report.after_run=false",
+]
+STAGES = "ingest,segment,models,augment,curate,train"
+
+# table -> (id column or None, columns left out of the row digest besides *_at and *seconds)
+TABLES = {
+    "files": (None, ("unit_id", "file_id", "mtime_ns", "size")),
+    "documents": ("doc_id", ("record_id", "fetch_date", "offset")),
+    "segments": ("segment_id", ()),
+    "candidates": ("generation_id", ()),
+    "scores": ("score_id", ()),
+    "curated": ("curated_id", ()),
+}
+
+
+class StillClock:
+    """``time`` for the training modules: durations of zero, so training_meta.json is the same on every run."""
+
+    monotonic = perf_counter = time = staticmethod(lambda: 0.0)
+
+
+def _value(v):
+    if isinstance(v, float):
+        return None if math.isnan(v) else round(v, 6)
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return v
+
+
+def _sha(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
+def table_digest(path: Path, key: str | None, excluded: tuple[str, ...]) -> dict:
+    df = DeltaTable(str(path)).to_pandas()
+    columns = sorted(c for c in df.columns if c not in excluded and not c.endswith(("_at", "seconds")))
+    rows = [json.dumps({c: _value(r[c]) for c in columns}, sort_keys=True, default=str) for r in df.to_dict("records")]
+    return {
+        "rows": len(df),
+        "columns": columns,
+        "ids_sha256": _sha([str(i) for i in df[key]]) if key else None,
+        "rows_sha256": _sha(rows),
+    }
+
+
+def sample_run() -> dict:
+    """Run the sample into ``RUN_DIR`` and digest its tables (the caller holds ``RUN_DIR``'s lock)."""
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+    RUN_DIR.mkdir(parents=True)
+    warc = write_warc(RUN_DIR / "crawl.warc.gz", sample_pages())
+    seed = RUN_DIR / "seed.jsonl"
+    seed.write_text("".join(SAMPLE_SEED.read_text().splitlines(keepends=True)[:16]))
+    args = [
+        "--config",
+        str(ROOT / "conf/local.yaml"),
+        "--stages",
+        STAGES,
+        "--set",
+        f"input.corpus={warc}",
+        "--set",
+        f"input.seed={seed}",
+        "--set",
+        f"storage.root={RUN_DIR}/tables",
+        "--set",
+        f"models.dir={RUN_DIR}/models",
+    ]
+    for item in SETTINGS:
+        args += ["--set", item]
+    main(args)
+    return {name: table_digest(RUN_DIR / "tables" / name, key, excluded) for name, (key, excluded) in TABLES.items()}
+
+
+def test_sample_run_tables_match_the_recorded_digest(spark, monkeypatch):
+    import training.bootstrap
+    import training.train
+
+    for module in (training.bootstrap, training.train):
+        monkeypatch.setattr(module, "time", StillClock)
+    # One fixed directory for every checkout on this machine: runs from two worktrees take turns.
+    with open(f"{RUN_DIR}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        digest = sample_run()
+    if os.environ.get("HUMPBACK_WRITE_DIGEST"):
+        DIGEST.write_text(json.dumps(digest, indent=2, sort_keys=True) + "\n")
+    recorded = json.loads(DIGEST.read_text())
+    assert {t: d["rows"] for t, d in digest.items()} == {t: d["rows"] for t, d in recorded.items()}
+    assert digest == recorded

@@ -1,0 +1,88 @@
+"""A deterministic stand-in for vLLM (``engine.name: fake``): the LLM row logic tested in milliseconds.
+
+Like datatrove's dummy inference server, it keeps the engine's contract and none of its cost: chats render
+by a plain template, a token is a whitespace-separated word, and text is made from a hash of the seed and
+the prompt, so the same row always gets the same completion. A judge prompt (one asking for "Score:") gets
+reasoning ending in "Score: N" for most rows and a line without a score for the others, so both the parsed
+and the failure paths run. Logprobs of the rating tokens come from the same hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Sequence
+
+from udfs.engine import Completion, SamplingConfig
+
+_WORDS = (
+    "explain",
+    "how",
+    "the",
+    "list",
+    "works",
+    "write",
+    "a",
+    "short",
+    "guide",
+    "to",
+    "python",
+    "code",
+    "with",
+    "examples",
+)
+
+
+def _hash(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode("utf-8")).digest()[:8], "big")
+
+
+class FakeEngine:
+    def __init__(self, args: dict):
+        """``args`` from ``udfs.engine.engine_args``; the model path and the context length are used."""
+        self.model_path = args["model"]
+        self.max_model_len = args["max_model_len"]
+
+    def render_chat(self, conversation: Sequence[dict[str, str]]) -> str:
+        return "".join(f"<{turn['role']}> {turn['content']}\n" for turn in conversation) + "<assistant>"
+
+    def count_tokens(self, prompts: Sequence[str]) -> list[int]:
+        return [len(p.split()) for p in prompts]
+
+    def truncate(self, text: str, n_tokens: int) -> str:
+        return " ".join(text.split()[:n_tokens])
+
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
+        return [self._complete(p, sampling.max_tokens, s) for p, s in zip(prompts, seeds)]
+
+    def _complete(self, prompt: str, max_tokens: int, seed: int) -> Completion:
+        h = _hash(self.model_path, seed, prompt)
+        words = [_WORDS[(h >> (4 * i)) % len(_WORDS)] for i in range(3 + h % 6)]
+        if "Score:" in prompt:  # a judge: reasoning, then a score line for three rows in four
+            last = f"Score: {1 + (h >> 40) % 5}" if h % 4 else "I cannot rate this."
+            words = [*words, "\n" + last]
+        text = " ".join(words)
+        finish = "stop"
+        if len(text.split()) > max_tokens:
+            text, finish = " ".join(text.split()[:max_tokens]), "length"
+        return Completion(
+            text=text, finish_reason=finish, prompt_tokens=len(prompt.split()), output_tokens=len(text.split())
+        )
+
+    def continuation_logprobs(
+        self, prompts: Sequence[str], continuations: Sequence[str]
+    ) -> list[dict[str, float] | None]:
+        """A deterministic distribution over ``continuations`` per prompt; None for a prompt past the context
+        (whitespace words, as ``count_tokens`` counts)."""
+        result: list[dict[str, float] | None] = []
+        for prompt in prompts:
+            if len(prompt.split()) + 1 > self.max_model_len:
+                result.append(None)
+                continue
+            logits = {t: (_hash(self.model_path, prompt, t) % 1000) / 250 for t in continuations}
+            norm = math.log(sum(math.exp(v) for v in logits.values()))
+            result.append({t: v - norm for t, v in logits.items()})
+        return result
+
+    def close(self) -> None:
+        """Nothing to free."""

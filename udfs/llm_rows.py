@@ -1,0 +1,218 @@
+"""The LLM stages' row logic, pure: preprocess (fit each prompt) -> engine -> postprocess (one row per input row).
+
+The batch pattern of vLLM's offline examples, over the ``udfs.engine.LLMEngine`` interface only, so the same
+code runs on vLLM in Spark (``udfs.spark_udfs`` wraps these functions) and on ``udfs.fake_engine`` in unit
+tests. Every input row yields exactly one output row, in order, with a status: a prompt that cannot fit the
+context window is ``dropped: prompt_too_long``, never sent and never a failed batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import pandas as pd
+
+from udfs.augment import backward_conversation, clean_instruction
+from udfs.curation import (
+    SCORE_CONTINUATIONS,
+    ExpectedScore,
+    expected_score,
+    injection_flags,
+    judge_conversation,
+    parse_score,
+    score_prompt_suffix,
+)
+from udfs.engine import Completion, EngineConfig, LLMEngine, SamplingConfig
+from udfs.ids import seed_from_id
+from udfs.prompts import PromptTemplate
+from udfs.tables import CANDIDATES, SCORES, ddl_columns, ddl_types
+
+
+def augment_batch(
+    engine: LLMEngine,
+    batch: pd.DataFrame,
+    model_id: str,
+    template: PromptTemplate,
+    sampling: SamplingConfig,
+    engine_cfg: EngineConfig,
+    max_instruction_chars: int,
+) -> pd.DataFrame:
+    """Backtranslation of (generation_id, segment_id, text) rows: M_yx writes the instruction each segment answers.
+    Output: ``udfs.tables.CANDIDATES`` rows, one per input row, in order."""
+    sampling_json = json.dumps(dataclasses.asdict(sampling), sort_keys=True)
+    fits = [
+        fit_prompt(engine, lambda t: backward_conversation(template, t), text, sampling, engine_cfg)
+        for text in batch["text"]
+    ]
+    seeds = [seed_from_id(g) for g in batch["generation_id"]]
+    completions = generate(engine, fits, seeds, sampling)
+    rows = []
+    for i, (gen_id, seg_id) in enumerate(zip(batch["generation_id"], batch["segment_id"])):
+        row = {
+            "generation_id": gen_id,
+            "segment_id": seg_id,
+            "model_id": model_id,
+            "prompt_version": template.version,
+            "sampling": sampling_json,
+            "seed": seeds[i],
+            "prompt_tokens": fits[i].n_tokens,
+            "truncated_tokens": fits[i].truncated_tokens,
+        }
+        if fits[i].prompt is None:
+            rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
+            continue
+        out = completions[i]
+        cleaned = clean_instruction(out.text, out.finish_reason, max_instruction_chars)
+        rows.append(
+            {
+                **row,
+                "instruction": cleaned.text,
+                "raw_text": out.text,
+                "finish_reason": out.finish_reason,
+                "output_tokens": out.output_tokens,
+                "cached_tokens": out.cached_tokens,
+                "status": cleaned.status,
+                "reason": cleaned.reason,
+            }
+        )
+    return frame(rows, CANDIDATES.schema)
+
+
+def judge_batch(
+    engine: LLMEngine,
+    batch: pd.DataFrame,
+    model_id: str,
+    template: PromptTemplate,
+    sampling: SamplingConfig,
+    engine_cfg: EngineConfig,
+    iteration: int | None = None,
+) -> pd.DataFrame:
+    """Self-curation of (score_id, generation_id, segment_id, instruction, text) rows by the judge ``model_id``.
+    Output: ``udfs.tables.SCORES`` rows, one per input row, in order, labelled with the self-training
+    ``iteration`` whose judge this is (None: outside the loop, e.g. calibration).
+
+    Two reads of the judge per pair: its written reasoning and "Score: N" (parsed), then the probabilities
+    of the ratings 1-5 stated right after "Score:" (expected score, or the reason it has none).
+    """
+    pairs = list(zip(batch["instruction"], batch["text"]))
+    fits = [
+        fit_prompt(engine, lambda a, ins=ins: judge_conversation(template, ins, a), ans, sampling, engine_cfg)
+        for ins, ans in pairs
+    ]
+    seeds = [seed_from_id(s) for s in batch["score_id"]]
+    completions = generate(engine, fits, seeds, sampling)
+    expected = expected_scores(
+        engine, {i: fits[i].prompt + score_prompt_suffix(c.text) for i, c in completions.items()}
+    )
+    rows = []
+    for i, (score_id, gen_id, seg_id) in enumerate(zip(batch["score_id"], batch["generation_id"], batch["segment_id"])):
+        flags = injection_flags(pairs[i][1])
+        row = {
+            "score_id": score_id,
+            "generation_id": gen_id,
+            "segment_id": seg_id,
+            "iteration": iteration,
+            "judge_model_id": model_id,
+            "prompt_version": template.version,
+            "prompt_tokens": fits[i].n_tokens,
+            "truncated_tokens": fits[i].truncated_tokens,
+            "input_flags": ",".join(flags) or None,
+        }
+        if fits[i].prompt is None:
+            rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
+            continue
+        out = completions[i]
+        parsed = parse_score(out.text, out.finish_reason, quoted=pairs[i])
+        rows.append(
+            {
+                **row,
+                "score": parsed.score,
+                "expected_score": expected[i].value,
+                "expected_score_failure": expected[i].failure,
+                "parse_failure": parsed.failure,
+                "raw_text": out.text,
+                "finish_reason": out.finish_reason,
+                "output_tokens": out.output_tokens,
+                "cached_tokens": out.cached_tokens,
+                "status": "ok",
+                "reason": None,
+            }
+        )
+    return frame(rows, SCORES.schema)
+
+
+@dataclass(frozen=True)
+class Fit:
+    prompt: str | None  # None: does not fit even after truncation (or truncation is off)
+    n_tokens: int
+    truncated_tokens: int | None  # tokens cut from the end of the web text to fit, when any
+
+
+def fit_prompt(
+    engine: LLMEngine,
+    conversation: Callable[[str], list[dict[str, str]]],
+    text: str,
+    sampling: SamplingConfig,
+    cfg: EngineConfig,
+) -> Fit:
+    """Render ``conversation(text)`` so that prompt + max_tokens fits the context window.
+
+    With ``cfg.overflow == "truncate"`` the web text (never the template) is cut at a token boundary and the
+    cut is recorded; with "drop" the row is reported as too long. A long row never fails its batch.
+    """
+    budget = cfg.max_model_len - sampling.max_tokens
+    prompt = engine.render_chat(conversation(text))
+    n = engine.count_tokens([prompt])[0]
+    if n <= budget:
+        return Fit(prompt, n, None)
+    if cfg.overflow == "drop":
+        return Fit(None, n, None)
+    tokens = engine.count_tokens([text])[0]
+    keep = tokens - (n - budget) - 8  # a few tokens of slack: re-tokenising at the cut can merge differently
+    if keep > 0:
+        prompt = engine.render_chat(conversation(engine.truncate(text, keep)))
+        n_cut = engine.count_tokens([prompt])[0]
+        if n_cut <= budget:
+            return Fit(prompt, n_cut, tokens - keep)
+    return Fit(None, n, None)
+
+
+def generate(engine: LLMEngine, fits: list[Fit], seeds: list[int], sampling: SamplingConfig) -> dict[int, Completion]:
+    """Completions by row index for the rows whose prompt fits; the others are reported, never sent."""
+    idx = [i for i, f in enumerate(fits) if f.prompt is not None]
+    outs = engine.generate([fits[i].prompt for i in idx], sampling, [seeds[i] for i in idx]) if idx else []
+    return dict(zip(idx, outs))
+
+
+def expected_scores(engine: LLMEngine, prompts: dict[int, str]) -> dict[int, ExpectedScore]:
+    """ExpectedScore by row index: a value, or the failure kind of a row that cannot have one (the engine
+    answers None for a prompt whose rating continuations do not fit its context)."""
+    if not prompts:  # every row of the batch was too long: nothing to ask
+        return {}
+    logprobs = engine.continuation_logprobs(list(prompts.values()), list(SCORE_CONTINUATIONS))
+    return {i: expected_score(lp) for i, lp in zip(prompts, logprobs)}
+
+
+def chunks(batches: Iterator[pd.DataFrame], size: int) -> Iterator[pd.DataFrame]:
+    """Re-cut Arrow batches into engine-sized chunks (bigger batches keep vLLM's scheduler full)."""
+    pending: list[pd.DataFrame] = []
+    n = 0
+    for batch in batches:
+        pending.append(batch)
+        n += len(batch)
+        while n >= size:
+            whole = pd.concat(pending, ignore_index=True)
+            yield whole.iloc[:size].reset_index(drop=True)
+            pending, n = [whole.iloc[size:]], n - size
+    if n:
+        yield pd.concat(pending, ignore_index=True)
+
+
+def frame(rows: list[dict], schema: str) -> pd.DataFrame:
+    """``rows`` as a frame with the columns of ``schema``, in order, integers nullable (missing values are null)."""
+    ints = {"int": "Int32", "long": "Int64"}
+    df = pd.DataFrame(rows, columns=ddl_columns(schema))
+    return df.astype({c: ints[t] for c, t in ddl_types(schema).items() if t in ints})
