@@ -91,6 +91,10 @@ def test_sample_label_file_is_the_generators_output():
     assert 40 <= len(pairs) <= 60
     kinds = {(p.label, p.kind) for p in pairs}
     assert kinds == {("good", "true_pair"), ("bad", "mismatched"), ("bad", "shuffled"), ("bad", "truncated"), ("bad", "web_boilerplate")}
-    seed = {json.loads(line)["instruction"]: json.loads(line)["output"] for line in (ROOT / "data/sample/seed.jsonl").read_text().splitlines()}
-    assert all(seed[p.instruction] == p.output for p in pairs if p.label == "good")  # good rows are true seed pairs
-    assert not any(seed.get(p.instruction) == p.output for p in pairs if p.label == "bad")
+    held_out = {json.loads(line)["instruction"]: json.loads(line)["output"]
+                for line in (ROOT / "data/sample/seed-heldout.jsonl").read_text().splitlines()}
+    assert all(held_out[p.instruction] == p.output for p in pairs if p.label == "good")  # good rows are true pairs
+    assert not any(held_out.get(p.instruction) == p.output for p in pairs if p.label == "bad")
+    trained = {tuple(json.loads(line)[k] for k in ("instruction", "output"))
+               for line in (ROOT / "data/sample/seed.jsonl").read_text().splitlines()}
+    assert not trained & {(p.instruction, p.output) for p in pairs}  # no model trained on a labelled pair
