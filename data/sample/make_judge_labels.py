@@ -1,9 +1,10 @@
-"""Build ``judge_labels.jsonl`` (the judge calibration set for the sample data) from ``seed.jsonl``.
+"""Build ``judge_labels.jsonl`` (the judge calibration set for the sample data) from ``seed-heldout.jsonl``.
 
     python data/sample/make_judge_labels.py      # rewrites data/sample/judge_labels.jsonl (deterministic)
 
-The labels are made, not hand-rated: true seed pairs are "good"; four kinds of broken pairs are "bad"
-(see README.md beside this file). tests/unit/test_calibration.py checks the committed file is this output.
+The held-out pairs were never trained on (no model of the pipeline saw them), so a judge is not rated on
+its own training data. The labels are made, not hand-rated: true seed pairs are "good"; four kinds of broken
+pairs are "bad" (see README.md beside this file). tests/unit/test_calibration.py checks the committed file is this output.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def make_labels(seed: list[dict], rng: random.Random) -> list[dict]:
     return rows
 
 
-def render(seed_path: Path = HERE / "seed.jsonl") -> str:
+def render(seed_path: Path = HERE / "seed-heldout.jsonl") -> str:
     seed = [json.loads(line) for line in seed_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in make_labels(seed, random.Random(0)))
 

@@ -98,9 +98,35 @@ def test_sample_label_file_is_the_generators_output():
         ("bad", "truncated"),
         ("bad", "web_boilerplate"),
     }
-    seed = {
+    held_out = {
         json.loads(line)["instruction"]: json.loads(line)["output"]
+        for line in (ROOT / "data/sample/seed-heldout.jsonl").read_text().splitlines()
+    }
+    assert all(held_out[p.instruction] == p.output for p in pairs if p.label == "good")  # good rows are true pairs
+    assert not any(held_out.get(p.instruction) == p.output for p in pairs if p.label == "bad")
+    trained = {
+        tuple(json.loads(line)[k] for k in ("instruction", "output"))
         for line in (ROOT / "data/sample/seed.jsonl").read_text().splitlines()
     }
-    assert all(seed[p.instruction] == p.output for p in pairs if p.label == "good")  # good rows are true seed pairs
-    assert not any(seed.get(p.instruction) == p.output for p in pairs if p.label == "bad")
+    assert not trained & {(p.instruction, p.output) for p in pairs}  # no model trained on a labelled pair
+
+
+def test_auc_ranks_good_above_bad_with_ties_half_and_missing_lowest():
+    from udfs.calibration import auc
+
+    assert auc([True, False], [5, 1]) == 1.0
+    assert auc([True, False], [1, 5]) == 0.0
+    assert auc([True, False, True, False], [3, 3, 4, 2]) == 0.875  # (1 tie/2 + 3 wins) / 4
+    assert auc([True, False], [None, 1.0]) == 0.0  # a pair without a score never outranks one with a score
+    assert auc([True, True], [1, 2]) is None
+
+
+def test_baselines_are_deterministic_and_length_is_the_answer_length():
+    from udfs.calibration import LabelledPair, baseline_values
+
+    pairs = [LabelledPair("a", "q", "short", "good"), LabelledPair("b", "q", "a longer answer", "bad")]
+    assert baseline_values(pairs, "length") == [5.0, 15.0]
+    draws = baseline_values(pairs, "random")
+    assert draws == baseline_values(pairs, "random") and all(0 <= d <= 1 for d in draws) and draws[0] != draws[1]
+    with pytest.raises(ValueError, match="unknown baseline"):
+        baseline_values(pairs, "judge")

@@ -180,3 +180,22 @@ def test_html_without_data_says_so():
     )
     assert "data:image/png" not in html
     assert html.count("no data to plot") == 5 and "no curated pairs" in html and "run the calibrate stage" in html
+
+
+@pytest.mark.parametrize(
+    "text, shape",
+    [
+        ("How do I sort a list by a key?", "question"),
+        ("What is a generator", "question"),
+        ("Is there a way to read a file lazily", "question"),
+        ("Explain how the bisect module finds an insertion point.", "request"),
+        ("Write a function that converts RGB to HSV.", "request"),
+        ("Please list the built-in sequence types.", "request"),
+        ("The bisect module provides support for sorted lists.", "other"),
+        ("", "other"),
+    ],
+)
+def test_instruction_shape(text, shape):
+    from udfs.instruction_stats import instruction_shape, load_parser
+
+    assert instruction_shape(load_parser()(text)) == shape
