@@ -4,7 +4,8 @@
 
 The held-out pairs were never trained on (no model of the pipeline saw them), so a judge is not rated on
 its own training data. The labels are made, not hand-rated: true seed pairs are "good"; four kinds of broken
-pairs are "bad" (see README.md beside this file). tests/unit/test_calibration.py checks the committed file is this output.
+pairs are "bad" (see README.md beside this file). tests/unit/test_calibration.py checks the committed file
+is this output.
 """
 
 from __future__ import annotations
