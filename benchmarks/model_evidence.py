@@ -34,13 +34,16 @@ sys.path.insert(0, str(ROOT))
 
 from deltalake import DeltaTable  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
 
 from jobs.config import load_pipeline_config  # noqa: E402
+from jobs.stages.models import recipe_file  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import IGNORE_INDEX, Example, encode_examples, read_seed  # noqa: E402
 from training.train import collate, token_loss  # noqa: E402
 from udfs.calibration import auc, baseline_values, precision_recall, read_labels  # noqa: E402
 from udfs.config import load_config  # noqa: E402
+from udfs.tables import status_key  # noqa: E402
 from udfs.instruction_stats import instruction_shape, load_parser  # noqa: E402
 
 HELD_OUT = ROOT / "data/sample/seed-heldout.jsonl"
@@ -72,14 +75,14 @@ def recipe(cfg, path: str, base: str) -> TrainConfig:
 
 def losses(cfg, base: str) -> None:
     held_out = read_seed(HELD_OUT, system_prompt=None)
-    backward = recipe(cfg, cfg.models.train_backward, base)
+    backward = recipe(cfg, recipe_file(cfg, "backward"), base)
     examples = [Example(None, e.instruction, e.output, "seed") for e in held_out]
     before, after = answer_loss(base, backward, examples), answer_loss(cfg.model_path("backward"), backward, examples)
     print(
         f"backward  held-out loss/token of instruction | answer ({len(examples)} pairs): base {before:.3f} -> "
         f"M_yx {after:.3f} ({after - before:+.3f})"
     )
-    forward = recipe(cfg, cfg.models.train_forward, base)
+    forward = recipe(cfg, recipe_file(cfg, "forward"), base)
     examples = [Example(forward.seed.system_prompt, e.instruction, e.output, "seed") for e in held_out]
     models = {"base": base, **{f"M{i}": cfg.iteration_model(i) for i in range(cfg.iterations.count + 1)}}
     figures = {
@@ -99,6 +102,8 @@ def instructions(root: str) -> None:
         print("instructions: no candidates table (run the augment stage)")
         return
     texts = [t for t in candidates["instruction"].fillna("") if t.strip()]
+    by_status = candidates.groupby(["status", "reason"], dropna=False).size().items()
+    counts = {status_key(s, r if isinstance(r, str) else None): n for (s, r), n in by_status}
     shapes = [instruction_shape(doc) for doc in load_parser().pipe(t[:400] for t in texts)]
     english = sum(py3langid.classify(t)[0] == "en" for t in texts)
     n = len(candidates)
@@ -106,7 +111,7 @@ def instructions(root: str) -> None:
         f"instructions: {len(texts)}/{n} non-empty ({len(texts) / n:.0%}), {english / max(1, len(texts)):.0%} English, "
         f"{sum(s == 'question' for s in shapes) / max(1, len(texts)):.0%} questions, "
         f"{sum(s == 'request' for s in shapes) / max(1, len(texts)):.0%} requests; status "
-        f"{json.dumps(candidates.groupby(['status', 'reason'], dropna=False).size().to_dict(), default=str)}"
+        f"{json.dumps(counts)}"
     )
     for t in texts[:5]:
         print(f"    e.g. {t[:140]!r}")
@@ -184,6 +189,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    hf_logging.disable_progress_bar()
     torch.set_num_threads(args.threads)
     os.chdir(ROOT)
     cfg = load_pipeline_config(args.config, args.overrides)

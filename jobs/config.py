@@ -22,6 +22,8 @@ from udfs.minhash import DedupConfig
 from udfs.readers import ReaderConfig
 from udfs.segment import SegmentConfig
 
+BUILTIN_MODELS = ("smollm2",)  # models.base names of the models training.pretrained builds offline
+
 
 @dataclass(frozen=True)
 class InputConfig:
@@ -45,18 +47,30 @@ class SparkConfig:
 
 @dataclass(frozen=True)
 class ModelsConfig:
-    """Model directories. Null paths are built here: the tiny base model, then M_yx and M0 from it."""
+    """Model directories. Null paths are built here: the base model (the tiny one or a built-in pretrained
+    one), then M_yx and M0 from it."""
 
     dir: str | None = (
         None  # where built models go; default <storage.root>/models (/Volumes/<catalog>/<schema>/models for UC)
     )
-    base: str | None = None  # a Hugging Face model directory; null: build a tiny one from the corpus
+    # a Hugging Face model directory; "smollm2": the built-in SmolLM2-135M-Instruct (training.pretrained);
+    # null: build a tiny Llama from the corpus (a fast fixture for tests of the mechanics)
+    base: str | None = None
     backward: str | None = None  # M_yx; null: fine-tune base on reversed seed pairs
     seed_model: str | None = None  # M0 (the first judge); null: fine-tune base on seed pairs
     bootstrap: BaseModelConfig = field(default_factory=BaseModelConfig)
-    train_backward: str = "conf/train/local_backward.yaml"
-    train_forward: str = "conf/train/local_forward.yaml"
+    # training recipes (conf/train/*.yaml); null: the one that fits the base model and device
+    # (training.recipe: toy recipe for the tiny base, LoRA on CPU for a small real model, the paper's on GPU)
+    train_backward: str | None = None
+    train_forward: str | None = None
     train_overrides: tuple[str, ...] = ()  # dotted.key=value for every training run
+    # processes per training run: 1 trains on the driver; more start that many through pyspark's TorchDistributor
+    # (a cluster's GPUs, one per process; with train_overrides distributed.strategy=fsdp for models that need it)
+    train_processes: int = 1
+
+    def __post_init__(self):
+        if self.train_processes < 1:
+            raise ValueError(f"train_processes must be >= 1, got {self.train_processes}")
 
 
 @dataclass(frozen=True)
@@ -158,6 +172,10 @@ class PipelineConfig:
         """The configured directory for ``role``, or where this pipeline builds it. Absolute: on a cluster the
         executors that load it run in their own working directories, not the driver's."""
         configured = getattr(self.models, role)
+        if role == "base" and configured in BUILTIN_MODELS:
+            from training.pretrained import builtin_dir  # stdlib only: the config stays cheap to load
+
+            return os.path.abspath(builtin_dir(configured, self.models_dir))
         return os.path.abspath(
             configured or Path(self.models_dir) / {"base": "base", "backward": "myx", "seed_model": "m0"}[role]
         )

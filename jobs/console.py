@@ -51,9 +51,9 @@ ENVIRONMENT = (
 )
 
 # Our own INFO lines that the progress display already shows (jobs.progress prints each stage's start).
-SHOWN_BY_PROGRESS = (("jobs.stages", r"^stage .*: start$"),)
+SHOWN_BY_PROGRESS = (("jobs.stages", r"^stage .*: start$|^\w+: chunk \d+/\d+ committed"),)
 # The training loops' step lines, once the progress display shows their steps (``progress.training_step``).
-TRAINING_STEPS = (("training", r"^(pretrain )?step \d+/\d+ loss"),)
+TRAINING_STEPS = (("training", r"^(pretrain )?step \d+/\d+ loss|^checkpoint at step \d+"),)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from jobs.config import BUILTIN_MODELS
 from jobs.storage import parse_catalog_schema
 from training.data import resolve
 from udfs.readers import input_format
@@ -117,7 +118,7 @@ def check_config(cfg) -> None:
     corpus_files(cfg.input.corpus)
     check_seed(str(resolve(cfg.input.seed)))  # as training finds it: relative paths also from the project root
     for role in ("base", "backward", "seed_model"):
-        if getattr(cfg.models, role):
+        if getattr(cfg.models, role) and getattr(cfg.models, role) not in BUILTIN_MODELS:  # built ones are made
             check_model_dir(f"models.{role}", getattr(cfg.models, role))
 
 

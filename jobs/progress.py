@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from training.progress import STEP_HOOKS
+
 POLL_SECONDS = 0.5
 HEARTBEATS = 6  # plain output: an unchanged line is repeated after this many intervals
 
@@ -200,3 +202,6 @@ def shows_training_steps() -> bool:
     """True while the display shows training steps (then the training loop's step log lines stay in the file)."""
     display = _active
     return display is not None and display.current.step is not None
+
+
+STEP_HOOKS.append(training_step)  # training reports its steps through training.progress

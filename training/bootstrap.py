@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
+from training.progress import report_step
 from training.artifacts import read_marker, sha256_texts, staged_dir, write_json
 from training.config import BaseModelConfig
 from training.tokenizer import build_tokenizer
@@ -105,6 +106,7 @@ def pretrain(model: LlamaForCausalLM, stream: torch.Tensor, cfg: BaseModelConfig
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        report_step(step + 1, cfg.steps, losses[-1])
         if step % 50 == 0 or step == cfg.steps - 1:
             log.info("pretrain step %d/%d loss %.3f", step + 1, cfg.steps, losses[-1])
     model.eval()

@@ -14,6 +14,7 @@ file and an interrupted one leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import logging
@@ -57,7 +58,9 @@ def convert_gguf(gguf: str | Path, out_dir: str | Path) -> None:
     released precision, what vLLM serves it in, and half the disk; training loads it as fp32 anyway)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the dequantisation bar: the job's console shows its own progress
     gguf = Path(gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
@@ -80,12 +83,36 @@ def convert_gguf(gguf: str | Path, out_dir: str | Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
+@functools.lru_cache(maxsize=4)
+def _gguf_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def gguf_sha256(path: Path) -> str:
+    """The file's sha256, hashed once per process for the same file (the config asks for the path often)."""
+    stat = path.stat()
+    return _gguf_sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+def builtin_dir(name: str, models_dir: str | Path) -> Path:
+    """Where the built-in model ``name`` (``models.base: smollm2``) is, or will be, under ``models_dir``."""
+    if name != SMOLLM2:
+        raise ValueError(f"unknown built-in model {name!r}: choose one of {', '.join(BUILTIN)}")
+    return Path(models_dir) / f"smollm2-135m-instruct-{gguf_sha256(smollm2_gguf())[:12]}"
+
+
+def ensure_builtin(name: str, models_dir: str | Path) -> Path:
+    """The Hugging Face directory of built-in model ``name``, converted on first use."""
+    builtin_dir(name, models_dir)  # validates the name
+    return ensure_smollm2(models_dir)
+
+
 def ensure_smollm2(models_dir: str | Path) -> Path:
     """The Hugging Face directory of the built-in SmolLM2-135M-Instruct under ``models_dir``, converting
     the GGUF on first use. Cached by the GGUF's sha256: a different file gets a different directory."""
     gguf = smollm2_gguf()
-    sha = sha256_file(gguf)
-    out = Path(models_dir) / f"smollm2-135m-instruct-{sha[:12]}"
+    sha = gguf_sha256(gguf)
+    out = builtin_dir(SMOLLM2, models_dir)
     marker = read_marker(out, MARKER)
     if marker and marker.get("gguf_sha256") == sha:
         return out

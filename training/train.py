@@ -42,6 +42,7 @@ from training.checkpoint import Checkpointer, Progress, checkpoint_dir
 from training.config import OptimConfig, TrainConfig
 from training.data import IGNORE_INDEX, Encoded, Example, encode_examples, load_examples
 from training.distributed import Runtime, gradient_sync, runtime, unwrap, wrap
+from training.progress import report_step
 from training.memory import ModelShape, Plan, check_fits
 from training.tracking import Tracker
 from udfs.config import to_dict
@@ -153,6 +154,8 @@ def run(
     )
 
     def after_step(progress: Progress, lr: float) -> None:
+        if rt.is_main:
+            report_step(progress.step, optim.max_steps, progress.losses[-1])
         tracker.log_step(
             progress.step,
             {

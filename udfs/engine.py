@@ -14,6 +14,7 @@ import gc
 import importlib
 import logging
 import threading
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Protocol, Sequence
 
@@ -32,7 +33,9 @@ class EngineConfig:
     max_model_len: int = 4096
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
-    kv_cache_memory_bytes: int | None = None  # set on CPU: vLLM would otherwise reserve most of RAM
+    # The KV cache on CPU (null: CPU_DEFAULT_KV_BYTES; vLLM would otherwise reserve most of RAM); on GPUs the
+    # cache is what gpu_memory_utilization leaves after the weights, and this stays null.
+    kv_cache_memory_bytes: int | None = None
     enforce_eager: bool = False
     enable_prefix_caching: bool = True
     max_num_seqs: int = 256
@@ -157,6 +160,25 @@ def engine_args(model_path: str, cfg: EngineConfig) -> dict:
     if cfg.enable_chunked_prefill is not None:  # None: the engine's own default
         args["enable_chunked_prefill"] = cfg.enable_chunked_prefill
     return args
+
+
+CPU_DEFAULT_KV_BYTES = 1 << 30
+
+
+def cpu_memory_plan(model_path: str, cfg_kv_bytes: int | None, dtype: str, available_bytes: int) -> int:
+    """The KV-cache bytes of an engine on CPU, after checking that weights plus cache fit the memory this
+    machine has free: a model that cannot fit fails before any work, saying what to change."""
+    kv = cfg_kv_bytes or CPU_DEFAULT_KV_BYTES
+    stored = sum(p.stat().st_size for p in Path(model_path).glob("*.safetensors"))
+    weights = stored * 2 if dtype in ("float32", "float") else stored  # bf16/fp16 files are upcast to fp32
+    if weights + kv > available_bytes:
+        gib = 1 << 30
+        raise ValueError(
+            f"engine: {model_path} needs about {(weights + kv) / gib:.1f} GiB on CPU (weights {weights / gib:.1f} "
+            f"GiB + KV cache {kv / gib:.1f} GiB) but {available_bytes / gib:.1f} GiB is free: lower "
+            "engine.kv_cache_memory_bytes, set engine.dtype=bfloat16, or use a smaller model"
+        )
+    return kv
 
 
 def get_engine(model_path: str, cfg: EngineConfig, model_id: str | None = None) -> LLMEngine:

@@ -17,7 +17,9 @@ os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
 from vllm import LLM, SamplingParams  # noqa: E402
 from vllm.inputs import TokensPrompt  # noqa: E402
 
-from udfs.engine import Completion, SamplingConfig, continuation_paths  # noqa: E402
+from vllm.platforms import current_platform  # noqa: E402
+
+from udfs.engine import Completion, SamplingConfig, continuation_paths, cpu_memory_plan  # noqa: E402
 from udfs.prompts import encode_prompt, render_chat  # noqa: E402
 
 
@@ -25,6 +27,13 @@ class VLLMEngine:
     def __init__(self, args: dict):
         """``args`` from ``udfs.engine.engine_args``: the one mapping from our config to vLLM's arguments."""
         self.model_path = args["model"]
+        if current_platform.is_cpu():
+            args = {
+                **args,
+                "kv_cache_memory_bytes": cpu_memory_plan(
+                    args["model"], args["kv_cache_memory_bytes"], args["dtype"], available_memory()
+                ),
+            }
         self.llm = LLM(**args)
         self.tokenizer = self.llm.get_tokenizer()
         self.prefix_caching = args["enable_prefix_caching"]
@@ -110,3 +119,15 @@ class VLLMEngine:
         engine_core = getattr(self.llm.llm_engine, "engine_core", None)
         if engine_core is not None and hasattr(engine_core, "shutdown"):
             engine_core.shutdown()
+
+
+def available_memory() -> int:
+    """Bytes of memory the kernel can give this process now (MemAvailable; the physical total elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

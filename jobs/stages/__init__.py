@@ -100,7 +100,7 @@ def format_plan(plan: dict) -> str:
     for step in plan["steps"]:
         label = step["stage"] if step["iteration"] is None else f"{step['stage']} [iteration {step['iteration']}]"
         lines.append(f"  {label}")
-        for part in ("models", "inputs", "outputs", "todo"):
+        for part in ("models", "training_memory", "inputs", "outputs", "todo"):
             if step.get(part):
                 lines.append(f"      {part:<8} {json.dumps(step[part], sort_keys=True, default=str)}")
     return "\n".join(lines)

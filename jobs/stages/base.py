@@ -16,6 +16,7 @@ from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResour
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs import progress
 from jobs.config import PipelineConfig
 from jobs.storage import Storage
 from training.checkpoint import CHECKPOINT, checkpoint_dir
@@ -120,11 +121,14 @@ def append_in_chunks(ctx: Context, table: Table, todo: DataFrame, fn, report: St
     """
     todo = pending(ctx, table, todo, report)  # skip before generating: the LLM is the expensive part
     report.rows_in = todo.count()
+    progress.update(table.name, 0, report.rows_in)
     chunks = max(1, -(-report.rows_in // ctx.cfg.engine.commit_rows))
     bucketed = todo.withColumn("_chunk", F.pmod(F.xxhash64(table.key), F.lit(chunks)))
     for chunk in range(chunks):
         rows = bucketed.where(F.col("_chunk") == chunk).drop("_chunk")
         append(ctx, table, llm_map(ctx, rows, fn, table.schema), report)
+        tokens = report.extra.get("tokens", {}).get("output_tokens")
+        progress.update(table.name, report.rows_written, report.rows_in, tokens=tokens)
         log.info("%s: chunk %d/%d committed (%d rows so far)", table.name, chunk + 1, chunks, report.rows_written)
 
 

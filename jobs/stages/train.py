@@ -14,8 +14,8 @@ from pyspark.sql import functions as F
 
 from jobs.stages.base import Context, MissingInput, StageReport, append, keyed_id, model_state, pending
 from jobs.stages.curate import judge_of, passing, score_rows
-from jobs.stages.models import train_config
-from training.train import TrainResult, train
+from jobs.stages.models import fine_tune, recipe_file, train_config
+from training.train import TrainResult
 from udfs.ids import model_fingerprint
 from udfs.tables import CANDIDATES, CURATED, POOL_TABLES, SCORES, SEGMENTS
 
@@ -38,7 +38,8 @@ def run(ctx: Context, report: StageReport) -> None:
         f"augmented.min_score={cfg.iterations.k(iteration)}",
     ]
     output_dir = cfg.iteration_model(iteration)
-    result = train(train_config(cfg, cfg.models.train_forward, cfg.model_path("base"), output_dir, tuple(extra)))
+    recipe = recipe_file(cfg, "forward")
+    result = fine_tune(cfg, train_config(cfg, recipe, cfg.model_path("base"), output_dir, tuple(extra)))
     trained_id = model_fingerprint(output_dir)
     append(ctx, CURATED, curated_rows(ctx, iteration, result, trained_id), report)
     report.rows_in = result.examples

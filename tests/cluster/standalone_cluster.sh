@@ -8,7 +8,7 @@
 #   tests/cluster/standalone_cluster.sh --stages ingest,segment,models,augment,curate --iterations 1 \
 #       --set models.base=/m/tiny --set models.backward=/m/tiny --set models.seed_model=/m/tiny   # what CI runs
 #
-# Arguments are appended to `jobs/augment.py --config conf/local.yaml --set storage.root=... --set models.dir=...
+# Arguments are appended to `jobs/augment.py --config conf/tiny.yaml --set storage.root=... --set models.dir=...
 # --set report.dir=...` (every output under the work folder).
 # The driver and the executors run an interpreter that sees the dependencies of $PYTHON but not the project
 # (no editable install, no PYTHONPATH), so every import of jobs/udfs/training comes from the shipped wheel.
@@ -104,7 +104,7 @@ PYSPARK_PYTHON=$NODE_PYTHON PYSPARK_DRIVER_PYTHON=$NODE_PYTHON "$SPARK_HOME/bin/
     --master "$MASTER_URL" --py-files "$WORK/humpback_spark.zip" \
     --driver-memory 3g --executor-memory "${EXECUTOR_MEMORY:-1g}" --executor-cores 1 --total-executor-cores 2 \
     --conf spark.driver.host=127.0.0.1 --conf spark.driver.bindAddress=127.0.0.1 --conf spark.ui.enabled=false \
-    jobs/augment.py --config conf/local.yaml --set "storage.root=$WORK/tables" --set "models.dir=$WORK/models" \
+    jobs/augment.py --config conf/tiny.yaml --set "storage.root=$WORK/tables" --set "models.dir=$WORK/models" \
     --set "report.dir=$WORK/reports" "$@" \
     > "$SPARK_LOG_DIR/job.log" 2>&1 || { tail -40 "$SPARK_LOG_DIR/job.log" >&2; exit 1; }
 log "job finished in $(( $(date +%s) - start )) s"

@@ -24,7 +24,7 @@ def restore_logging(monkeypatch):
 
 def test_out_of_disk_during_a_write_leaves_the_table_unchanged(spark, tmp_path, monkeypatch, restore_logging):
     root = tmp_path / "tables"
-    args = ["--config", str(ROOT / "conf/local.yaml"), "--set", f"storage.root={root}", "--stages", "ingest"]
+    args = ["--config", str(ROOT / "conf/tiny.yaml"), "--set", f"storage.root={root}", "--stages", "ingest"]
     storage = Storage(spark, str(root))
     written = jobs.storage._add_action
 

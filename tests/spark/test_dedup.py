@@ -159,7 +159,7 @@ DROP_2 = {
 def run_drop(spark, tmp: Path, name: str, pages: dict[str, bytes], *overrides: str) -> int:
     warc = write_warc(tmp / f"{name}.warc.gz", pages)
     cfg = load_pipeline_config(
-        str(ROOT / "conf/local.yaml"), [f"input.corpus={warc}", f"storage.root={tmp}/tables", *overrides]
+        str(ROOT / "conf/tiny.yaml"), [f"input.corpus={warc}", f"storage.root={tmp}/tables", *overrides]
     )
     ctx = Context(spark, Storage(spark, cfg.storage.root), cfg)
     run_stage(ctx, "ingest")

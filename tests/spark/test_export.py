@@ -82,7 +82,7 @@ def build_run(spark, tmp_path, judge="m0-judge"):
         ),
     )
     pipeline = load_pipeline_config(
-        str(ROOT / "conf/local.yaml"),
+        str(ROOT / "conf/tiny.yaml"),
         [f"storage.root={root}", f"models.dir={tmp_path / 'models'}", "iterations.count=1", f"input.seed={seed}"],
     )
     # Appended later (iteration 2's scores): the export still gives the pinned training set.
@@ -107,7 +107,7 @@ def test_export_loads_with_datasets_in_the_chat_schema(spark, tmp_path, restore_
     export.main(
         [
             "--config",
-            str(ROOT / "conf/local.yaml"),
+            str(ROOT / "conf/tiny.yaml"),
             "--set",
             f"storage.root={cfg.storage.root}",
             "--set",

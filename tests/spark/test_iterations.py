@@ -53,7 +53,7 @@ def loop(spark, tiny_model, tmp_path_factory):
     write_warc(corpus / "drop1.warc.gz", sample_pages(SAMPLE_PAGES[:2]))
     seed = root / "seed.jsonl"
     seed.write_text("".join(SAMPLE_SEED.read_text().splitlines(keepends=True)[:16]))
-    args = ["--config", str(ROOT / "conf/local.yaml")]
+    args = ["--config", str(ROOT / "conf/tiny.yaml")]
     for item in [
         f"input.corpus={corpus}",
         f"input.seed={seed}",

@@ -82,7 +82,7 @@ def params(tiny_model, run_dir) -> dict[str, str]:
         "report.after_run=false",
         "report.judge_labels=null",  # the report and calibration have their own tests
     ]
-    return {"config": "conf/local.yaml", "overrides": " ".join(overrides)}
+    return {"config": "conf/tiny.yaml", "overrides": " ".join(overrides)}
 
 
 def test_every_notebook_runs_its_stages_into_the_tables(spark, params, run_dir):

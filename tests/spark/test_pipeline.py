@@ -56,7 +56,7 @@ def run(inputs, root: Path, *extra: str) -> dict:
     warc, seed = inputs
     args = [
         "--config",
-        str(ROOT / "conf/local.yaml"),
+        str(ROOT / "conf/tiny.yaml"),
         "--set",
         f"input.corpus={warc}",
         "--set",
@@ -263,7 +263,7 @@ def test_any_crawl_style_warc_works(spark, tmp_path):
     summary = main(
         [
             "--config",
-            str(ROOT / "conf/local.yaml"),
+            str(ROOT / "conf/tiny.yaml"),
             "--set",
             f"input.corpus={warc}",
             "--set",

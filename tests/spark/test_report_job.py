@@ -156,7 +156,7 @@ def context(spark, tmp_path, tiny_model, *extra: str) -> Context:
     seed = tmp_path / "seed.jsonl"
     seed.write_text("".join(json.dumps(r) + "\n" for r in SEED))
     cfg = load_pipeline_config(
-        ROOT / "conf/local.yaml",
+        ROOT / "conf/tiny.yaml",
         [
             f"storage.root={tmp_path}/tables",
             f"models.dir={tmp_path}/models",

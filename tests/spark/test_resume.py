@@ -26,7 +26,7 @@ def segmented(spark, tiny_model, tmp_path_factory):
     warc = write_warc(root / "crawl.warc.gz", sample_pages())
     args = [
         "--config",
-        str(ROOT / "conf/local.yaml"),
+        str(ROOT / "conf/tiny.yaml"),
         "--set",
         f"input.corpus={warc}",
         "--set",

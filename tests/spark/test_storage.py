@@ -54,7 +54,7 @@ def test_a_catalog_schema_root_needs_delta_spark(spark, tmp_path):
         main(
             [
                 "--config",
-                str(ROOT / "conf/local.yaml"),
+                str(ROOT / "conf/tiny.yaml"),
                 "--set",
                 "storage.root=main.humpback",
                 "--set",

@@ -119,3 +119,24 @@ def test_a_dotted_override_on_a_mapping_keeps_the_dotted_name():
     )
     assert cfg.spark.conf["spark.hadoop.fs.s3a.secret.key"] == "XYZ"
     assert cfg.spark.conf["spark.ui.enabled"] is True and "spark" not in cfg.spark.conf
+
+
+def test_cpu_engine_memory_defaults_the_kv_cache_and_fails_early_when_the_model_cannot_fit(tmp_path):
+    from udfs.engine import CPU_DEFAULT_KV_BYTES, cpu_memory_plan
+
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 1000)
+    assert cpu_memory_plan(str(tmp_path), None, "bfloat16", 1 << 31) == CPU_DEFAULT_KV_BYTES
+    assert cpu_memory_plan(str(tmp_path), 4096, "float32", 10_000) == 4096  # 2000 bytes of weights + 4096
+    with pytest.raises(ValueError, match="engine.kv_cache_memory_bytes"):
+        cpu_memory_plan(str(tmp_path), 9000, "float32", 10_000)  # fp32 doubles the bf16 file: 2000 + 9000 > 10000
+
+
+def test_models_base_smollm2_resolves_to_the_builtin_directory_keyed_by_the_gguf(tmp_path):
+    from jobs.config import load_pipeline_config
+
+    cfg = load_pipeline_config(
+        "conf/local.yaml", [f"models.dir={tmp_path}", "models.base=smollm2", "models.train_forward=null"]
+    )
+    path = cfg.model_path("base")
+    assert path.startswith(str(tmp_path)) and "smollm2-135m-instruct-" in path
+    assert cfg.models.train_forward is None  # null: the recipe follows the base model
