@@ -182,6 +182,9 @@ def setup_logging(
             if "mlflow" in sys.modules:  # imported already: undo what it configured
                 logging.getLogger(name).handlers = []
                 logging.getLogger(name).propagate = True
+        if "vllm" in sys.modules:  # configured at its import (its own stderr handler, or an earlier run's file)
+            logging.getLogger("vllm").handlers = []
+            logging.getLogger("vllm").propagate = True
     return logs
 
 

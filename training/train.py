@@ -118,8 +118,16 @@ def run(
     encoded, counts = encode_examples(tokenizer, examples, cfg)
     if not encoded:
         raise ValueError(f"no training examples fit max_seq_len={cfg.optim.max_seq_len}: {counts}")
-    batch_size = min(cfg.optim.batch_size_for(len(encoded)), len(encoded))
-    if batch_size % (rt.world_size * cfg.optim.micro_batch_size):
+    batch_size = cfg.optim.batch_size_for(len(encoded))
+    unit = rt.world_size * cfg.optim.micro_batch_size
+    if len(encoded) < batch_size:  # fewer examples than a batch: the largest batch of whole micro-batches
+        batch_size = len(encoded) - len(encoded) % unit
+        if not batch_size:
+            raise ValueError(
+                f"{len(encoded)} examples fit max_seq_len={cfg.optim.max_seq_len}: fewer than one "
+                f"micro-batch of {cfg.optim.micro_batch_size} per process ({rt.world_size})"
+            )
+    if batch_size % unit:
         raise ValueError(
             f"batch size {batch_size} does not split into whole micro-batches of "
             f"{cfg.optim.micro_batch_size} over {rt.world_size} processes"

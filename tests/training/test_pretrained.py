@@ -64,7 +64,7 @@ def test_second_call_is_a_cache_hit(converted, monkeypatch):
 
 def test_a_different_gguf_gets_its_own_directory(converted, monkeypatch, tmp_path):
     models, path = converted
-    monkeypatch.setattr(pretrained, "sha256_file", lambda _: "f" * 64)
+    monkeypatch.setattr(pretrained, "gguf_sha256", lambda _: "f" * 64)
     monkeypatch.setattr(pretrained, "convert_gguf", lambda gguf, out: (out / "config.json").write_text("{}"))
     other = ensure_smollm2(models)
     assert other != path and other.name.endswith("ffffffffffff") and (other / "config.json").is_file()
