@@ -33,35 +33,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deltalake import DeltaTable  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from jobs.config import load_pipeline_config  # noqa: E402
 from jobs.stages.models import recipe_file  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
-from training.data import IGNORE_INDEX, Example, encode_examples, read_seed  # noqa: E402
-from training.train import collate, token_loss  # noqa: E402
+from training.evaluate import answer_loss  # noqa: E402
+from training.data import Example, read_seed  # noqa: E402
 from udfs.calibration import auc, baseline_values, precision_recall, read_labels  # noqa: E402
 from udfs.config import load_config  # noqa: E402
 from udfs.tables import status_key  # noqa: E402
 from udfs.instruction_stats import instruction_shape, load_parser  # noqa: E402
 
 HELD_OUT = ROOT / "data/sample/seed-heldout.jsonl"
-
-
-def answer_loss(model_dir: str, cfg: TrainConfig, examples: list[Example]) -> float:
-    """Mean cross-entropy per answer token of ``examples`` in ``cfg.direction`` under the model, encoded as trained."""
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    encoded, _ = encode_examples(tokenizer, examples, cfg)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    total, tokens = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(encoded), 4):
-            input_ids, attention_mask, labels = collate(encoded[i : i + 4], pad)
-            total += token_loss(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels).item()
-            tokens += int((labels[:, 1:] != IGNORE_INDEX).sum())
-    return total / tokens
 
 
 def table(root: str, name: str):

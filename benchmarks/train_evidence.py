@@ -24,33 +24,18 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from training.bootstrap import BaseModelConfig, build_base_model  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
-from training.data import IGNORE_INDEX, Example, encode_examples, read_seed  # noqa: E402
-from training.train import collate, token_loss, train  # noqa: E402
+from training.evaluate import answer_loss  # noqa: E402
+from training.data import Example, read_seed  # noqa: E402
+from training.train import train  # noqa: E402
 from udfs.config import load_config  # noqa: E402
 
 SEED = ROOT / "data/sample/seed.jsonl"
-
-
-def answer_loss(model_dir: str, cfg: TrainConfig, examples: list[Example]) -> float:
-    """Mean cross-entropy per answer token of ``examples`` in ``cfg.direction``, under the model."""
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    # fp32 as trained: a pretrained config may say bf16, which CPUs without bf16 units run many times slower.
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    encoded, _ = encode_examples(tokenizer, examples, cfg)
-    total, tokens = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(encoded), 4):
-            input_ids, attention_mask, labels = collate(encoded[i : i + 4], tokenizer.pad_token_id)
-            total += token_loss(model(input_ids=input_ids, attention_mask=attention_mask).logits, labels).item()
-            tokens += int((labels[:, 1:] != IGNORE_INDEX).sum())
-    return total / tokens
 
 
 def main() -> None:
