@@ -19,7 +19,7 @@ import sys
 from datetime import datetime, timezone
 
 from jobs import console, preflight, progress
-from jobs.config import load_pipeline_config
+from jobs.config import job_arguments, load_pipeline_config
 from jobs.report import write_report
 from jobs.run_summary import summary_text
 from jobs.session import get_session
@@ -33,16 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/local.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
+    parser = job_arguments(__doc__)
     parser.add_argument(
         "--stages",
         default=",".join(STAGE_NAMES),

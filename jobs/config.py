@@ -8,6 +8,7 @@ names and their order are in ``jobs.stages``.
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,3 +190,18 @@ class PipelineConfig:
 
 def load_pipeline_config(path: str, overrides: Sequence[str] = ()) -> PipelineConfig:
     return load_config(PipelineConfig, path, overrides)
+
+
+def job_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The command line every job over a pipeline config starts from: ``--config`` and ``--set key=value``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/local.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
+    return parser

@@ -14,7 +14,6 @@ Iteration 0 exports M0's data (the seed set). The default is the last iteration 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -27,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from jobs import console
-from jobs.config import PipelineConfig, load_pipeline_config
+from jobs.config import PipelineConfig, job_arguments, load_pipeline_config
 from jobs.preflight import UsageError
 from training.config import TrainConfig
 from training.data import Example, load_examples
@@ -171,16 +170,7 @@ def read_curated(cfg: PipelineConfig, logs=None) -> pd.DataFrame | None:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/local.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
+    parser = job_arguments(__doc__)
     parser.add_argument("--iteration", type=int, default=None, help="export M_N's data (default: iterations.count)")
     parser.add_argument("--out", required=True, help="folder for train.jsonl, train.parquet and README.md")
     args = parser.parse_args(argv)

@@ -10,7 +10,6 @@ instructions with spaCy, and renders the page with ``jobs.report_render``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ from typing import Any, Mapping
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.config import PipelineConfig, load_pipeline_config
+from jobs.config import PipelineConfig, job_arguments, load_pipeline_config
 from jobs.session import get_session
 from jobs.stages.base import Context, status_counts
 from jobs.stages.calibrate import calibration_ids, labels_path
@@ -350,16 +349,7 @@ def write_report(ctx: Context, run_id: str | None = None, out_dir: str | None = 
 
 def main(argv: list[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="pipeline YAML, e.g. conf/local.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
+    parser = job_arguments(__doc__)
     parser.add_argument("--run-id", help="the run to report (default: the latest in runs)")
     parser.add_argument("--out", help="folder for the HTML file (default: report.dir)")
     args = parser.parse_args(argv)
