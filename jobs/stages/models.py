@@ -13,6 +13,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from jobs.config import BUILTIN_MODELS, PipelineConfig
 from jobs.stages.base import Context, StageReport, model_id, model_ready, model_state, require
 from training.bootstrap import build_base_model
@@ -79,8 +81,6 @@ def memory_estimate(cfg: PipelineConfig, direction: str) -> str | None:
     if not model_ready(base):
         return None
     train_cfg = train_config(cfg, recipe_file(cfg, direction), base, "/dry-run")
-    import torch
-
     plan = Plan.of(train_cfg, cfg.models.train_processes, bf16=torch.cuda.is_available())
     return estimate_memory(ModelShape.from_dir(base), plan).describe()
 
@@ -91,10 +91,8 @@ def recipe_file(cfg: PipelineConfig, direction: str) -> str:
     configured = cfg.models.train_forward if direction == "forward" else cfg.models.train_backward
     if configured is not None:
         return configured
-    import torch  # the driver trains: its device decides
-
     base = None if cfg.models.base is None else cfg.model_path("base")
-    recipe = recipe_for(base, "cuda" if torch.cuda.is_available() else "cpu")
+    recipe = recipe_for(base, "cuda" if torch.cuda.is_available() else "cpu")  # the driver trains: its device
     return str(PROJECT_ROOT / (recipe.forward if direction == "forward" else recipe.backward))
 
 
