@@ -15,9 +15,9 @@ Measured, each from the same input (pages: ok documents; segments: every section
   in a fresh process and fresh tables per run, with ``spark.master`` local[1] and local[2]; seconds are the two
   stages' own (the job's JVM start and summary excluded);
 - plain loop: on one core, the very batch functions Spark's Python workers run (``udfs.spark_udfs.read_units``
-  -> ``segment_documents`` -> ``minhash_signatures``, which call ``read_records``, ``segment_document`` and
-  ``minhash``), one work unit at a time, with no Spark, Arrow or Delta (and no dedup, which is Spark SQL over the
-  table: its ok count is before dedup);
+  -> ``segment_documents`` -> ``minhash_signatures``, which call ``read_records``, ``read_back``,
+  ``segment_document`` and ``minhash``), one work unit at a time, with no Spark, Arrow or Delta (and no dedup,
+  which is Spark SQL over the table: its ok count is before dedup);
 - scaling: local[2] on ``q1/`` (a quarter of the pages) vs on all of it.
 
 Targets (issue 3): local[2] >= 1.6x local[1]; Spark per core >= 0.7x the plain loop; 4x the input <= 4.4x the time.
@@ -129,7 +129,7 @@ def build_corpus(pages: int, files: int, work: Path) -> tuple[Path, int, int]:
 def plain_loop(corpus: Path) -> dict:
     """The Spark path's batch functions in one Python process, work unit by work unit, timed per phase."""
     cfg = load_pipeline_config(str(ROOT / "conf/local.yaml"))
-    read, segment = spark_udfs.read_units(cfg.ingest), spark_udfs.segment_documents(cfg.segment)
+    read, segment = spark_udfs.read_units(cfg.ingest), spark_udfs.segment_documents(cfg.segment, cfg.ingest)
     sign = spark_udfs.minhash_signatures(cfg.dedup)
     seconds = dict.fromkeys(("read", "segment", "minhash"), 0.0)
     pages = segments = ok = 0
@@ -146,7 +146,8 @@ def plain_loop(corpus: Path) -> dict:
         docs = pd.concat(list(read(iter([units]))), ignore_index=True)
         docs = docs[docs["status"] == "ok"]
         middle = time.perf_counter()
-        rows = pd.concat(list(segment(iter([docs[["doc_id", "url", "html"]]]))), ignore_index=True)
+        columns = ["doc_id", "url", "html", "source_path", "offset", "length", "content_hash"]
+        rows = pd.concat(list(segment(iter([docs[columns]]))), ignore_index=True)
         end = time.perf_counter()
         rows = pd.concat(list(sign(iter([rows]))), ignore_index=True)
         seconds["read"] += middle - start

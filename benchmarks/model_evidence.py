@@ -14,7 +14,7 @@ set) and the judge labels made from it (``data/sample/judge_labels.jsonl``).
 - curation: pairs in A(i) per iteration under the configured rule;
 - forward models: loss per token of each held-out answer given its instruction (seed system tag), base, M0, M1, M2.
 
-Throughput figures are ``benchmarks/llm_throughput.py``'s.
+Throughput figures are ``benchmarks/llm_throughput.py``'s; IFD's calibration is ``benchmarks/ifd_scores.py``'s.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from training.evaluate import answer_loss  # noqa: E402
 from training.data import Example, read_seed  # noqa: E402
 from udfs.calibration import auc, baseline_values, precision_recall, read_labels  # noqa: E402
 from udfs.config import load_config  # noqa: E402
+from udfs.curation import uses_likelihoods  # noqa: E402
 from udfs.tables import status_key  # noqa: E402
 from udfs.instruction_stats import instruction_shape, load_parser  # noqa: E402
 
@@ -109,6 +110,9 @@ def judges(cfg, root: str) -> None:
     good = [p.label == "good" for p in labels]
     for name in ("random", "length"):
         print(f"judge     baseline {name:<6} AUC {auc(good, baseline_values(labels, name)):.3f}")
+    if uses_likelihoods(cfg.iterations.score_column):
+        print("judge     the rule is a likelihood one: its calibration is benchmarks/ifd_scores.py's")
+        return
     for i in range(1, cfg.iterations.count + 1):
         rows = calibration[calibration["iteration"] == i].set_index("label_id")
         if rows.empty:
@@ -148,6 +152,9 @@ def curation(cfg, root: str) -> None:
     scores = table(root, "scores")
     if scores is None:
         print("curation: no scores table")
+        return
+    if uses_likelihoods(cfg.iterations.score_column):
+        print("curation: the rule is a likelihood one: the run summary counts A(i)")
         return
     for i in range(1, cfg.iterations.count + 1):
         mine = scores[(scores["iteration"] == i) & (scores["status"] == "ok")]

@@ -1,13 +1,15 @@
 """The main job: web corpus -> documents -> segments -> models -> candidates -> (scores -> M_i) per iteration.
 
     spark-submit jobs/augment.py --config conf/local.yaml [--set dotted.key=value ...]
-        [--stages ingest,segment,models,augment,curate,train] [--iterations 1,2] [--dry-run] [--verbose]
+        [--stages ingest,segment,models,augment,curate,rewrite,train] [--iterations 1,2] [--dry-run] [--verbose]
 
-One command runs the paper's loop M0 -> A(1) -> M1 -> A(2) -> M2 (``iterations.count``): the curate and train
-stages run once per iteration, in turn. Every stage skips work already in its output table and every model
-already trained on the same data, so the same command resumes after a crash or a stop anywhere, and a new
-corpus drop only costs its new documents (the models then retrain on the grown pool). ``--dry-run`` prints
-what would run and what is already done, and runs nothing.
+One command runs the paper's loop M0 -> A(1) -> M1 -> A(2) -> M2 (``iterations.count``): the curate, rewrite
+(``rewrite.enabled``) and train stages run once per iteration, in turn. Every stage skips work already in
+its output table and every model already trained on the same data, so the same command resumes after a crash
+or a stop anywhere, and a new corpus drop only costs its new documents (the models then retrain on the grown
+pool). ``--dry-run`` prints what would run and what is already done, and runs nothing. A stage that raises
+still leaves a ``runs`` row, with status ``failed``, its error and what had been committed; the job then
+exits non-zero.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from datetime import datetime, timezone
 from jobs import console, preflight, progress
 from jobs.config import job_arguments, load_pipeline_config
 from jobs.report import write_report
-from jobs.run_summary import summary_text
+from jobs.run_summary import failure_reason, format_failure, summary_text
 from jobs.session import get_session
-from jobs.stages import STAGE_NAMES, Context, MissingInput, format_plan, make_plan, run_stage, schedule
+from jobs.stages import BY_NAME, STAGE_NAMES, Context, MissingInput, active, format_plan, make_plan, run_stage, schedule
 from jobs.storage import Storage
-from jobs.summary import summarize
+from jobs.summary import record_failure, summarize, table_versions
 from udfs.config import ConfigError, to_dict
 from udfs.redact import redact
 
@@ -78,27 +80,60 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"cannot run: {exc}")
     except Exception as exc:  # the traceback goes to the log file; the console gets one line
         log.error("run failed", exc_info=True, extra=console.FILE_ONLY)
-        sys.exit(console.error_line(preflight.describe_failure(exc) or f"{type(exc).__name__}: {exc}", logs))
+        sys.exit(console.error_line(preflight.describe_failure(exc) or failure_reason(exc), logs))
 
 
 def run(args: argparse.Namespace, cfg, iterations: list[int], logs: console.RunLogs) -> dict:
     log.info("resolved config: %s", json.dumps(redact(to_dict(cfg)), sort_keys=True), extra=console.FILE_ONLY)
     spark = get_session(cfg.spark, logs)
+    warning = preflight.decontamination_warning(cfg, spark.sparkContext.master)
+    if warning:
+        log.warning(warning)
     ctx = Context(spark, Storage(spark, cfg.storage.root, cfg.storage.engine), cfg)
-    order = schedule(args.stages, iterations)
+    stages = active(cfg, args.stages)
+    for name in sorted(set(args.stages) - set(stages)):  # e.g. a bundle task of an optional stage that is off
+        log.info("stage %s: off in this config, not run", name)
+    order = schedule(stages, iterations)
     if args.dry_run:
         plan = redact(make_plan(ctx, order))
         print(format_plan(plan), flush=True)
         return plan
     started_at = datetime.now(timezone.utc)
+    before = table_versions(ctx)
     reports = []
     for stage, iteration in order:
-        with progress.stage(spark, stage if iteration is None else f"{stage} (iteration {iteration})"):
-            reports.append(run_stage(ctx, stage, iteration))
+        try:
+            with progress.stage(spark, stage if iteration is None else f"{stage} (iteration {iteration})"):
+                reports.append(run_stage(ctx, stage, iteration))
+        except Exception as exc:
+            versioned = BY_NAME[stage].versioned
+            record_failed_run(
+                ctx,
+                reports,
+                started_at,
+                before,
+                versioned if iteration is None else f"{versioned} (iteration {iteration})",
+                exc,
+            )
+            raise
     summary = summarize(ctx, reports, started_at)
     report = write_report(ctx, summary["run_id"]) if cfg.report.after_run else None
     print(summary_text(ctx, summary, str(logs.dir), report and str(report), args.config, args.overrides), flush=True)
     return summary
+
+
+def record_failed_run(
+    ctx: Context, reports: list, started_at: datetime, before: dict, stage: str, exc: Exception
+) -> None:
+    """Append the ``failed`` runs row of ``exc`` and print what it says. The original error is what the job
+    reports: a failure to record it (the storage itself may be what broke) is only logged."""
+    try:
+        failed = record_failure(ctx, reports, started_at, before, stage, failure_reason(exc))
+    except Exception as err:
+        log.warning("the failed run could not be recorded in runs: %s", failure_reason(err))
+        log.info("recording the failed run", exc_info=True, extra=console.FILE_ONLY)
+        return
+    print(format_failure(failed), flush=True)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ from typing import Literal, Sequence
 
 from jobs.catalog import parse_catalog_schema
 from training.config import BaseModelConfig
+from udfs.cascade import CascadeConfig
 from udfs.config import load_config
-from udfs.curation import CurationRule
+from udfs.curation import BASELINE_RULES, CurationRule, JudgeRule, check_k, rating_rule, rule_text, uses_likelihoods
 from udfs.engine import EngineConfig, SamplingConfig
+from udfs.likelihood import LikelihoodConfig
 from udfs.minhash import DedupConfig
 from udfs.readers import ReaderConfig
 from udfs.segment import SegmentConfig
@@ -89,6 +91,37 @@ class CurateConfig:
     prompt: str = "conf/prompts/score_v1.txt"
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=256))
     seed: int = 0
+    # the judge labels a sample, a classifier rules out what the judge would drop (jobs.cascade); off: judge all
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+
+
+@dataclass(frozen=True)
+class RewriteConfig:
+    """The rewrite stage (Nguyen et al., 2024): after each iteration's curation an aligned model rewrites each
+    curated segment as an answer to its instruction (``jobs.stages.rewrite``); ``train_on`` picks what M_i
+    learns to answer with."""
+
+    enabled: bool = False
+    # a Hugging Face directory of an aligned (chat) model, e.g. a 70B instruct model; null: models.base
+    # (the embedded default's base is SmolLM2-135M-Instruct, itself an instruct model)
+    model: str | None = None
+    prompt: str = "conf/prompts/rewrite_v1.txt"
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.7, top_p=0.9, max_tokens=768))
+    seed: int = 0  # part of every rewrite id; per-row sampling seeds derive from the id
+    # false: an answer the model ended itself (eos) without the closing marker is accepted and recorded as such
+    require_end_marker: bool = False
+    ngram: int = 3  # word n-grams of the faithfulness measure (udfs.rewrite.faithfulness)
+    min_faithfulness: float = 0.5  # share of the rewrite's n-grams found in its segment; below: unfaithful_rewrite
+    # segment: train on the web segments (the paper); rewrite: on the ok rewrites (pairs without one are left out)
+    train_on: Literal["segment", "rewrite"] = "segment"
+
+    def __post_init__(self):
+        if not 0 <= self.min_faithfulness <= 1:
+            raise ValueError(f"min_faithfulness must be within 0..1, got {self.min_faithfulness}")
+        if self.ngram < 1:
+            raise ValueError(f"ngram must be >= 1, got {self.ngram}")
+        if self.train_on == "rewrite" and not self.enabled:
+            raise ValueError("train_on: rewrite needs enabled: true (there are no rewrites to train on)")
 
 
 @dataclass(frozen=True)
@@ -98,10 +131,17 @@ class IterationsConfig:
     With the default two iterations: M0 -> A(1) -> M1 -> A(2) -> M2, and M2 is the final model."""
 
     count: int = 2
-    # "score": the parsed "Score: N"; "expected_score": E[score] from the judge's logprobs; "both": both >= k
+    # "score": the parsed "Score: N"; "expected_score": E[score] from the judge's logprobs; "both": both >= k;
+    # "ifd" / "conditional_loss": the likelihood stage's scores (needs likelihood.enabled), kept at <= k
     score_column: CurationRule = "score"
-    # k for every iteration, or one k per iteration (paper: 5; A4 = 4; A5 = 4.5 needs expected_score)
+    # k for every iteration, or one k per iteration (paper: 5; A4 = 4; A5 = 4.5 needs expected_score);
+    # for ifd and conditional_loss the largest value kept
     min_score: float | tuple[float, ...] = 5.0
+    # score_column longest / random (selection baselines, udfs.curation) keep as many pairs as the judge rule
+    # baseline_of >= k keeps, or baseline_k pairs when set; the report shows both beside the judge's set
+    baseline_of: JudgeRule = "score"
+    baseline_k: int | None = None
+    baseline_seed: int = 0  # the random baseline's draw
 
     def __post_init__(self):
         if self.count < 1:
@@ -112,15 +152,28 @@ class IterationsConfig:
                 f"min_score lists {len(ks)} values for {self.count} iterations; give one k or one per iteration"
             )
         for k in ks:
-            if not 1 <= k <= 5:
-                raise ValueError(f"min_score must be within 1..5, got {k}")
+            check_k(self.judge_rule, k)
+        if self.baseline_k is not None and self.baseline_k < 0:
+            raise ValueError(f"baseline_k must be >= 0, got {self.baseline_k}")
+
+    @property
+    def judge_rule(self) -> JudgeRule:
+        """The rule that rates pairs: ``score_column``, or ``baseline_of`` when a baseline selects the pairs."""
+        return rating_rule(self.score_column, self.baseline_of)
 
     def k(self, iteration: int) -> float:
         """The threshold of ``iteration`` (1-based)."""
         return self.min_score[iteration - 1] if isinstance(self.min_score, tuple) else self.min_score
 
     def rule(self, iteration: int) -> str:
-        return f"{self.score_column} >= {self.k(iteration)}"
+        if self.score_column not in BASELINE_RULES:
+            return rule_text(self.score_column, self.k(iteration))
+        size = (
+            self.baseline_k
+            if self.baseline_k is not None
+            else f"as many as {rule_text(self.judge_rule, self.k(iteration))}"
+        )
+        return f"{self.score_column} {size}"
 
 
 @dataclass(frozen=True)
@@ -159,8 +212,18 @@ class PipelineConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
+    likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
     iterations: IterationsConfig = field(default_factory=IterationsConfig)
+    rewrite: RewriteConfig = field(default_factory=RewriteConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+
+    def __post_init__(self):
+        if uses_likelihoods(self.iterations.judge_rule) and not self.likelihood.enabled:
+            raise ValueError(f"iterations rule {self.iterations.judge_rule} needs likelihood.enabled: true")
+
+    def likelihood_model(self) -> str:
+        """The scorer of the likelihood stage: likelihood.model, or the base model (absolute, as above)."""
+        return os.path.abspath(self.likelihood.model) if self.likelihood.model else self.model_path("base")
 
     @property
     def models_dir(self) -> str:
@@ -180,6 +243,10 @@ class PipelineConfig:
         return os.path.abspath(
             configured or Path(self.models_dir) / {"base": "base", "backward": "myx", "seed_model": "m0"}[role]
         )
+
+    def rewrite_model(self) -> str:
+        """The rewriter's directory: ``rewrite.model``, or the base model (absolute, as above)."""
+        return os.path.abspath(self.rewrite.model) if self.rewrite.model else self.model_path("base")
 
     def iteration_model(self, i: int) -> str:
         """M_i: the seed model for i = 0 (the first judge), else the model iteration i trains (absolute, as above)."""

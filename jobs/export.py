@@ -56,7 +56,7 @@ def pinned_train_config(meta: dict) -> TrainConfig:
     tables = meta["provenance"].get("augmented", {}).get("tables", {})
     if not cfg.augmented.enabled:
         return cfg
-    pins = {f"{name}_version": tables[name]["version"] for name in POOL_TABLES}
+    pins = {f"{name}_version": tables[name]["version"] for name in (*POOL_TABLES, "rewrites") if name in tables}
     return dataclasses.replace(cfg, augmented=dataclasses.replace(cfg.augmented, as_of=None, **pins))
 
 

@@ -7,17 +7,19 @@ one line (the traceback of an unexpected failure goes to the log file, see ``job
 from __future__ import annotations
 
 import errno
-import glob
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from jobs.config import BUILTIN_MODELS
 from jobs.storage import parse_catalog_schema
 from training.data import resolve
+from udfs import sources
 from udfs.readers import input_format
 
+_SOURCE_ERROR = re.compile(r"(?:udfs\.sources\.)?SourceError: ([^\n]+)")
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
@@ -26,24 +28,25 @@ class UsageError(RuntimeError):
     """A mistake in the job's input or setup; the message is the one line to show."""
 
 
-def corpus_files(pattern: str) -> list[str]:
-    """The readable files of ``input.corpus`` (a file, a folder searched recursively, or a glob)."""
-    if os.path.isdir(pattern):
-        paths = [str(p) for p in Path(pattern).rglob("*") if p.is_file()]
-    else:
-        paths = [pattern] if os.path.isfile(pattern) else glob.glob(pattern, recursive=True)
-    if not paths:
+def corpus_files(pattern: str) -> list[sources.Entry]:
+    """The readable files of ``input.corpus`` (a file, a folder searched recursively, or a glob; a local path
+    or a URL of an object store, see ``udfs.sources``), by path."""
+    try:
+        entries = sources.list_files(pattern)
+    except sources.SourceError as exc:
+        raise UsageError(f"input.corpus: {exc}") from None
+    if not entries:
         raise UsageError(
             f"input.corpus: nothing matches {pattern!r}: check the path or glob "
-            "(--set input.corpus=FILE|FOLDER|'GLOB', quoted so the shell does not expand it)"
+            "(--set input.corpus=FILE|FOLDER|'GLOB'|URL, quoted so the shell does not expand it)"
         )
-    readable = sorted(p for p in paths if os.path.isfile(p) and input_format(p) is not None)
+    readable = [e for e in entries if input_format(e.url) is not None]
     if not readable:
         raise UsageError(
-            f"input.corpus: {len(paths)} file(s) match {pattern!r} but none is WARC, WET, HTML, "
+            f"input.corpus: {len(entries)} file(s) match {pattern!r} but none is WARC, WET, HTML, "
             "JSONL or Parquet (by extension): point input.corpus at those files"
         )
-    if all(os.path.getsize(p) == 0 for p in readable):
+    if all(e.size == 0 for e in readable):
         raise UsageError(
             f"input.corpus: the {len(readable)} file(s) matching {pattern!r} are empty: the corpus has no pages to read"
         )
@@ -99,8 +102,8 @@ def check_model_dir(key: str, path: str) -> None:
 
 def check_writable(key: str, path: str) -> None:
     """``path`` (created if missing) accepts a new file."""
-    if parse_catalog_schema(path) is not None or "://" in path:
-        return  # a catalog or an object store: its permissions are checked by the engine that writes
+    if parse_catalog_schema(path) is not None or "://" in path or path.startswith("dbfs:"):
+        return  # a catalog, an object store or DBFS: its permissions are checked by the engine that writes
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
@@ -112,20 +115,58 @@ def check_writable(key: str, path: str) -> None:
         ) from None
 
 
+def check_decontamination(sets) -> None:
+    """Every evaluation set's prompt file (``segment.decontamination``) is there."""
+    for s in sets:
+        if not s.exists():
+            raise UsageError(
+                f"segment.decontamination: no prompt file for {s.name!r} at {s.path!r}: put the evaluation's "
+                f"prompts there (JSONL with the field {s.field!r}, or one prompt per line) or remove the set"
+            )
+
+
+def decontamination_warning(cfg, spark_master: str) -> str | None:
+    """The warning for a run beyond this machine (a cluster, Databricks, shared storage) that checks its data
+    against no evaluation set: what it trains on may contain the prompts its models are scored on."""
+    if cfg.segment.decontamination:
+        return None
+    root = cfg.storage.root
+    shared_root = "://" in root or root.startswith(("dbfs:", "/dbfs/", "/Volumes/")) or parse_catalog_schema(root)
+    on_cluster = not spark_master.startswith("local") or "DATABRICKS_RUNTIME_VERSION" in os.environ
+    if not (shared_root or on_cluster):
+        return None
+    return (
+        "NO DECONTAMINATION: segment.decontamination lists no evaluation prompt files, so segments, generated "
+        "instructions and seed pairs that contain an evaluation's prompts reach training and inflate its scores: "
+        "set segment.decontamination to the prompt files of the evaluations you report on (see conf/cluster.yaml)"
+    )
+
+
 def check_config(cfg) -> None:
     """Every check above that applies to the pipeline config ``cfg`` (a ``jobs.config.PipelineConfig``)."""
     check_writable("storage.root", cfg.storage.root)
     corpus_files(cfg.input.corpus)
     check_seed(str(resolve(cfg.input.seed)))  # as training finds it: relative paths also from the project root
+    check_decontamination(cfg.segment.decontamination)
     for role in ("base", "backward", "seed_model"):
         if getattr(cfg.models, role) and getattr(cfg.models, role) not in BUILTIN_MODELS:  # built ones are made
             check_model_dir(f"models.{role}", getattr(cfg.models, role))
+    if cfg.rewrite.enabled and cfg.rewrite.model:
+        check_model_dir("rewrite.model", cfg.rewrite.model)
 
 
 def describe_failure(exc: BaseException) -> str | None:
     """The one line for a failure during a run that has a known cause, else None (an unexpected error)."""
     if isinstance(exc, UsageError):
         return str(exc)
+    # An input object that an executor could not open (changed or deleted since it was listed, or the executors
+    # lack the driver's network or credentials): Spark hands the worker's traceback over as text.
+    unreadable = _SOURCE_ERROR.search(str(exc))
+    if unreadable is not None:
+        return (
+            f"an executor could not read the input: {unreadable.group(1)}: "
+            "if the object changed since it was listed, run the same command again"
+        )
     disk_full = _find(exc, lambda e: isinstance(e, OSError) and e.errno == errno.ENOSPC)
     if disk_full is None and "No space left on device" in str(exc):  # from the JVM, wrapped by py4j
         disk_full = exc

@@ -25,27 +25,38 @@ from jobs.config import PipelineConfig, job_arguments, load_pipeline_config
 from jobs.session import get_session
 from jobs.stages.base import Context, status_counts
 from jobs.stages.calibrate import calibration_ids, labels_path
+from jobs.stages.likelihood import rule_rows
 from jobs.storage import Storage
+from jobs.selection import answer_lengths, baseline_pairs, baseline_size, judge_kept
 from jobs.report_render import (
     EXAMPLE_CHARS,
+    FAILED_SHOWN,
+    FAITHFULNESS_BINS,
     ExamplePair,
+    FailedRun,
     JudgeCalibration,
     LengthStats,
     ReportData,
+    SelectionSet,
+    SignalAUC,
+    RewritePair,
+    RewriteStats,
     YieldRow,
     bin_counts,
     render_html,
     stage_throughput,
 )
 from udfs import spark_udfs
-from udfs.calibration import precision_recall_at_k, read_labels
+from udfs.calibration import auc, baseline_values, precision_recall_at_k, read_labels, signal_values
 from udfs.config import ConfigError
-from udfs.curation import passes
+from udfs.curation import BASELINE_RULES, RULE_COLUMNS, passes
+from udfs.likelihood import LIKELIHOOD_COLUMNS
 from udfs.instruction_stats import load_parser, top_verb_nouns, verb_objects
 
 log = logging.getLogger(__name__)
 
-TABLES = ("documents", "segments", "candidates", "scores", "curated")
+TABLES = ("documents", "segments", "candidates", "scores", "rewrites", "curated", "likelihoods")
+JUDGE_SIGNALS = ("expected_score", "score")
 CALIBRATION_KS = tuple(1 + 0.5 * i for i in range(9))  # the precision/recall curve: k = 1, 1.5, ..., 5
 
 
@@ -74,9 +85,10 @@ def pinned_versions(tables: Mapping[str, Any]) -> dict[str, int | None]:
 
 
 def curation_rule(cfg: PipelineConfig) -> tuple[str, float]:
-    """The score column and k of the last iteration: the rule of the final model's data, shown with the
-    calibration (each iteration's own curated pairs come from the ``curated`` table when the run has it)."""
-    return cfg.iterations.score_column, cfg.iterations.k(cfg.iterations.count)
+    """The judge's score column and k of the last iteration: the rule of the final model's data (or, when a
+    baseline selected it, the rule whose size it matched), shown with the calibration (each iteration's own
+    curated pairs come from the ``curated`` table when the run has it)."""
+    return cfg.iterations.judge_rule, cfg.iterations.k(cfg.iterations.count)
 
 
 def with_iteration(df: DataFrame) -> DataFrame:
@@ -92,6 +104,8 @@ class RunTables:
         runs = ctx.storage.read("runs")
         if runs is not None and run_id is not None:
             runs = runs.where(F.col("run_id") == run_id)
+        elif runs is not None:  # the latest run that finished: a failed one is listed, not reported on
+            runs = runs.where(~failed(runs))
         self.run = runs.orderBy(F.col("finished_at").desc()).first() if runs is not None else None
         if run_id is not None and self.run is None:
             raise ValueError(f"no run {run_id!r} in {ctx.storage.path('runs')}")
@@ -107,6 +121,30 @@ class RunTables:
 
     def __getitem__(self, name: str) -> DataFrame | None:
         return self.frames[name]
+
+
+def failed(runs: DataFrame):
+    """Whether a ``runs`` row is a failed run (tables from before failures were recorded have none)."""
+    return F.lit(False) if "status" not in runs.columns else F.coalesce(F.col("status") == "failed", F.lit(False))
+
+
+def failed_runs(ctx: Context) -> tuple[list[FailedRun], int]:
+    """The latest ``FAILED_SHOWN`` failed runs in the ledger, newest first, and how many there are."""
+    runs = ctx.storage.read("runs")
+    if runs is None:
+        return [], 0
+    rows = runs.where(failed(runs))
+    shown = [
+        FailedRun(
+            r["run_id"],
+            r["started_at"],
+            r["failed_stage"],
+            r["reason"],
+            {t: c["rows"] for t, c in json.loads(r["committed"] or "{}").items()},
+        )
+        for r in rows.orderBy(F.col("started_at").desc()).limit(FAILED_SHOWN).collect()
+    ]
+    return shown, rows.count() if len(shown) == FAILED_SHOWN else len(shown)
 
 
 def curated_pairs(t: RunTables, column: str, k: float) -> DataFrame | None:
@@ -248,6 +286,74 @@ def examples(
     return [ExamplePair(**r.asDict()) for r in rows]
 
 
+def rewrite_stats(t: RunTables, pool: DataFrame | None, n_pairs: int = 3) -> RewriteStats | None:
+    """Segment vs rewrite lengths over ok rewrites, faithfulness over measured ones (ok and unfaithful), how the
+    answers ended, and a few pairs side by side (ok ones first, the first by rewrite id: a fixed sample)."""
+    rewrites = t["rewrites"]
+    if rewrites is None or t["segments"] is None:
+        return None
+    texts = t["segments"].select("segment_id", "text")
+    ok = rewrites.where("status = 'ok'").join(texts, on="segment_id")
+    answer, segment = F.length("answer"), F.length("text")
+    lengths = ok.agg(
+        F.mean(answer).alias("answer_mean"),
+        F.stddev(answer).alias("answer_std"),
+        F.mean(segment).alias("segment_mean"),
+        F.stddev(segment).alias("segment_std"),
+        F.percentile_approx(answer, 0.5).alias("answer_median"),
+        F.percentile_approx(segment, 0.5).alias("segment_median"),
+        F.percentile_approx(answer / segment, 0.5).alias("ratio"),
+    ).first()
+    measured = rewrites.where("faithfulness is not null")
+    figures = measured.agg(
+        F.mean("faithfulness").alias("mean"),
+        F.percentile_approx("faithfulness", 0.5).alias("median"),
+        F.mean("n_new_numbers").alias("numbers"),
+        F.mean("n_new_entities").alias("entities"),
+        F.sum((F.col("n_new_numbers") > 0).cast("int")).alias("with_numbers"),
+    ).first()
+    values = {r["f"]: r["count"] for r in measured.groupBy(F.round("faithfulness", 2).alias("f")).count().collect()}
+    totals = rewrites.agg(
+        F.count("*").alias("rows"),
+        F.sum((F.col("status") == "ok").cast("int")).alias("ok"),
+        F.max("min_faithfulness").alias("threshold"),
+    ).first()
+    pairs = []
+    if pool is not None:
+        shown = (
+            measured.join(pool.select("generation_id", "instruction"), on="generation_id")
+            .join(texts, on="segment_id")
+            .orderBy((F.col("status") != "ok").cast("int"), "rewrite_id")
+            .limit(n_pairs)
+            .select(
+                "instruction",
+                F.substring("text", 1, EXAMPLE_CHARS).alias("segment"),
+                F.substring("answer", 1, EXAMPLE_CHARS).alias("answer"),
+                F.concat_ws(":", "status", "reason").alias("status"),
+                "faithfulness",
+                "new_numbers",
+                "new_entities",
+            )
+            .collect()
+        )
+        pairs = [RewritePair(**r.asDict()) for r in shown]
+    return RewriteStats(
+        rows=totals["rows"],
+        ok=totals["ok"] or 0,
+        min_faithfulness=totals["threshold"],
+        segment_chars=(lengths["segment_mean"], lengths["segment_std"], lengths["segment_median"]),
+        answer_chars=(lengths["answer_mean"], lengths["answer_std"], lengths["answer_median"]),
+        length_ratio_median=lengths["ratio"],
+        faithfulness=(figures["mean"], figures["median"]),
+        faithfulness_bins=bin_counts(values, FAITHFULNESS_BINS),
+        new_numbers_mean=figures["numbers"],
+        new_entities_mean=figures["entities"],
+        with_new_numbers=figures["with_numbers"] or 0,
+        answer_end={r["answer_end"] or "none": r["count"] for r in rewrites.groupBy("answer_end").count().collect()},
+        pairs=pairs,
+    )
+
+
 def verb_noun_counts(ctx: Context, pool: DataFrame | None, notes: list[str]):
     """Root verbs and objects of a fixed sample of generated instructions (the first by generation id, a hash)."""
     n = ctx.cfg.report.parsed_instructions
@@ -301,6 +407,103 @@ def calibration(ctx: Context, t: RunTables, column: str, k: float, notes: list[s
     return results
 
 
+def selection_sets(ctx: Context, t: RunTables, notes: list[str], signals: list[SignalAUC]) -> list[SelectionSet]:
+    """Per iteration, the judge's kept set beside the longest-k and random-k baselines of the same size
+    (``iterations.baseline_k`` when set): sizes, answer lengths, Jaccard overlap with the judge's set, and the
+    AUC over the labelled pairs of the signal each set ranks by (``signals``: the judge's score column, answer
+    length, the random draw)."""
+    if t["scores"] is None or t["segments"] is None:
+        return []
+    cfg = ctx.cfg
+    rule_column = RULE_COLUMNS[cfg.iterations.judge_rule][-1]  # "both": the expected score ranks ties
+    out = []
+    for iteration in sorted(r["iteration"] for r in t["scores"].select("iteration").distinct().collect()):
+        if iteration > cfg.iterations.count:
+            continue
+        mine = rule_rows(ctx, t["scores"].where(F.col("iteration") == iteration))
+        pool = answer_lengths(mine, t["segments"]).cache()
+        judge = judge_kept(mine, cfg, iteration).cache()
+        size = baseline_size(cfg, judge.count())
+        sets = {"judge": judge}
+        for rule in BASELINE_RULES:
+            sets[f"{rule}-k"] = baseline_pairs(pool, rule, size, cfg.iterations.baseline_seed)
+        for name, chosen in sets.items():
+            stats = (
+                chosen.join(pool, on="generation_id")
+                .join(judge.withColumn("_judge", F.lit(1)), on="generation_id", how="left")
+                .agg(
+                    F.count("*").alias("pairs"),
+                    F.mean("length").alias("mean"),
+                    F.percentile_approx("length", 0.5).alias("median"),
+                    F.count("_judge").alias("shared"),
+                )
+                .first()
+            )
+            union = stats["pairs"] + judge.count() - stats["shared"]
+            judge_signal = (
+                f"-{rule_column} (" if rule_column in LIKELIHOOD_COLUMNS else f"judge M{iteration - 1} {rule_column}"
+            )
+            signal = {"judge": judge_signal, "longest-k": "length", "random-k": "random"}
+            out.append(
+                SelectionSet(
+                    iteration,
+                    name,
+                    stats["pairs"],
+                    stats["mean"],
+                    stats["median"],
+                    stats["shared"] / union if union else None,
+                    next((a.auc for a in signals if a.signal.startswith(signal[name])), None),
+                )
+            )
+        pool.unpersist()
+        judge.unpersist()
+    if cfg.iterations.score_column in BASELINE_RULES:
+        notes.append(f"the models were trained on the {cfg.iterations.score_column}-k set ({cfg.iterations.rule(1)})")
+    return out
+
+
+def signals(ctx: Context, t: RunTables) -> list[SignalAUC]:
+    """AUC over the labelled pairs of every selection signal the run has: each judge's expected and parsed
+    score, the likelihood scorer's -IFD and -conditional loss, and the length and random baselines."""
+    path = labels_path(ctx.cfg)
+    if path is None:
+        return []
+    pairs = read_labels(path)
+    good = [p.label == "good" for p in pairs]
+    found: list[tuple[str, list[float | None]]] = []
+    table = ctx.storage.read("calibration")
+    if table is not None and t["scores"] is not None:
+        judges = {
+            r["judge_model_id"]: r["iteration"]
+            for r in t["scores"].select("judge_model_id", "iteration").distinct().collect()
+        }
+        keys = ctx.spark.createDataFrame(
+            [(i,) for i in sorted(calibration_ids(ctx.cfg, list(judges), pairs))], "calibration_id string"
+        )
+        rows = table.join(keys, on="calibration_id").select("judge_model_id", "label_id", *JUDGE_SIGNALS).collect()
+        for judge, iteration in sorted(judges.items(), key=lambda ji: (ji[1], ji[0])):
+            mine = [r for r in rows if r["judge_model_id"] == judge]
+            for column in JUDGE_SIGNALS if mine else ():
+                by_label = {r["label_id"]: r[column] for r in mine}
+                found.append((f"judge M{iteration - 1} {column}", signal_values(pairs, by_label, column)))
+    if t["likelihoods"] is not None:
+        rows = t["likelihoods"].where("source = 'labels' and status = 'ok'")
+        for scorer in sorted(r[0] for r in rows.select("scorer_model_id").distinct().collect()):
+            # a labelled pair's likelihood row holds its label id as generation id (jobs.stages.calibrate)
+            collected = (
+                rows.where(F.col("scorer_model_id") == scorer)
+                .select(F.col("generation_id").alias("label_id"), *LIKELIHOOD_COLUMNS)
+                .collect()
+            )
+            for column in LIKELIHOOD_COLUMNS:
+                by_label = {r["label_id"]: r[column] for r in collected}
+                found.append((f"-{column} ({scorer})", signal_values(pairs, by_label, column)))
+    found += [(name, baseline_values(pairs, name)) for name in ("length", "random")]
+    return [
+        SignalAUC(name, auc(good, values), sum(v is not None for v in values), len(pairs)) for name, values in found
+    ]
+
+
 def build_report(ctx: Context, run_id: str | None = None) -> ReportData:
     """Everything the report shows, as plain data."""
     t = RunTables(ctx, run_id)
@@ -308,11 +511,13 @@ def build_report(ctx: Context, run_id: str | None = None) -> ReportData:
     notes = [] if t.run else ["no runs row: tables read at their latest versions, no throughput"]
     drops = {
         name: status_counts(t[name])
-        for name in ("documents", "segments", "candidates", "scores")
+        for name in ("documents", "segments", "candidates", "scores", "rewrites")
         if t[name] is not None
     }
     curated, pool = curated_pairs(t, column, k), pool_pairs(t)
     parsed, expected, failures = score_stats(t["scores"])
+    failed_shown, failed_total = failed_runs(ctx)
+    auc_signals = signals(ctx, t)
     return ReportData(
         run_id=t.run["run_id"] if t.run else None,
         finished_at=t.run["finished_at"] if t.run else None,
@@ -330,7 +535,12 @@ def build_report(ctx: Context, run_id: str | None = None) -> ReportData:
         verbs=verb_noun_counts(ctx, pool, notes),
         throughput=stage_throughput(json.loads(t.run["stages"])) if t.run else [],
         calibration=calibration(ctx, t, column, k, notes),
+        selection=selection_sets(ctx, t, notes, auc_signals),
         notes=notes,
+        failed_runs=failed_shown,
+        failed_total=failed_total,
+        rewrites=rewrite_stats(t, pool),
+        signals=auc_signals,
     )
 
 

@@ -23,10 +23,12 @@ from udfs.calibration import PrecisionRecall
 from udfs.instruction_stats import VerbNounCounts
 
 EXPECTED_BINS = tuple(1 + 0.25 * i for i in range(17))  # edges of the expected-score histogram, 1..5
+FAITHFULNESS_BINS = tuple(0.1 * i for i in range(11))  # edges of the faithfulness histogram, 0..1
 SCORE_LABELS = ("1", "2", "3", "4", "5", "none")  # parsed scores; "none": the judge wrote no parseable score
 EXAMPLE_CHARS = 400  # of each example's output shown
 LENGTH_FIELDS = ("instruction_chars", "output_chars", "instruction_tokens", "output_tokens")
 PLOT_STYLE = {"font.size": 9}
+FAILED_SHOWN = 20  # failed runs listed in the report, newest first
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,76 @@ class ExamplePair:
 
 
 @dataclass(frozen=True)
+class RewritePair:
+    instruction: str  # generated: hostile
+    segment: str  # web text, cut to EXAMPLE_CHARS: hostile
+    answer: str  # the rewrite, cut to EXAMPLE_CHARS: hostile
+    status: str  # ok, or why it was dropped (unfaithful_rewrite)
+    faithfulness: float | None
+    new_numbers: str  # JSON list
+    new_entities: str  # JSON list
+
+
+@dataclass(frozen=True)
+class RewriteStats:
+    """The rewrites of the run (``rewrites`` table): how long against their segments, how faithful, how they
+    ended, and a few side by side."""
+
+    rows: int
+    ok: int
+    min_faithfulness: float | None  # the threshold rows were gated with (the latest row's)
+    segment_chars: tuple[float | None, float | None, float | None]  # ok rewrites' segments: (mean, std, median)
+    answer_chars: tuple[float | None, float | None, float | None]  # ok rewrites: (mean, std, median)
+    length_ratio_median: float | None  # median of answer chars / segment chars over ok rewrites
+    faithfulness: tuple[float | None, float | None]  # measured rewrites: (mean, median)
+    faithfulness_bins: list[int]  # measured rewrites per FAITHFULNESS_BINS bin
+    new_numbers_mean: float | None  # per measured rewrite
+    new_entities_mean: float | None
+    with_new_numbers: int  # measured rewrites with at least one number the segment lacks
+    answer_end: dict[str, int]  # marker | eos | none -> rows
+    pairs: list[RewritePair]
+
+
+@dataclass(frozen=True)
 class JudgeCalibration:
     iteration: int
     judge_model_id: str
     at_k: PrecisionRecall  # at the configured rule and k (the paper's Table 7)
     curve: list[PrecisionRecall]  # the same rule over a range of k
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """A ``failed`` runs row: when, where, why, and what it had committed (table -> rows added)."""
+
+    run_id: str
+    started_at: str
+    stage: str | None
+    reason: str | None
+    committed: dict[str, int]
+
+
+@dataclass(frozen=True)
+class SelectionSet:
+    """One iteration's curated set under one rule: the judge's, or a baseline of the same size."""
+
+    iteration: int
+    rule: str  # "judge", "longest-k", "random-k"
+    pairs: int
+    mean_chars: float | None  # of the answers (segments)
+    median_chars: float | None
+    jaccard: float | None  # |this & judge's| / |this | judge's|
+    auc: float | None  # of the rule's signal over the labelled pairs; None without labels
+
+
+@dataclass(frozen=True)
+class SignalAUC:
+    """How well one selection signal separates the labelled pairs: AUC (0.5 = chance) over the pairs it rated."""
+
+    signal: str  # e.g. "judge M0 expected_score", "-ifd (scorer id)", "length"
+    auc: float | None
+    rated: int  # labelled pairs with a value (the others rank lowest)
+    pairs: int
 
 
 @dataclass
@@ -97,7 +164,12 @@ class ReportData:
     verbs: VerbNounCounts | None
     throughput: list[StageThroughput]
     calibration: list[JudgeCalibration]
+    selection: list[SelectionSet] = field(default_factory=list)  # the judge's sets beside the baselines
     notes: list[str] = field(default_factory=list)  # what the report could not show, and why
+    failed_runs: list[FailedRun] = field(default_factory=list)  # the latest failed runs of these tables, newest first
+    failed_total: int = 0  # failed runs in the ledger (failed_runs shows the latest FAILED_SHOWN)
+    rewrites: RewriteStats | None = None  # None: the run has no rewrites table (rewrite.enabled off)
+    signals: list[SignalAUC] = field(default_factory=list)  # the judges beside IFD and the baselines
 
 
 # --- data shaping ----------------------------------------------------------------------------------------
@@ -293,6 +365,24 @@ def plot_throughput(rows: Sequence[StageThroughput]) -> str | None:
     return _png(fig)
 
 
+def plot_rewrites(stats: RewriteStats | None) -> str | None:
+    """Faithfulness of the measured rewrites (with the threshold), and mean lengths: segment vs rewrite."""
+    if stats is None or not stats.rows:
+        return None
+    fig, (hist, lengths) = _figure(10, 3, 2)
+    hist.stairs(stats.faithfulness_bins, FAITHFULNESS_BINS, fill=True, alpha=0.6, color="tab:blue")
+    if stats.min_faithfulness is not None:
+        hist.axvline(stats.min_faithfulness, color="black", linestyle="--", linewidth=1, label="min_faithfulness")
+        hist.legend()
+    hist.set(title="faithfulness (share of n-grams from the segment)", xlabel="faithfulness", ylabel="rewrites")
+    names = ("segment", "rewrite")
+    means = [stats.segment_chars[0] or 0, stats.answer_chars[0] or 0]
+    stds = [stats.segment_chars[1] or 0, stats.answer_chars[1] or 0]
+    lengths.bar(names, means, yerr=stds, capsize=3, color=["tab:gray", "tab:green"], alpha=0.7)
+    lengths.set(title="ok rewrites: characters, mean ± std", ylabel="characters")
+    return _png(fig)
+
+
 def plot_calibration(results: Sequence[JudgeCalibration], k: float) -> str | None:
     if not results:
         return None
@@ -348,6 +438,7 @@ def render_html(data: ReportData) -> str:
             "verbs": plot_verbs(data.verbs),
             "throughput": plot_throughput(data.throughput),
             "calibration": plot_calibration(data.calibration, data.k),
+            "rewrites": plot_rewrites(data.rewrites),
         }
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(_TEMPLATE.read_text()).render(

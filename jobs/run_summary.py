@@ -2,19 +2,63 @@
 the judges' calibration, where the outputs are and the next command to try.
 
 ``format_run`` is pure formatting over the summary dict of ``jobs.summary.summarize`` (plus the calibration
-rows and the places), tested without Spark; ``summary_text`` reads the calibration and calls it.
+rows and the places), tested without Spark; ``summary_text`` reads the calibration and calls it. A run that
+raised prints ``format_failure`` of its ``failed`` row instead (``jobs.summary.record_failure``), its error in
+one line by ``failure_reason``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 from typing import Mapping, Sequence
 
 from udfs.redact import redact
 
 TOP_REASONS = 3
+MAX_REASON_CHARS = 500
+# The last line of a Python traceback: "module.Type: message". A task's error reaches the driver inside Spark's
+# exception, as the text of the executor's traceback.
+_RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Stalled|Exit|Interrupt|Warning)): (.*)$")
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The error of a failed run in one line, ``Type: message``. For a Spark task that failed on an executor it
+    is the executor's own error (``EngineStalled: augment: ...``), found in the traceback Spark passes on."""
+    text = str(exc)
+    if _TRACEBACK in text:
+        tail = text.rsplit(_TRACEBACK, 1)[1].splitlines()
+        raised = [m for line in tail if (m := _RAISED.match(line.rstrip()))]
+        if raised:
+            name, message = raised[-1].groups()
+            return _cut(f"{name.rsplit('.', 1)[-1]}: {message.strip()}")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return _cut(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= MAX_REASON_CHARS else line[: MAX_REASON_CHARS - 3] + "..."
+
+
+def format_failure(summary: Mapping) -> str:
+    """What a run that raised prints: where it stopped, why, what it had committed and that ``runs`` has it."""
+    recorded = "recorded in runs with status failed" if summary.get("runs_row_written", True) else "already in runs"
+    lines = [
+        f"run {summary['run_id']} failed in stage {summary['failed_stage']} ({recorded})",
+        f"  {summary['reason']}",
+    ]
+    if summary["stages"]:
+        lines += ["stages that finished:", *stage_table(summary)]
+    done = summary.get("committed") or {}
+    lines.append("committed before the failure:" if done else "committed before the failure: nothing")
+    for table, c in done.items():
+        before = "new table" if c["version_before"] is None else f"v{c['version_before']}"
+        lines.append(f"  {table}: {c['rows']:+,} rows ({before} -> v{c['version']})")
+    lines.append("committed work is kept: the same command resumes after the last commit")
+    return "\n".join(lines)
 
 
 def stage_label(stage: Mapping) -> str:
@@ -65,6 +109,57 @@ def curation_lines(summary: Mapping) -> list[str]:
             f"  iteration {c['iteration']}: {c['curated']:,} of {c['pairs']:,} pairs curated "
             f"({100 * c['yield']:.1f} %, {c['rule']}{mean_text})"
         )
+        if c.get("cascade_rejected"):
+            lines.append(cascade_line(c, summary.get("stages", [])))
+    return lines
+
+
+def seed_excluded(summary: Mapping) -> dict[str, int]:
+    """Seed pairs the run's trainings left out (overlapping an evaluation set), by reason. Every model of a run
+    reads the same seed file against the same sets, so the largest count of each reason is the seed's."""
+    found: dict[str, int] = {}
+    for s in summary["stages"]:
+        extra = s.get("extra") or {}
+        for counts in [extra.get("seed_excluded")] + [
+            v.get("seed_excluded") for v in extra.values() if isinstance(v, dict)
+        ]:
+            for reason, n in (counts or {}).items():
+                found[reason] = max(found.get(reason, 0), n)
+    return found
+
+
+def cascade_line(curation: Mapping, stages: Sequence[Mapping]) -> str:
+    """The judge calls the cascade saved in one iteration, and its recall where the judge's labels exist:
+    the sample's, held out from the classifier that scored it (only the run that drew the line has it)."""
+    rejected, pairs = curation["cascade_rejected"], curation["pairs"]
+    line = (
+        f"    cascade: {rejected:,} of {pairs:,} judge calls saved ({100 * rejected / pairs:.1f} %), "
+        f"{pairs - rejected:,} LLM-judged"
+    )
+    for s in stages:
+        figures = (s.get("extra") or {}).get("cascade") or {}
+        if s.get("iteration") == curation["iteration"] and "sample_recall" in figures:
+            line += (
+                f"; recall of the judge's kept pairs on the held-out sample {100 * figures['sample_recall']:.1f} % "
+                f"({figures['sample_kept']:,} kept of {figures['sample']:,}, threshold {figures['threshold']:.3f})"
+            )
+    return line
+
+
+def rewrite_lines(summary: Mapping) -> list[str]:
+    """One line per rewrite stage run: the iteration's curated pairs rewritten, ok, and their faithfulness."""
+    lines = []
+    for s in summary.get("stages", []):
+        figures = (s.get("extra") or {}).get("faithfulness")
+        if not str(s.get("stage", "")).startswith("rewrite") or not figures:
+            continue
+        mean = figures.get("mean_faithfulness")
+        ends = ", ".join(f"{end} {n}" for end, n in sorted(figures.get("answer_end", {}).items()))
+        lines.append(
+            f"  iteration {s['iteration']}: {figures['ok']:,} of {figures['rewrites']:,} rewrites ok, mean "
+            f"faithfulness {'n/a' if mean is None else f'{mean:.2f}'}, new numbers per rewrite "
+            f"{figures.get('mean_new_numbers') or 0:.2f} (answers ended by {ends or 'none'})"
+        )
     return lines
 
 
@@ -98,9 +193,16 @@ def format_run(summary: Mapping, calibration: Sequence, places: Mapping[str, str
     """The whole end-of-run text."""
     lines = [f"run {summary['run_id']}" + ("" if summary.get("runs_row_written", True) else " (nothing new)")]
     lines += stage_table(summary)
+    excluded = seed_excluded(summary)
+    if excluded:
+        detail = ", ".join(f"{reason} {n:,}" for reason, n in sorted(excluded.items()))
+        lines.append(f"seed pairs left out of training: {sum(excluded.values()):,} ({detail})")
     curation = curation_lines(summary)
     if curation:
         lines += ["curated pairs:", *curation]
+    rewrites = rewrite_lines(summary)
+    if rewrites:
+        lines += ["rewrites:", *rewrites]
     if calibration:
         lines += ["judge calibration:", *calibration_lines(calibration)]
     lines.append("where:")

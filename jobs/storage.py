@@ -1,48 +1,71 @@
-"""Delta tables by name under one root: the only module that knows how tables are written.
+"""Delta tables by name under one root: the only module that knows how tables are read and written.
 
-``storage.root`` is either a path (a folder, ``dbfs:/``, ``s3://``, ...: table ``t`` is ``<root>/t``) or a
-Unity Catalog schema ``catalog.schema`` (table ``t`` is ``catalog.schema.t``, written with ``saveAsTable`` and
-versioned by ``DESCRIBE HISTORY``; delta-rs readers open it as ``uc://catalog.schema.t``). A relative folder
-whose name is two identifiers joined by a dot (``tables.v2``) reads as a schema: write ``./tables.v2``.
+``storage.root`` is either a path (a folder, ``/Volumes/...``, ``dbfs:/``, ``s3://``, ``abfss://``, ``gs://``:
+table ``t`` is ``<root>/t``) or a Unity Catalog schema ``catalog.schema`` (table ``t`` is ``catalog.schema.t``,
+written with ``saveAsTable``; delta-rs readers open it as ``uc://catalog.schema.t``). A relative folder whose
+name is two identifiers joined by a dot (``tables.v2``) reads as a schema: write ``./tables.v2``.
 
-Two engines give the same Delta tables (``deltalake.DeltaTable(storage.path(name))`` opens any of them):
+Two engines give the same Delta tables, and every read, version lookup and write goes through the one chosen:
 
-- ``delta-spark``: native ``format("delta")`` when the Delta jars are on the classpath (Databricks,
-  clusters started with ``--packages io.delta:delta-spark``).
-- ``delta-rs``: the offline embedded default. Spark writes Parquet files into a fresh folder inside the
-  table directory, then the driver commits all of them with delta-rs in one transaction. A crash before
-  the commit leaves only unreferenced files (invisible to readers, removed by VACUUM), never half a write.
-  The driver and the executors must see the same filesystem (one machine, or a shared mount). It writes
-  paths only: a Unity Catalog root needs delta-spark.
+- ``delta-spark`` when the Delta jars are on the classpath (Databricks, clusters started with ``--packages
+  io.delta:delta-spark``): ``format("delta")`` with ``versionAsOf``, versions from ``DESCRIBE HISTORY``, and
+  keyed writes as ``MERGE`` (insert when the key is absent). Spark's own filesystems reach every root.
+- ``delta-rs``: the embedded default, no JVM package. The executors write each partition as one Parquet file
+  with pyarrow (local paths, or the object store itself: no Hadoop connector needed) and return the file's
+  path, size and rows; the driver commits all of them with delta-rs in one transaction. A crash before the
+  commit leaves only unreferenced files (invisible to readers, removed by VACUUM), never half a write.
+  ``dbfs:/x`` is the Databricks mount ``/dbfs/x``; a local root must be one filesystem for the driver and the
+  executors (one machine, or a shared mount). It writes paths only: a Unity Catalog root needs delta-spark.
 
-Every append is keyed: rows whose key is already in the table are skipped, so re-running or retrying a
-stage never duplicates rows (STYLE.md, "keyed, append-only artefacts").
+Credentials come from the environment (AWS_*, AZURE_STORAGE_*, GOOGLE_*) or the Spark conf's Hadoop settings
+(``jobs.catalog.storage_options``); they are passed to delta-rs and the executors, never logged.
+
+Every keyed append is an insert-if-absent, safe against a concurrent run on the same root: rows whose key is
+already in the table are skipped, and a commit made by another run after this one read the table is detected
+(delta-spark: MERGE's conflict check; delta-rs: the commit must be the version after the one read) and its
+keys are dropped before committing again (STYLE.md, "keyed, append-only artefacts"; README, "Storage").
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
-import shutil
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
+import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake import Schema as DeltaSchema
-from deltalake.transaction import AddAction, create_table_with_add_actions
+from deltalake.exceptions import DeltaError
+from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.types import StructType
 
-from jobs.catalog import parse_catalog_schema
+from jobs.catalog import delta_rs_uri, is_object_store, parse_catalog_schema, storage_options, uc_table
 from udfs.config import ConfigError
 
 log = logging.getLogger(__name__)
 
 Engine = Literal["auto", "delta-spark", "delta-rs"]
+
+# Commits of one keyed append tried in all: each retry follows a concurrent run's commit and drops its keys,
+# so only a root busy with more than this many concurrent writers of one table gives up (with an error).
+COMMIT_ATTEMPTS = 10
+# What delta-spark raises when a concurrent transaction committed something this one read (its error
+# classes and, on older releases, its exception class names).
+_CONFLICTS = ("DELTA_CONCURRENT_", "ConcurrentAppendException", "ConcurrentWriteException", "ProtocolChanged")
+# What delta-spark says when a path holds no Delta table (as opposed to, say, a denied credential).
+_NOT_A_TABLE = ("DELTA_MISSING_DELTA_TABLE", "DELTA_TABLE_NOT_FOUND", "PATH_NOT_FOUND", "is not a Delta table")
+_FILE_SCHEMA = "path string, size long, rows long"  # what an executor returns for each Parquet file it wrote
 
 
 @dataclass(frozen=True)
@@ -50,6 +73,16 @@ class WriteResult:
     table: str
     rows: int
     version: int | None  # table version after the write (None: nothing to write and no table yet)
+    concurrent: int = 0  # rows not written because a concurrent run committed their keys first
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """The rows of a keyed write whose key was absent when the table was read at ``read_version``."""
+
+    df: DataFrame
+    key: str
+    read_version: int | None  # None: the table did not exist
 
 
 class Storage:
@@ -57,7 +90,7 @@ class Storage:
 
     def __init__(self, spark: SparkSession, root: str, engine: Engine = "auto"):
         self.spark = spark
-        self.engine = _resolve_engine(spark) if engine == "auto" else engine
+        self.engine = resolve_engine(spark) if engine == "auto" else engine
         self.catalog_schema = parse_catalog_schema(root)
         if self.catalog_schema is not None and self.engine == "delta-rs":
             raise ConfigError(
@@ -65,118 +98,372 @@ class Storage:
                 "delta-rs, which writes to paths only: run where delta-spark is available (Databricks, or Spark "
                 "with the Delta package, storage.engine=delta-spark) or set storage.root to a path"
             )
-        if self.engine == "delta-rs":  # the embedded default: a local folder, shared by Spark and delta-rs
-            root = os.path.abspath(root.removeprefix("file://"))
-            Path(root).mkdir(parents=True, exist_ok=True)
+        self.options: dict[str, str] = {}  # delta-rs storage options: credentials, so never logged
+        if self.engine == "delta-rs":
+            root = delta_rs_uri(root)
+            self.options = storage_options(dict(spark.sparkContext.getConf().getAll()))
+            if not is_object_store(root):
+                Path(root).mkdir(parents=True, exist_ok=True)
         self.root = root.rstrip("/")
         log.info("storage: %s tables under %s", self.engine, self.root)
 
     def path(self, name: str) -> str:
-        """Where a reader outside Spark (delta-rs, training) opens table ``name``."""
+        """Where table ``name`` is: the path (or ``uc://`` URI) a reader outside this module opens."""
         if self.catalog_schema is not None:
             return self.catalog_schema.uri(name)
         return f"{self.root}/{name}"
 
+    def exists(self, name: str) -> bool:
+        if self.engine == "delta-spark":
+            return spark_table_exists(self.spark, self.path(name))
+        return DeltaTable.is_deltatable(self.path(name), storage_options=self.options)
+
     def version(self, name: str) -> int | None:
         """Current version of table ``name``, or None if it does not exist yet."""
-        if self.catalog_schema is not None:
-            table = self.catalog_schema.table(name)
-            return int(self._last_commit(table)["version"]) if self.spark.catalog.tableExists(table) else None
-        if not DeltaTable.is_deltatable(self.path(name)):
+        if not self.exists(name):
             return None
-        return DeltaTable(self.path(name), without_files=True).version()
+        if self.engine == "delta-spark":
+            return int(_last_commit(self.spark, self.path(name))["version"])
+        return self._delta_rs(name, without_files=True).version()
 
     def read(self, name: str, version: int | None = None) -> DataFrame | None:
         """Table ``name`` (at ``version`` if given) as a DataFrame, or None if it does not exist."""
-        if self.catalog_schema is not None:
-            table = self.catalog_schema.table(name)
-            if not self.spark.catalog.tableExists(table):
-                return None
-            if version is None:
-                return self.spark.table(table)
-            return self.spark.sql(f"SELECT * FROM {table} VERSION AS OF {int(version)}")
-        path = self.path(name)
-        if not DeltaTable.is_deltatable(path):
+        if not self.exists(name):
             return None
         if self.engine == "delta-spark":
-            reader = self.spark.read.format("delta")
-            if version is not None:
-                reader = reader.option("versionAsOf", version)
-            return reader.load(path)
-        table = DeltaTable(path, version=version)
-        schema = from_arrow_schema(_arrow_schema(table))
-        files = table.file_uris()
-        if not files:
-            return self.spark.createDataFrame([], schema)
-        return self.spark.read.schema(schema).parquet(*files)
+            return read_delta(self.spark, self.path(name), version)
+        table = self._delta_rs(name, version=version)
+        return self._read_files(table.file_uris(), from_arrow_schema(_arrow_schema(table)))
 
-    def new_rows(self, name: str, df: DataFrame, key: str) -> DataFrame:
-        """The rows of ``df`` whose ``key`` is not in table ``name`` yet, one per key."""
-        existing = self.read(name)
+    def new_rows(self, name: str, df: DataFrame, key: str) -> NewRows:
+        """The rows of ``df`` whose ``key`` is not in table ``name`` yet, one per key, and the version read."""
+        version = self.version(name)
         new = df.dropDuplicates([key])
-        return new if existing is None else new.join(existing.select(key), on=key, how="left_anti")
+        if version is not None:
+            new = new.join(self.read(name, version).select(key), on=key, how="left_anti")
+        return NewRows(new, key, version)
 
     def append_new(self, name: str, df: DataFrame, key: str) -> WriteResult:
-        """Append the rows of ``df`` whose ``key`` is new (one transaction): re-runs and retries add nothing twice."""
-        return self.append(name, self.new_rows(name, df, key))
+        """Append the rows of ``df`` whose ``key`` is new (one transaction): re-runs, retries and concurrent
+        runs add nothing twice."""
+        return self.insert(name, self.new_rows(name, df, key))
+
+    def insert(self, name: str, new: NewRows) -> WriteResult:
+        """Commit ``new`` (from ``new_rows``) in one transaction, without the keys a concurrent run committed
+        since ``new.read_version``. Pass ``new.df`` cached: a conflict reads it again."""
+        read_version = self._add_columns(name, new.df, new.read_version)
+        if self.engine == "delta-spark":
+            return self._merge(name, new)
+        return self._write_delta_rs(name, new.df, new.key, read_version)
 
     def append(self, name: str, df: DataFrame) -> WriteResult:
-        """Append all of ``df`` in one transaction (callers pass keyed new rows: see ``new_rows``)."""
+        """Append all of ``df`` in one transaction, unkeyed (the keyed writes are ``append_new``/``insert``)."""
+        read_version = self._add_columns(name, df, self.version(name))
+        if self.engine == "delta-rs":
+            return self._write_delta_rs(name, df, None, read_version)
+        self._write_spark(name, df)
+        last = _last_commit(self.spark, self.path(name))
+        return WriteResult(name, int((last["operationMetrics"] or {}).get("numOutputRows", 0)), int(last["version"]))
+
+    def _add_columns(self, name: str, df: DataFrame, read_version: int | None) -> int | None:
+        """Add to table ``name`` the columns of ``df`` it lacks (a newer release's columns, e.g. ``runs.status``),
+        as nullable: old rows read them as null. Returns the version to commit after: the ALTER's own when no
+        other run committed in between, else ``read_version`` (the commit then finds the concurrent commits)."""
+        if read_version is None:
+            return None
+        have = set(self.read(name, read_version).columns)
+        if set(df.columns) <= have:
+            return read_version
+        missing = [f for f in df.schema.fields if f.name not in have]
+        log.warning("%s: adding columns %s (written by a newer release)", name, ", ".join(f.name for f in missing))
         if self.engine == "delta-spark":
-            writer = df.write.format("delta").mode("append")
-            if self.catalog_schema is not None:
-                table = self.catalog_schema.table(name)
-                writer.saveAsTable(table)
-            else:
-                writer.save(self.path(name))
-                table = f"delta.`{self.path(name)}`"
-            last = self._last_commit(table)
-            rows = int((last["operationMetrics"] or {}).get("numOutputRows", 0))
-            return WriteResult(name, rows, int(last["version"]))
-        path = self.path(name)
+            columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+            self.spark.sql(f"ALTER TABLE {_sql_name(self.path(name))} ADD COLUMNS ({columns})")
+        else:
+            arrow = to_arrow_schema(StructType(missing), timezone="UTC")
+            nullable = pa.schema([f.with_nullable(True) for f in arrow])
+            self._delta_rs(name).alter.add_columns(DeltaSchema.from_arrow(nullable).fields)
+        latest = self.version(name)
+        return latest if latest == read_version + 1 else read_version
+
+    # delta-spark
+
+    def _write_spark(self, name: str, df: DataFrame) -> None:
+        writer = df.write.format("delta").mode("append")
+        if self.catalog_schema is not None:
+            writer.saveAsTable(self.catalog_schema.table(name))
+        else:
+            writer.save(self.path(name))
+
+    def _merge(self, name: str, new: NewRows) -> WriteResult:
+        """MERGE inserting the rows whose key is absent. Delta checks that no transaction committed since this
+        one read the table added files it read (all of it: the key is not a partition), so of two runs merging
+        at once one fails with a concurrent-append conflict and merges again against the other's rows."""
+        if not self.exists(name):
+            try:  # an empty append creates the table with the rows' schema; MERGE needs a table to merge into
+                self._write_spark(name, new.df.limit(0))
+            except Exception:
+                if not self.exists(name):  # not a concurrent run creating it first
+                    raise
+        rows = new.df.count()
+        if rows == 0:
+            return WriteResult(name, 0, self.version(name))
+        view = f"humpback_new_{uuid.uuid4().hex}"
+        new.df.createOrReplaceTempView(view)
+        key = f"`{new.key}`"
+        statement = (
+            f"MERGE INTO {_sql_name(self.path(name))} AS t USING {view} AS s ON t.{key} = s.{key} "
+            "WHEN NOT MATCHED THEN INSERT *"
+        )
+        try:
+            for attempt in range(1, COMMIT_ATTEMPTS + 1):
+                try:
+                    inserted = int(self.spark.sql(statement).first()["num_inserted_rows"])
+                    break
+                except Exception as exc:
+                    if not any(mark in str(exc) for mark in _CONFLICTS) or attempt == COMMIT_ATTEMPTS:
+                        raise
+                    log.warning(
+                        "%s: a concurrent run committed during MERGE (attempt %d): merging again", name, attempt
+                    )
+        finally:
+            self.spark.catalog.dropTempView(view)
+        return WriteResult(name, inserted, self.version(name), rows - inserted)
+
+    # delta-rs
+
+    def _delta_rs(self, name: str, **kwargs) -> DeltaTable:
+        return DeltaTable(self.path(name), storage_options=self.options, **kwargs)
+
+    def _read_files(self, files: list[str], schema: StructType) -> DataFrame:
+        """The Parquet ``files`` of a table as one DataFrame of ``schema``."""
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        if not is_object_store(self.root):
+            return self.spark.read.schema(schema).parquet(*files)
+        # Spark has no connector for the store without Hadoop's jars: the executors read it with pyarrow.
+        tasks = min(len(files), self.spark.sparkContext.defaultParallelism)
+        listing = self.spark.createDataFrame([(f,) for f in files], "file string").repartition(tasks)
+        return listing.mapInArrow(_file_reader(self.root, self.options, schema), schema)
+
+    def _write_files(self, name: str, df: DataFrame) -> list[AddAction]:
+        """Each non-empty partition of ``df`` as one Parquet file in a fresh folder of table ``name``, written
+        by the executors; the add actions that commit them."""
         folder = f"w-{uuid.uuid4().hex}"
-        df.write.mode("errorifexists").parquet(f"{path}/{folder}")
-        actions = [
-            _add_action(path, f"{folder}/{f}") for f in sorted(os.listdir(f"{path}/{folder}")) if f.endswith(".parquet")
+        writer = _file_writer(self.path(name), folder, self.options, to_arrow_schema(df.schema, timezone="UTC"))
+        now = int(time.time() * 1000)
+        return [
+            AddAction(
+                path=f["path"],
+                size=f["size"],
+                partition_values={},
+                modification_time=now,
+                data_change=True,
+                stats=json.dumps({"numRecords": f["rows"]}),
+            )
+            for f in sorted(df.mapInArrow(writer, _FILE_SCHEMA).collect(), key=lambda f: f["path"])
         ]
-        rows = sum(json.loads(a.stats)["numRecords"] for a in actions)
-        actions = [a for a in actions if json.loads(a.stats)["numRecords"] > 0]
-        if not actions:  # Spark writes a schema-only file for an empty DataFrame: nothing to commit
-            shutil.rmtree(f"{path}/{folder}")
+
+    def _write_delta_rs(self, name: str, df: DataFrame, key: str | None, read_version: int | None) -> WriteResult:
+        """Write ``df``'s files, then commit them as version ``read_version + 1`` exactly (0: the table's
+        creation). If another run committed first: unkeyed (``key`` None), commit after it; keyed, drop the
+        rows whose key its commits added, rewrite and try again."""
         schema = DeltaSchema.from_arrow(to_arrow_schema(df.schema, timezone="UTC"))
-        if not DeltaTable.is_deltatable(path):
-            create_table_with_add_actions(path, schema, actions, mode="append", name=name)
-        elif actions:
-            DeltaTable(path).create_write_transaction(actions, mode="append", schema=schema)
-        return WriteResult(name, rows, self.version(name))
+        actions = self._write_files(name, df)
+        offered = _rows(actions)
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            if not actions and read_version is not None:
+                return WriteResult(name, 0, read_version, offered)
+            try:
+                if read_version is None:
+                    create_table_with_add_actions(
+                        self.path(name), schema, actions, mode="error", name=name, storage_options=self.options
+                    )
+                else:
+                    self._delta_rs(name, version=read_version).create_write_transaction(
+                        actions, mode="append", schema=schema, commit_properties=CommitProperties(max_commit_retries=0)
+                    )
+                version = 0 if read_version is None else read_version + 1
+                return WriteResult(name, _rows(actions), version, offered - _rows(actions))
+            except DeltaError:
+                latest = self.version(name)
+                if latest is None or latest == read_version or attempt == COMMIT_ATTEMPTS:
+                    raise  # not (only) a concurrent commit
+                if key is not None:  # the files may hold keys the other run committed: rewrite without them
+                    log.warning(
+                        "%s: versions %d..%d were committed by a concurrent run after this one read the table: "
+                        "dropping the keys they added and committing again",
+                        name,
+                        0 if read_version is None else read_version + 1,
+                        latest,
+                    )
+                    added = sorted(set(self._delta_rs(name).file_uris()) - set(self._files(name, read_version)))
+                    done = self._read_files(added, df.select(key).schema)
+                    self._remove(name, actions)
+                    df = df.join(done, on=key, how="left_anti")
+                    actions = self._write_files(name, df)
+                read_version = latest
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _last_commit(self, table: str):
-        """The newest ``DESCRIBE HISTORY`` row (version, operationMetrics, ...) of a delta-spark table."""
-        return self.spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").first()
+    def _files(self, name: str, version: int | None) -> list[str]:
+        return [] if version is None else self._delta_rs(name, version=version).file_uris()
+
+    def _remove(self, name: str, actions: list[AddAction]) -> None:
+        """Delete the files of a commit that did not happen (unreferenced anyway: this only saves VACUUM work)."""
+        fs, base = arrow_filesystem(self.path(name), self.options)
+        for action in actions:
+            fs.delete_file(f"{base}/{action.path}")
 
 
-def _resolve_engine(spark: SparkSession) -> Engine:
+def resolve_engine(spark: SparkSession) -> Engine:
+    """delta-spark when the session has Delta's extension (or runs on Databricks), else delta-rs."""
     extensions = spark.conf.get("spark.sql.extensions", "") or ""
     if "DeltaSparkSessionExtension" in extensions or "DATABRICKS_RUNTIME_VERSION" in os.environ:
         return "delta-spark"
     return "delta-rs"
 
 
-def _arrow_schema(table: DeltaTable):
-    import pyarrow as pa
+def spark_table_exists(spark: SparkSession, location: str) -> bool:
+    """Whether ``location`` (a path, or ``uc://catalog.schema.table``) is a Delta table, asked of delta-spark."""
+    table = uc_table(location)
+    if table is not None:
+        return spark.catalog.tableExists(table)
+    if getattr(spark, "_jvm", None) is not None:
+        return bool(spark._jvm.io.delta.tables.DeltaTable.isDeltaTable(spark._jsparkSession, location))
+    try:  # Spark Connect (Databricks shared and serverless compute) has no JVM gateway: ask in SQL
+        _last_commit(spark, location)
+        return True
+    except Exception as exc:
+        if any(mark in str(exc) for mark in _NOT_A_TABLE):
+            return False
+        raise
 
+
+def read_delta(spark: SparkSession, location: str, version: int | None = None) -> DataFrame:
+    """Delta table ``location`` (a path, or ``uc://catalog.schema.table``) at ``version`` through delta-spark."""
+    table = uc_table(location)
+    if table is not None:
+        if version is None:
+            return spark.table(table)
+        return spark.sql(f"SELECT * FROM {table} VERSION AS OF {int(version)}")
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", int(version))
+    return reader.load(location)
+
+
+def pinned_version(spark: SparkSession, location: str, version: int | None, as_of: datetime | None) -> int:
+    """The version a pinned read of ``location`` reads through delta-spark: ``version``, the latest committed
+    at or before ``as_of``, or the current one."""
+    if version is not None:
+        return int(version)
+    history = spark.sql(f"DESCRIBE HISTORY {_sql_name(location)}").select("version", "timestamp").collect()
+    if as_of is not None:
+        # DESCRIBE HISTORY gives session-local naive timestamps: compare in the session's zone
+        as_of_local = as_of.astimezone().replace(tzinfo=None)
+        history = [h for h in history if h["timestamp"] <= as_of_local]
+        if not history:
+            raise ValueError(f"{location} has no version committed at or before {as_of.isoformat()}")
+    return max(int(h["version"]) for h in history)
+
+
+def _sql_name(location: str) -> str:
+    """How Spark SQL names Delta table ``location``."""
+    return uc_table(location) or f"delta.`{location}`"
+
+
+def _last_commit(spark: SparkSession, location: str):
+    """The newest ``DESCRIBE HISTORY`` row (version, operationMetrics, ...) of a delta-spark table."""
+    return spark.sql(f"DESCRIBE HISTORY {_sql_name(location)} LIMIT 1").first()
+
+
+def _rows(actions: list[AddAction]) -> int:
+    return sum(json.loads(a.stats)["numRecords"] for a in actions)
+
+
+def _arrow_schema(table: DeltaTable) -> pa.Schema:
     return pa.schema(table.schema().to_arrow())
 
 
-def _add_action(table_path: str, relative: str) -> AddAction:
-    full = f"{table_path}/{relative}"
-    stat = os.stat(full)
-    rows = pq.read_metadata(full).num_rows
-    return AddAction(
-        path=relative,
-        size=stat.st_size,
-        partition_values={},
-        modification_time=int(stat.st_mtime * 1000),
-        data_change=True,
-        stats=json.dumps({"numRecords": rows}),
-    )
+def arrow_filesystem(uri: str, options: dict[str, str]) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem of ``uri`` (a ``delta_rs_uri``) with delta-rs storage ``options``, and the path
+    of ``uri`` in it. Executors write and read table files through it."""
+    if uri.startswith("s3://"):
+        endpoint = options.get("AWS_ENDPOINT_URL")
+        s3 = pafs.S3FileSystem(
+            access_key=options.get("AWS_ACCESS_KEY_ID"),
+            secret_key=options.get("AWS_SECRET_ACCESS_KEY"),
+            session_token=options.get("AWS_SESSION_TOKEN"),
+            region=options.get("AWS_REGION") or options.get("AWS_DEFAULT_REGION"),
+            endpoint_override=endpoint.split("://", 1)[-1] if endpoint else None,
+            scheme=endpoint.split("://", 1)[0] if endpoint and "://" in endpoint else "https",
+        )
+        return s3, _arrow_path(uri)
+    if uri.startswith("abfss://"):
+        account = uri.removeprefix("abfss://").partition("@")[2].split(".", 1)[0]
+        azure = pafs.AzureFileSystem(
+            account_name=options.get("AZURE_STORAGE_ACCOUNT_NAME", account),
+            account_key=options.get("AZURE_STORAGE_ACCOUNT_KEY"),
+        )
+        return azure, _arrow_path(uri)
+    if uri.startswith("gs://"):  # credentials: GOOGLE_APPLICATION_CREDENTIALS or the machine's identity
+        return pafs.GcsFileSystem(), _arrow_path(uri)
+    return pafs.LocalFileSystem(), _arrow_path(uri)
+
+
+def _arrow_path(uri: str) -> str:
+    """``uri``'s path in its pyarrow filesystem: ``bucket/key``, ``container/path``, or the local path."""
+    if uri.startswith(("s3://", "gs://")):
+        return uri.split("://", 1)[1]
+    if uri.startswith("abfss://"):
+        container, _, rest = uri.removeprefix("abfss://").partition("@")
+        return f"{container}/{rest.partition('/')[2]}"
+    return uri.removeprefix("file://")
+
+
+def _file_writer(table_uri: str, folder: str, options: dict[str, str], schema: pa.Schema):
+    """mapInArrow function: the partition's rows as one Parquet file under ``table_uri/folder`` -> its path
+    (relative to the table), size and rows. An empty partition writes nothing."""
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        batches = (b for b in batches if b.num_rows)
+        first = next(batches, None)
+        if first is None:
+            return
+        fs, base = arrow_filesystem(table_uri, options)
+        # unique per task attempt: a retried or speculative attempt never overwrites a committed file
+        relative = f"{folder}/part-{TaskContext.get().partitionId():05d}-{uuid.uuid4().hex}.parquet"
+        if isinstance(fs, pafs.LocalFileSystem):  # object stores have no folders to make
+            fs.create_dir(f"{base}/{folder}", recursive=True)
+        rows = 0
+        with fs.open_output_stream(f"{base}/{relative}") as out, pq.ParquetWriter(out, schema) as parquet:
+            for batch in itertools.chain([first], batches):
+                parquet.write_batch(batch.cast(schema))
+                rows += batch.num_rows
+        size = fs.get_file_info(f"{base}/{relative}").size
+        yield pa.RecordBatch.from_pylist([{"path": relative, "size": size, "rows": rows}])
+
+    return write
+
+
+def _file_reader(root: str, options: dict[str, str], schema: StructType):
+    """mapInArrow function: the rows of the table files named in column ``file``, as ``schema``."""
+    arrow = to_arrow_schema(schema, timezone="UTC")
+
+    def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        fs, _ = arrow_filesystem(root, options)
+        for batch in batches:
+            for uri in batch.column("file").to_pylist():
+                with fs.open_input_file(_arrow_path(uri)) as f:
+                    parquet = pq.ParquetFile(f)
+                    present = set(parquet.schema_arrow.names)  # files from before a column was added lack it
+                    for part in parquet.iter_batches(columns=[n for n in arrow.names if n in present]):
+                        columns = [
+                            part.column(n) if n in present else pa.nulls(part.num_rows, arrow.field(n).type)
+                            for n in arrow.names
+                        ]
+                        yield pa.RecordBatch.from_arrays(columns, names=arrow.names).cast(arrow)
+
+    return read

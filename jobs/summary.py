@@ -5,6 +5,10 @@ A ``runs`` row holds the resolved config (credentials masked by ``udfs.redact``)
 out, model ids), the table versions after the run, each iteration's curation (score histogram, parse
 failures, rule, curated yield) and the yields of the pool. It is keyed by what the run produced: a re-run
 that changes nothing has the same id and adds no row.
+
+A run that raises leaves a ``failed`` row (``record_failure``): the error in one line, the stage it was in, the
+reports of the stages that finished and what had been committed by then, per table, so a failure is in the ledger
+next to the runs that worked.
 """
 
 from __future__ import annotations
@@ -16,14 +20,29 @@ from datetime import datetime, timezone
 from pyspark.sql import functions as F
 
 from jobs.stages.base import Context, StageReport, model_ready
-from jobs.stages.curate import passing
+from jobs.cascade import REJECTED
+from jobs.selection import curated_generations
+from jobs.stages.likelihood import rule_rows
 from udfs import ids
 from udfs.config import to_dict
 from udfs.ids import model_fingerprint
 from udfs.redact import redact
-from udfs.tables import CALIBRATION, CANDIDATES, CURATED, DOCUMENTS, FILES, RUNS, SCORES, SEGMENTS
+from udfs.tables import (
+    CALIBRATION,
+    CANDIDATES,
+    CURATED,
+    DOCUMENTS,
+    FILES,
+    LIKELIHOODS,
+    REWRITES,
+    RUNS,
+    SCORES,
+    SEGMENTS,
+)
 
-TABLES = tuple(t.name for t in (FILES, DOCUMENTS, SEGMENTS, CANDIDATES, SCORES, CURATED, CALIBRATION))
+TABLES = tuple(
+    t.name for t in (FILES, DOCUMENTS, SEGMENTS, CANDIDATES, LIKELIHOODS, SCORES, REWRITES, CURATED, CALIBRATION)
+)
 
 
 def curation_summary(ctx: Context, iteration: int) -> dict:
@@ -35,18 +54,20 @@ def curation_summary(ctx: Context, iteration: int) -> dict:
     if scores is None or not model_ready(judge_path):
         return summary
     judge_id = model_fingerprint(judge_path)
-    scores = scores.where((F.col("judge_model_id") == judge_id) & (F.col("iteration") == iteration))
+    scores = rule_rows(ctx, scores.where((F.col("judge_model_id") == judge_id) & (F.col("iteration") == iteration)))
     ok = F.col("status") == "ok"
     totals = (
         scores.agg(
             F.count("*").alias("pairs"),
             F.sum(ok.cast("int")).alias("judged"),
             F.avg(F.when(ok, F.col("expected_score"))).alias("mean_expected_score"),
-            F.countDistinct(F.when(passing(ctx.cfg, iteration), F.col("generation_id"))).alias("curated"),
+            F.sum((F.col("reason") == REJECTED).cast("int")).alias("cascade_rejected"),
         )
         .first()
         .asDict()
     )
+    totals["curated"] = curated_generations(ctx.cfg, iteration, scores, ctx.storage.read("segments")).count()
+    totals["cascade_rejected"] = totals["cascade_rejected"] or 0
     histogram, failures, expected_failures = {}, {}, {}
     for r in scores.where(ok).groupBy("score", "parse_failure", "expected_score_failure").count().collect():
         histogram[str(r["score"])] = histogram.get(str(r["score"]), 0) + r["count"]
@@ -98,11 +119,15 @@ def pool_yields(ctx: Context, reports: list[StageReport], curation: list[dict]) 
     }
 
 
+def table_versions(ctx: Context) -> dict[str, int | None]:
+    """The version of every pipeline table now (None: not created yet)."""
+    return {t: ctx.storage.version(t) for t in TABLES}
+
+
 def summarize(ctx: Context, reports: list[StageReport], started_at: datetime) -> dict:
     """Build the summary, append it to ``runs`` (keyed by what the run produced) and return it."""
-    tables = {t: ctx.storage.version(t) for t in TABLES}
+    tables = table_versions(ctx)
     curation = [curation_summary(ctx, i) for i in range(1, ctx.cfg.iterations.count + 1)]
-    finished_at = datetime.now(timezone.utc)
     summary = redact(
         {
             "config": to_dict(ctx.cfg),
@@ -113,16 +138,69 @@ def summarize(ctx: Context, reports: list[StageReport], started_at: datetime) ->
         }
     )
     # A run that changed nothing (same config, same table versions) has the same id: re-runs add no row.
-    run_id = ids.run_id(summary["config"], tables)
+    summary.update(run_id=ids.run_id(summary["config"], tables), status="ok", reason=None)
+    return _append_run(ctx, summary, started_at)
+
+
+def committed(ctx: Context, before: dict[str, int | None]) -> dict[str, dict]:
+    """What was committed since the table versions ``before``: table -> versions before and after, rows added."""
+    done = {}
+    for name, version in table_versions(ctx).items():
+        if version == before.get(name):
+            continue
+        old = 0 if before.get(name) is None else ctx.storage.read(name, before[name]).count()
+        done[name] = {
+            "version_before": before.get(name),
+            "version": version,
+            "rows": ctx.storage.read(name).count() - old,
+        }
+    return done
+
+
+def record_failure(
+    ctx: Context,
+    reports: list[StageReport],
+    started_at: datetime,
+    before: dict[str, int | None],
+    stage: str,
+    reason: str,
+) -> dict:
+    """Append the ``failed`` runs row of a run that raised in ``stage`` with the one-line error ``reason``:
+    the reports of the stages that finished and what was committed since the table versions ``before``."""
+    tables = table_versions(ctx)
+    summary = redact(
+        {
+            "config": to_dict(ctx.cfg),
+            "stages": [dataclasses.asdict(r) for r in reports],
+            "tables": tables,
+            "committed": committed(ctx, before),
+            "reason": reason,
+        }
+    )
+    run_id = ids.failed_run_id(summary["config"], tables, started_at.isoformat(), summary["reason"])
+    summary.update(run_id=run_id, status="failed", failed_stage=stage)
+    return _append_run(ctx, summary, started_at)
+
+
+def _append_run(ctx: Context, summary: dict, started_at: datetime) -> dict:
+    """Append ``summary`` as a ``runs`` row (keyed by its ``run_id``); it, with ``runs_row_written``."""
+    finished_at = datetime.now(timezone.utc)
     row = (
-        run_id,
+        summary["run_id"],
         started_at.isoformat(),
         finished_at.isoformat(),
         round((finished_at - started_at).total_seconds(), 1),
-        *(json.dumps(summary[c], default=str) for c in ("config", "stages", "tables", "curation", "yields")),
+        *(
+            None if summary.get(c) is None else json.dumps(summary[c], default=str)
+            for c in ("config", "stages", "tables", "curation", "yields")
+        ),
+        summary["status"],
+        summary["reason"],
+        summary.get("failed_stage"),
+        None if summary.get("committed") is None else json.dumps(summary["committed"], default=str),
     )
     written = ctx.storage.append_new(RUNS.name, ctx.spark.createDataFrame([row], RUNS.schema), RUNS.key).rows
-    summary.update(run_id=run_id, runs_row_written=bool(written))
+    summary["runs_row_written"] = bool(written)
     return summary
 
 

@@ -17,6 +17,9 @@ SAMPLE_WARC = ROOT / "data/sample/python-docs-sample.warc.gz"
 SAMPLE_SEED = ROOT / "data/sample/seed.jsonl"
 SAMPLE_PAGES = ("tutorial/appetite.html", "tutorial/interpreter.html", "library/bisect.html", "library/colorsys.html")
 
+# s3_server / s3_env: a local S3 server (moto) for the object-store tests
+pytest_plugins = ["tests.s3_server"]
+
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Spark's Python workers use this interpreter
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 import math
+import re
 from typing import Literal
 
-from udfs.curation import CurationRule
+from udfs.curation import CurationRule, JudgeRule, check_k, rating_rule, uses_likelihoods
+from udfs.decontam import Decontamination, EvalSet
 
 # Llama/Mistral/Qwen/SmolLM names of the attention and MLP projections: LoRA on all of them is the QLoRA
 # paper's finding (adapting attention alone falls short of full fine-tuning).
@@ -62,10 +64,26 @@ class BaseModelConfig:
 
 @dataclass(frozen=True)
 class SeedData:
-    """Human-written (instruction, output) pairs, JSONL; ``system_prompt`` tags them in forward training."""
+    """Human-written (instruction, output) pairs, JSONL; ``system_prompt`` tags them in forward training.
+
+    A pair whose instruction or output contains a prompt of an evaluation set in ``decontamination`` (the
+    pipeline passes ``segment.decontamination`` and its match settings) is left out of training, and its line
+    and reason ``eval_overlap:<set>`` are recorded in the model's provenance."""
 
     path: str = "data/sample/seed.jsonl"
     system_prompt: str = "Answer in the style of an AI Assistant."
+    decontamination: tuple[EvalSet, ...] = ()
+    decontamination_ngram: int = 13
+    decontamination_min_words: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("decontamination_ngram", "decontamination_min_words"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def eval_check(self) -> Decontamination:
+        return Decontamination(self.decontamination, self.decontamination_ngram, self.decontamination_min_words)
 
 
 @dataclass(frozen=True)
@@ -83,15 +101,35 @@ class AugmentedData:
     scores_version: int | None = None
     as_of: str | datetime | None = None  # YAML reads an unquoted timestamp as a datetime
     judge_model_id: str | None = None  # only scores by this judge; null accepts any judge
-    score_column: CurationRule = "score"  # "score", "expected_score" or "both" (udfs.curation.RULE_COLUMNS)
-    min_score: float = 5.0
+    # "score", "expected_score", "both", "ifd" or "conditional_loss" (udfs.curation.RULE_COLUMNS); "longest" or
+    # "random": a baseline of baseline_k pairs, or as many as the rule baseline_of keeps at min_score
+    # (udfs.curation.BASELINE_RULES)
+    score_column: CurationRule = "score"
+    min_score: float = 5.0  # k: the judge's minimum, or the largest ifd / conditional loss kept
+    baseline_of: JudgeRule = "score"
+    baseline_k: int | None = None
+    baseline_seed: int = 0
+    # The likelihood scores of the ifd and conditional_loss rules: the table, its pinned version (null: the
+    # latest; as_of pins it too) and the scorer whose rows count (udfs.likelihood).
+    likelihoods_table: str | None = None
+    likelihoods_version: int | None = None
+    likelihood_scorer_id: str | None = None
     system_prompt: str = "Answer with knowledge from web search."
+    # segment: the answer is the web segment (the paper); rewrite: the segment's ok rewrite from rewrites_table
+    # (jobs.stages.rewrite), and curated pairs without one are left out (counted in the provenance)
+    output: Literal["segment", "rewrite"] = "segment"
+    rewrites_table: str | None = None
+    rewrites_version: int | None = None
+    rewrite_model_id: str | None = None  # only rewrites by this model; null accepts any rewriter
+    rewrite_prompt_version: str | None = None  # only rewrites made with this prompt; null accepts any
 
     def __post_init__(self) -> None:
         tables = [self.segments_table, self.candidates_table, self.scores_table]
         if any(tables) and not all(tables):
             raise ValueError("segments_table, candidates_table and scores_table must be set together")
-        versions = ("segments_version", "candidates_version", "scores_version")
+        if self.output == "rewrite" and not (self.rewrites_table and all(tables)):
+            raise ValueError("output: rewrite needs rewrites_table and the three pool tables")
+        versions = ("segments_version", "candidates_version", "scores_version", "rewrites_version")
         for name in versions:
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -99,12 +137,26 @@ class AugmentedData:
             if any(getattr(self, name) is not None for name in versions):
                 raise ValueError("as_of and *_version pin the tables two ways; set one of them")
             parse_timestamp(self.as_of)
-        if not 1 <= self.min_score <= 5:
-            raise ValueError(f"min_score must be in [1, 5], got {self.min_score}")
+        check_k(self.judge_rule, self.min_score)
+        if (
+            self.enabled
+            and uses_likelihoods(self.judge_rule)
+            and not (self.likelihoods_table and self.likelihood_scorer_id)
+        ):
+            raise ValueError(f"rule {self.judge_rule} needs likelihoods_table and likelihood_scorer_id")
+        if (self.likelihoods_version or 0) < 0:
+            raise ValueError(f"likelihoods_version must be >= 0, got {self.likelihoods_version}")
+        if self.as_of is not None and self.likelihoods_version is not None:
+            raise ValueError("as_of and *_version pin the tables two ways; set one of them")
 
     @property
     def enabled(self) -> bool:
         return self.segments_table is not None
+
+    @property
+    def judge_rule(self) -> JudgeRule:
+        """The rule that rates pairs: ``score_column``, or ``baseline_of`` when a baseline selects the pairs."""
+        return rating_rule(self.score_column, self.baseline_of)
 
 
 def parse_timestamp(value: str | datetime) -> datetime:
@@ -213,11 +265,24 @@ class TrackingConfig:
     """MLflow tracking of the run (params, per-step metrics, input tables, the model); rank 0 only."""
 
     enabled: bool = True
-    uri: str | None = None  # null: a local file store, <output_dir>/../mlruns
-    experiment: str = "humpback"
+    # null: "databricks" on Databricks, else $MLFLOW_TRACKING_URI, else a local SQLite store <output_dir>/../mlruns
+    uri: str | None = None
+    experiment: str = "humpback"  # on a Databricks tracking server a relative name goes under /Shared/
     # Copying the model directory into the tracking store doubles its disk use (14 GB for 7B in bf16),
     # so by default only its path is recorded (tag model_dir) with training_meta.json as an artefact.
     log_model: bool = False
+    # catalog.schema.model: register the logged model there (Unity Catalog on Databricks, else the tracking
+    # server's registry); "{model}" stands for the model directory's name (myx, m0, m1, ...). Needs log_model.
+    register_model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.register_model is None:
+            return
+        parts = self.register_model.replace("{model}", "m").split(".")
+        if len(parts) != 3 or not all(re.fullmatch(r"[A-Za-z0-9_]+", p) for p in parts):
+            raise ValueError(f"register_model must be catalog.schema.model, got {self.register_model!r}")
+        if not self.log_model:
+            raise ValueError("register_model needs log_model: true (the registry keeps a copy of the model)")
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from training.progress import report_step
 from training.memory import ModelShape, Plan, check_fits
 from training.tracking import Tracker
 from udfs.config import to_dict
+from udfs.curation import BASELINE_RULES, uses_likelihoods
 from udfs.ids import model_fingerprint
 from udfs.redact import redact
 
@@ -65,6 +66,7 @@ class TrainResult:
     final_loss: float  # mean token loss of the last step's batch
     provenance: dict[str, Any]
     curated_score_ids: tuple[str, ...] = ()  # the scores rows that put each augmented example in the data (lineage)
+    curated_rewrite_ids: tuple[str | None, ...] = ()  # per curated_score_ids: the rewrite that was its answer, if any
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -72,6 +74,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     lora.check_supported(cfg.lora)
     examples, provenance = load_examples(cfg)
     curated = tuple(e.score_id for e in examples if e.score_id is not None)
+    rewrites = tuple(e.rewrite_id for e in examples if e.score_id is not None)
     # The base model's id too: a base rebuilt at the same path must not pass for the old one.
     fingerprint = {
         "config": model_config(cfg),
@@ -83,10 +86,11 @@ def train(cfg: TrainConfig) -> TrainResult:
         log.info("%s is up to date, not training", cfg.output_dir)
         shutil.rmtree(checkpoint_dir(cfg.output_dir), ignore_errors=True)  # left if killed right after saving
         return TrainResult(
-            cfg.output_dir, meta["examples"], meta["steps"], meta["final_loss"], meta["provenance"], curated
+            cfg.output_dir, meta["examples"], meta["steps"], meta["final_loss"], meta["provenance"], curated, rewrites
         )
     with runtime() as rt:
-        return dataclasses.replace(run(cfg, examples, provenance, fingerprint, rt), curated_score_ids=curated)
+        result = run(cfg, examples, provenance, fingerprint, rt)
+        return dataclasses.replace(result, curated_score_ids=curated, curated_rewrite_ids=rewrites)
 
 
 def model_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -94,17 +98,32 @@ def model_config(cfg: TrainConfig) -> dict[str, Any]:
     processes share it, whether activations are recomputed (the same numbers), and which table versions the
     data was read at (the data itself is ``data_sha256``: the same rows read at a later version, after other
     iterations appended theirs, are the same model). Settings that are off (a disabled ``lora`` block, a
-    null ``epochs``) say nothing either. Changing those neither makes a finished model stale nor orphans a
-    checkpoint. Credentials are masked: the fingerprint is stored in training_meta.json."""
+    null ``epochs``, training on segments rather than rewrites) say nothing either. Changing those neither
+    makes a finished model stale nor orphans a checkpoint. Credentials are masked: the fingerprint is stored
+    in training_meta.json."""
     config = to_dict(cfg)
     del config["tracking"], config["distributed"], config["optim"]["checkpoint_every"]
     del config["optim"]["gradient_checkpointing"]
+    # Which evaluation sets the seed was checked against says nothing more: the pairs it left are data_sha256.
+    for key in ("decontamination", "decontamination_ngram", "decontamination_min_words"):
+        del config["seed"][key]
     if not cfg.lora.enabled:
         del config["lora"]
     if cfg.optim.epochs is None:
         del config["optim"]["epochs"]
-    for pin in ("segments_version", "candidates_version", "scores_version", "as_of"):
+    for pin in ("segments_version", "candidates_version", "scores_version", "rewrites_version", "as_of"):
         del config["augmented"][pin]
+    if cfg.augmented.output == "segment":
+        for key in ("output", "rewrites_table", "rewrite_model_id", "rewrite_prompt_version"):
+            del config["augmented"][key]
+    if cfg.augmented.score_column not in BASELINE_RULES:
+        for key in ("baseline_of", "baseline_k", "baseline_seed"):
+            del config["augmented"][key]
+    if not uses_likelihoods(cfg.augmented.judge_rule):
+        for key in ("likelihoods_table", "likelihoods_version", "likelihood_scorer_id"):
+            del config["augmented"][key]
+    else:
+        del config["augmented"]["likelihoods_version"]  # a pin, as above
     return redact(config)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from udfs.curation import RULE_COLUMNS, CurationRule
+from udfs.curation import LOWER_IS_BETTER, RULE_COLUMNS, CurationRule, passing_value
 from udfs.ids import label_id, stable_id
 
 LABELS = ("good", "bad")
@@ -73,8 +73,8 @@ def read_labels(path: str | Path) -> list[LabelledPair]:
 
 
 def kept_by_rule(values: Mapping[str, float | None], rule: CurationRule, k: float) -> bool:
-    """Whether the curation rule keeps a pair: every column of ``rule`` is present and >= k."""
-    return all(values.get(c) is not None and values[c] >= k for c in RULE_COLUMNS[rule])
+    """Whether the curation rule keeps a pair: every column of ``rule`` is present and passes k."""
+    return all(values.get(c) is not None and passing_value(c, values[c], k) for c in RULE_COLUMNS[rule])
 
 
 def precision_recall(good: Sequence[bool], kept: Sequence[bool], k: float) -> PrecisionRecall:
@@ -122,3 +122,14 @@ def baseline_values(pairs: Sequence[LabelledPair], kind: str) -> list[float]:
     if kind == "random":
         return [int(stable_id("random-baseline", p.label_id)[:8], 16) / 0xFFFFFFFF for p in pairs]
     raise ValueError(f"unknown baseline {kind!r}: choose length or random")
+
+
+def signal_values(
+    pairs: Sequence[LabelledPair], by_label: Mapping[str, float | None], column: str
+) -> list[float | None]:
+    """A selection signal's value per pair, oriented so that higher means "keep" as ``auc`` reads it: a
+    loss-like column (``udfs.curation.LOWER_IS_BETTER``: ifd, conditional_loss) is negated. None where the
+    pair has no value."""
+    sign = -1.0 if column in LOWER_IS_BETTER else 1.0
+    values = [by_label.get(p.label_id) for p in pairs]
+    return [None if v is None or v != v else sign * float(v) for v in values]  # v != v: NaN from pandas

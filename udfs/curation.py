@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Literal, Mapping, NamedTuple
+import typing
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, NamedTuple, Sequence
 
+from udfs.ids import keyed_id
 from udfs.prompts import PromptTemplate, messages
+
+if TYPE_CHECKING:  # the config loads this module: pandas only where frames are selected
+    import pandas as pd
 
 # The texts that state each rating right after "Score:", with and without the space: a tokenizer may spell
 # " 5" as one token, as a space token and a digit, or merge the space into the colon, and the judge may
@@ -51,24 +56,110 @@ class ExpectedScore(NamedTuple):
     failure: ExpectedScoreFailure | None
 
 
-# The curation rule: curated = every listed column >= k ("both": the parsed score and the expected score).
-CurationRule = Literal["score", "expected_score", "both"]
+# The rules that rate pairs: curated = every listed column passes k ("both": the parsed score and the expected
+# score). The judge's columns pass at >= k; the likelihood scores (udfs.likelihood: Superfiltering's IFD and the
+# conditional loss, joined onto the judged rows by generation) are losses, lower is better: they pass at <= k.
+JudgeRule = Literal["score", "expected_score", "both", "ifd", "conditional_loss"]
 RULE_COLUMNS: dict[str, tuple[str, ...]] = {
     "score": ("score",),
     "expected_score": ("expected_score",),
     "both": ("score", "expected_score"),
+    "ifd": ("ifd",),
+    "conditional_loss": ("conditional_loss",),
 }
+LOWER_IS_BETTER = frozenset({"ifd", "conditional_loss"})
+# The values k can take per column: the judge's ratings are 1-5; a loss or a ratio of losses is positive.
+K_RANGES: dict[str, tuple[float, float]] = {
+    "score": (1, 5),
+    "expected_score": (1, 5),
+    "ifd": (0, math.inf),
+    "conditional_loss": (0, math.inf),
+}
+# Selection baselines: as many pairs as a judge rule keeps, chosen without the judge: the longest answers
+# ("Long Is More for Alignment", 2024, beat LLM-filtered sets of the same size) or a seeded random draw.
+BaselineRule = Literal["longest", "random"]
+BASELINE_RULES: tuple[str, ...] = typing.get_args(BaselineRule)
+CurationRule = Literal["score", "expected_score", "both", "ifd", "conditional_loss", "longest", "random"]
 
 
-def passes(column: Callable[[str], Any], rule: CurationRule, k: float) -> Any:
-    """The curation rule as a condition on judged rows: status ok and every column of ``rule`` >= ``k``
-    (a null score never passes). ``column(name)`` gives a column of whatever holds the rows, so the one rule
-    serves Spark (``pyspark.sql.functions.col``: a Column) and pandas (``frame.__getitem__``: a boolean
-    Series) alike; the stages, the report and training all select with it."""
+def random_salt(seed: int) -> str:
+    """The salt of the random baseline's order, ``keyed_id(generation_id, random_salt(seed))`` ascending
+    (``jobs.selection`` computes the same id in Spark)."""
+    return f"random-baseline|{seed}"
+
+
+def baseline_order(rule: str, generation_ids: Sequence[str], lengths: Sequence[int], seed: int) -> list[int]:
+    """Indices of the pool in a baseline's order of preference: ``longest`` by answer length (characters)
+    descending, ``random`` by a seeded hash of the generation id; ties by generation id, so the order is the
+    same on every run, whatever order the pool came in."""
+    if rule == "longest":
+        keys = [(-length, g) for g, length in zip(generation_ids, lengths)]
+    elif rule == "random":
+        keys = [(keyed_id(g, random_salt(seed)), g) for g in generation_ids]
+    else:
+        raise ValueError(f"unknown baseline {rule!r}: choose one of {', '.join(BASELINE_RULES)}")
+    return sorted(range(len(keys)), key=keys.__getitem__)
+
+
+def select_baseline(pool: pd.DataFrame, rule: str, k: int, seed: int) -> pd.DataFrame:
+    """The ``k`` pairs of ``pool`` (columns ``generation_id`` and ``length``, one row per pair) a baseline keeps."""
+    order = baseline_order(rule, pool["generation_id"].tolist(), pool["length"].tolist(), seed)
+    return pool.iloc[order[: max(k, 0)]]
+
+
+def rating_rule(score_column: str, baseline_of: JudgeRule) -> JudgeRule:
+    """The rule that rates pairs: ``score_column`` itself, or ``baseline_of`` when a baseline selects them
+    (the baseline keeps as many pairs as that rule does)."""
+    return baseline_of if score_column in BASELINE_RULES else score_column
+
+
+def uses_likelihoods(rule: str) -> bool:
+    """Whether ``rule`` reads the likelihoods table (so the rows it filters need its columns joined); a
+    baseline reads none itself (its size comes from its judge rule: ask about that)."""
+    return any(c in LOWER_IS_BETTER for c in RULE_COLUMNS.get(rule, ()))
+
+
+def check_k(rule: JudgeRule, k: float) -> None:
+    """A ValueError naming the range when ``k`` cannot be a threshold of ``rule``'s columns."""
+    for column in RULE_COLUMNS[rule]:
+        low, high = K_RANGES[column]
+        if not (low <= k <= high if column not in LOWER_IS_BETTER else low < k <= high):
+            bound = f"within {low:g}..{high:g}" if high < math.inf else f"> {low:g}"
+            raise ValueError(f"min_score must be {bound}, got {k:g} (rule {rule})")
+
+
+def passing_value(column: str, value: Any, k: float) -> Any:
+    """Whether ``value`` of ``column`` passes k: >= k for the judge's scores, <= k for losses."""
+    return value <= k if column in LOWER_IS_BETTER else value >= k
+
+
+def rule_text(rule: JudgeRule, k: float) -> str:
+    """The rule as people read it: ``score >= 5.0``, ``ifd <= 0.8``."""
+    return " and ".join(f"{c} {'<=' if c in LOWER_IS_BETTER else '>='} {k}" for c in RULE_COLUMNS[rule])
+
+
+def passes(column: Callable[[str], Any], rule: JudgeRule, k: float) -> Any:
+    """The curation rule as a condition on judged rows: status ok and every column of ``rule`` passes ``k``
+    (``passing_value``; a null score never passes). ``column(name)`` gives a column of whatever holds the
+    rows, so the one rule serves Spark (``pyspark.sql.functions.col``: a Column) and pandas
+    (``frame.__getitem__``: a boolean Series) alike; the stages, the report and training all select with it."""
     condition = column("status") == "ok"
     for name in RULE_COLUMNS[rule]:
-        condition = condition & (column(name) >= k)
+        condition = condition & passing_value(name, column(name), k)
     return condition
+
+
+# The judge prompt's fields and the columns of the rows that fill them (udfs.llm_rows.judge_batch).
+JUDGE_FIELDS = {"instruction": "instruction", "answer": "text"}
+
+
+def prefix_order(template: PromptTemplate) -> list[str]:
+    """The row columns to sort the judge's input by so that prompts sharing a prefix run next to each other:
+    the template's fields in the order they appear in it (score_v1: the instruction, then the answer, after
+    the shared rubric). Sorting by them sorts the rendered prompts, so vLLM's prefix cache serves every
+    prefix a run of neighbours shares (Daft's prefix bucketing does the same)."""
+    placed = sorted((template.text.index("{" + f + "}"), f) for f in JUDGE_FIELDS if f in template.fields)
+    return [JUDGE_FIELDS[f] for _, f in placed]
 
 
 def judge_conversation(template: PromptTemplate, instruction: str, answer: str) -> list[dict[str, str]]:

@@ -1,4 +1,9 @@
-"""Decontamination: find segments that contain text of an evaluation set, so they never reach training.
+"""Decontamination: find text that contains an evaluation set's prompts, so it never reaches training.
+
+Three kinds of text are checked against the same sets (``segment.decontamination``): web segments (the segment
+filter ``decontamination_v1``), the instructions M_yx generates (the augment stage) and the seed pairs (training
+reads them through ``training.data``). ``Decontamination`` is the check all three use; a match is the reason
+``eval_overlap:<set name>``.
 
 An evaluation set is a file of prompts: JSON Lines (one object per line, the prompt in a named field)
 or plain text (one prompt per line). Prompts and segments are compared as word sequences after
@@ -8,9 +13,10 @@ or plain text (one prompt per line). Prompts and segments are compared as word s
 - a shorter prompt of at least ``min_words`` words contaminates a segment that contains it whole;
 - prompts shorter than ``min_words`` are ignored (a three-word prompt is in half the web).
 
-``load_eval_index`` reads a file once per Python process (Spark reuses Python workers, so once per
-worker, not per batch) and keeps only hashes of the n-grams. ``overlap`` is linear in the segment's
-length. This module is pure: no pyspark, no vllm.
+A set's file is a local path (on Databricks ``/dbfs/...`` or ``/Volumes/...``) or a URL fsspec opens (``s3://``,
+``abfss://``, ``gs://``). ``load_eval_index`` reads a file once per Python process (Spark reuses Python
+workers, so once per worker, not per batch) and keeps only hashes of the n-grams. ``overlap`` is linear in
+the text's length. This module is pure: no pyspark, no vllm.
 """
 
 from __future__ import annotations
@@ -36,10 +42,42 @@ class EvalSet:
         if not re.fullmatch(r"[a-z0-9_]+", self.name):
             raise ValueError(f"decontamination name must be snake_case (a-z, 0-9, _), got {self.name!r}")
         if "://" not in self.path:
-            if not Path(self.path).is_file():
-                raise ValueError(f"decontamination {self.name}: no such file {self.path!r}")
-            # Absolute, as validated here on the driver: executors open it from their own working directories.
+            # Absolute, as resolved here on the driver: executors open it from their own working directories.
+            # Whether the file is there is checked before a run (jobs.preflight): a config names the files of the
+            # machine it runs on (conf/cluster.yaml: the cluster's), and must load elsewhere too.
             object.__setattr__(self, "path", str(Path(self.path).absolute()))
+
+    def exists(self) -> bool:
+        """Whether the prompt file is there (a URL is not looked up: its reader says when it is missing)."""
+        return "://" in self.path or Path(self.path).is_file()
+
+
+@dataclass(frozen=True)
+class Decontamination:
+    """The evaluation sets and match settings one check uses (``segment.decontamination*``)."""
+
+    sets: tuple[EvalSet, ...] = ()
+    ngram: int = 13
+    min_words: int = 5
+
+    def overlaps(self, words: list[str]) -> dict[str, int]:
+        """Set name -> matching word windows of text split by ``comparison_words``."""
+        return {
+            s.name: overlap_words(words, load_eval_index(s.path, s.field, self.ngram, self.min_words))
+            for s in self.sets
+        }
+
+    def reason(self, *texts: str | None) -> str | None:
+        """``eval_overlap:<set>`` for the first set (in config order) that any of ``texts`` overlaps, else None."""
+        for text in texts:
+            if text and (found := overlap_reason(self.overlaps(comparison_words(text)))):
+                return found
+        return None
+
+
+def overlap_reason(hits: dict[str, int]) -> str | None:
+    """The drop reason of per-set match counts: the first set with a match, or None."""
+    return next((f"eval_overlap:{name}" for name, n in hits.items() if n), None)
 
 
 @dataclass(frozen=True)
@@ -59,7 +97,7 @@ def load_eval_index(path: str, field: str, ngram: int, min_words: int) -> EvalIn
     long_grams: set[int] = set()
     short: dict[int, set[int]] = {}
     prompts = ignored = 0
-    for prompt in _read_prompts(Path(path), field):
+    for prompt in _read_prompts(path, field):
         words = normalize_for_dedup(prompt).split()
         if len(words) >= ngram:
             long_grams.update(_windows(words, ngram))
@@ -95,9 +133,17 @@ def _windows(words: list[str], n: int):
     return map(hash, zip(*(words[i:] for i in range(n))))
 
 
-def _read_prompts(path: Path, field: str):
-    with path.open(encoding="utf-8") as f:
-        if path.suffix.lower() not in (".jsonl", ".json"):
+def _open(path: str):
+    if "://" in path:
+        import fsspec  # object stores only: local files need nothing else
+
+        return fsspec.open(path, "rt", encoding="utf-8").open()
+    return open(path, encoding="utf-8")
+
+
+def _read_prompts(path: str, field: str):
+    with _open(path) as f:
+        if Path(path).suffix.lower() not in (".jsonl", ".json"):
             yield from (line.strip() for line in f if line.strip())
             return
         for number, line in enumerate(f, 1):

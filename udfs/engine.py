@@ -10,6 +10,7 @@ than once per batch. A different model replaces the cached one.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib
 import logging
@@ -50,6 +51,11 @@ class EngineConfig:
     # (null: no profile; the cluster's default task resources apply, as on CPU here).
     task_gpus: float | None = None
     overflow: Literal["drop", "truncate"] = "truncate"  # a prompt over max_model_len: cut the web text, or drop the row
+    # Seconds one batch (one generate call, and a judge's logprobs) may take before the task fails as a stalled
+    # engine (udfs.watchdog); null: scaled to the batch and the task's device (udfs.watchdog.batch_deadline).
+    batch_deadline_seconds: float | None = None
+    # Tests of the failure paths only (engine.name: fake): "hang" never returns from generate, "raise" dies in it.
+    fake_fault: Literal["none", "hang", "raise"] = "none"
 
     def __post_init__(self):
         if self.max_model_len < 16:
@@ -61,6 +67,10 @@ class EngineConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.partitions is not None and self.partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {self.partitions}")
+        if self.batch_deadline_seconds is not None and not self.batch_deadline_seconds > 0:
+            raise ValueError(f"batch_deadline_seconds must be > 0 or null, got {self.batch_deadline_seconds}")
+        if self.fake_fault != "none" and self.name != "fake":
+            raise ValueError(f"fake_fault={self.fake_fault!r} is for the fake engine (name: fake), not {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,9 @@ class SamplingConfig:
     temperature: float = 0.7
     top_p: float = 0.9
     max_tokens: int = 256
+    # vLLM's repetition penalty (1.0: none). Small models loop ("The answer is: ... The answer is: ...") until
+    # max_tokens; above 1.0 tokens already in the prompt or the output are made less likely (copying too).
+    repetition_penalty: float = 1.0
 
     def __post_init__(self):
         if self.temperature < 0:
@@ -78,6 +91,16 @@ class SamplingConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+    def as_dict(self) -> dict:
+        """The settings as ids and rows record them. A penalty of 1.0 (none) is left out, so rows generated
+        before the key existed keep their ids."""
+        settings = dataclasses.asdict(self)
+        if self.repetition_penalty == 1.0:
+            del settings["repetition_penalty"]
+        return settings
 
 
 @dataclass(frozen=True)
@@ -108,6 +131,11 @@ class LLMEngine(Protocol):
     ) -> list[dict[str, float] | None]:
         """log P(text | prompt) of each continuation text after each prompt, whatever the tokenizer makes
         of the boundary (``continuation_paths``); None for a prompt too long to score."""
+
+    def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[str]) -> list[list[float] | None]:
+        """log P of each token of each answer after its prompt, in one prefill per pair (no generation): the
+        answer is encoded on its own after the prompt's ids, as training encodes it. [] for an answer with no
+        tokens; None for a pair longer than the context."""
 
 
 def continuation_paths(
@@ -144,7 +172,8 @@ def engine_loads() -> int:
 
 def engine_args(model_path: str, cfg: EngineConfig) -> dict:
     """The engine's constructor arguments: what makes two engines the same. Batching, chunking and
-    scheduling settings (batch_size, partitions, commit_rows, task_gpus, overflow) are not among them."""
+    scheduling settings (batch_size, partitions, commit_rows, task_gpus, overflow, batch_deadline_seconds) are
+    not among them."""
     args = {
         "model": model_path,
         "dtype": cfg.dtype,
@@ -159,6 +188,8 @@ def engine_args(model_path: str, cfg: EngineConfig) -> dict:
     }
     if cfg.enable_chunked_prefill is not None:  # None: the engine's own default
         args["enable_chunked_prefill"] = cfg.enable_chunked_prefill
+    if cfg.fake_fault != "none":  # only ever set with the fake engine (validated), which takes it
+        args["fault"] = cfg.fake_fault
     return args
 
 
@@ -202,11 +233,12 @@ def engine_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def drop_engine() -> None:
-    """Forget the cached engine (a dead engine, or before loading another model) and free its memory."""
+def drop_engine(close: bool = True) -> None:
+    """Forget the cached engine (a dead engine, or before loading another model) and free its memory
+    (``close=False``: an engine stuck in a call, which closing would wait on)."""
     engine = _CACHE.pop("engine", None)
     _CACHE.pop("key", None)
-    if engine is not None:
+    if engine is not None and close:
         engine.close()  # type: ignore[attr-defined]
         del engine
         gc.collect()

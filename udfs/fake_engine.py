@@ -5,12 +5,17 @@ by a plain template, a token is a whitespace-separated word, and text is made fr
 the prompt, so the same row always gets the same completion. A judge prompt (one asking for "Score:") gets
 reasoning ending in "Score: N" for most rows and a line without a score for the others, so both the parsed
 and the failure paths run. Logprobs of the rating tokens come from the same hash.
+
+``engine.fake_fault`` makes it fail the way real engines do, for tests of the failure paths: ``hang`` never
+returns from ``generate`` (a wedged GPU, a dead engine-core process the client still waits on), ``raise`` dies
+in it (CUDA error, out of memory).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from typing import Sequence
 
 from udfs.engine import Completion, SamplingConfig
@@ -39,9 +44,10 @@ def _hash(*parts: object) -> int:
 
 class FakeEngine:
     def __init__(self, args: dict):
-        """``args`` from ``udfs.engine.engine_args``; the model path and the context length are used."""
+        """``args`` from ``udfs.engine.engine_args``; the model path, the context length and the fault are used."""
         self.model_path = args["model"]
         self.max_model_len = args["max_model_len"]
+        self.fault = args.get("fault", "none")
 
     def render_chat(self, conversation: Sequence[dict[str, str]]) -> str:
         return "".join(f"<{turn['role']}> {turn['content']}\n" for turn in conversation) + "<assistant>"
@@ -53,6 +59,10 @@ class FakeEngine:
         return " ".join(text.split()[:n_tokens])
 
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
+        if self.fault == "hang":
+            threading.Event().wait()  # never set: blocks until the process exits
+        if self.fault == "raise":
+            raise RuntimeError(f"fake engine died generating {len(prompts)} prompts (engine.fake_fault=raise)")
         return [self._complete(p, sampling.max_tokens, s) for p, s in zip(prompts, seeds)]
 
     def _complete(self, prompt: str, max_tokens: int, seed: int) -> Completion:
@@ -82,6 +92,20 @@ class FakeEngine:
             logits = {t: (_hash(self.model_path, prompt, t) % 1000) / 250 for t in continuations}
             norm = math.log(sum(math.exp(v) for v in logits.values()))
             result.append({t: v - norm for t, v in logits.items()})
+        return result
+
+    def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[str]) -> list[list[float] | None]:
+        """A deterministic log-probability per answer word: a word that the prompt also has costs half, so an
+        instruction sharing the answer's words lowers its conditional loss as a real model's would."""
+        result: list[list[float] | None] = []
+        for prompt, answer in zip(prompts, answers):
+            words = answer.split()
+            if len(prompt.split()) + len(words) + 1 > self.max_model_len:
+                result.append(None)
+                continue
+            seen = {w.lower() for w in prompt.split()}
+            costs = [1 + (_hash(self.model_path, w) % 1000) / 250 for w in words]
+            result.append([-c / 2 if w.lower() in seen else -c for w, c in zip(words, costs)])
         return result
 
     def close(self) -> None:

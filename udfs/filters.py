@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from udfs.decontam import comparison_words, load_eval_index, overlap_words
+from udfs.decontam import comparison_words, load_eval_index, overlap_reason
 from udfs.text import normalize_for_dedup
 
 if TYPE_CHECKING:  # segment.py imports this module, so only type checkers may import it back
@@ -356,13 +356,8 @@ def _any_phrase(phrases: tuple[str, ...]) -> re.Pattern:
 
 def decontamination_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
     """Drop text sharing word n-grams with an evaluation set: reason ``eval_overlap:<set name>``."""
-    values, reason = {}, None
-    for eval_set in cfg.decontamination:
-        index = load_eval_index(eval_set.path, eval_set.field, cfg.decontamination_ngram, cfg.decontamination_min_words)
-        values[eval_set.name] = hits = overlap_words(seg.comparison_words, index)
-        if hits and reason is None:
-            reason = f"eval_overlap:{eval_set.name}"
-    return Measured(values, reason)
+    values = cfg.eval_check.overlaps(seg.comparison_words)
+    return Measured(values, overlap_reason(values))
 
 
 # Applied in this order; the first failing filter's reason is the segment's reason. Cheap checks

@@ -3,8 +3,10 @@
 Every row id of the pipeline is made by one function here: ledger files and units from path, size, mtime
 and span, labelled judge pairs from their text, documents from URL and content, segments from
 document and span, generations from segment and a salt of (model, prompt version, sampling, seed), scores
-from generation and a salt of (judge, prompt version, sampling, seed, iteration), calibration rows from label
-and judge, curated rows from score and trained model, runs from config and table versions. Salted ids are
+from generation and a salt of (judge, prompt version, sampling, seed, iteration), rewrites from generation
+and a salt of (rewriter, prompt version, sampling, seed), calibration rows from label and judge, likelihood
+rows from pair and scorer, curated rows from score and trained model, runs from config and table versions.
+Salted ids are
 ``keyed_id(parent, salt)``; ``jobs.stages.base.keyed_id`` computes the same value as a Spark expression.
 """
 
@@ -31,9 +33,11 @@ def keyed_id(key: str, salt: str) -> str:
     return hashlib.sha256(f"{key}|{salt}".encode("utf-8")).hexdigest()[:32]
 
 
-def file_id(path: str, size: int, mtime_ns: int) -> str:
-    """Identity of a file's content for the ingest ledger: path, size and mtime (a changed file is a new file)."""
-    return stable_id("file", path, size, mtime_ns)
+def file_id(path: str, size: int, version: int | str | None) -> str:
+    """Identity of a file's content for the ingest ledger: path (or URL), size and version (a changed file is a
+    new file). The version is a local file's mtime in ns, a remote object's ETag, else its last-modified time
+    (``udfs.sources.Entry.version``)."""
+    return stable_id("file", path, size, version)
 
 
 def unit_id(file: str, start: int, end: int | None) -> str:
@@ -75,14 +79,31 @@ def score_salt(judge_model_id: str, prompt_version: str, sampling: dict, seed: i
     return stable_id("score", judge_model_id, prompt_version, sampling, seed, iteration)
 
 
+def rewrite_salt(model_id: str, prompt_version: str, sampling: dict, seed: int) -> str:
+    """What a rewrite id adds to its generation id: the rewriter, its prompt version, sampling and seed. Not the
+    judge: a pair curated by two iterations' judges is the same text to rewrite, so it is rewritten once."""
+    return stable_id("rewrite", model_id, prompt_version, sampling, seed)
+
+
 def calibration_salt(judge_model_id: str, prompt_version: str, sampling: dict, seed: int) -> str:
     """What a calibration id adds to its label id: the judge, its prompt version, sampling and seed."""
     return stable_id("calibration", judge_model_id, prompt_version, sampling, seed)
 
 
+def likelihood_salt(scorer_model_id: str, format_version: str) -> str:
+    """What a likelihood id adds to its pair's id (generation or label): the scorer model and the format version."""
+    return stable_id("likelihood", scorer_model_id, format_version)
+
+
 def run_id(config: dict, table_versions: dict) -> str:
     """A run's key: its resolved config and the table versions after it (a run that changed nothing repeats)."""
     return stable_id("run", config, table_versions)
+
+
+def failed_run_id(config: dict, table_versions: dict, started_at: str, reason: str) -> str:
+    """A failed run's key: each failure is an event of its own, so the start time is part of it (a run that fails
+    the same way twice leaves two rows, and never the id of a run that succeeded)."""
+    return stable_id("failed_run", config, table_versions, started_at, reason)
 
 
 def seed_from_id(row_id: str) -> int:

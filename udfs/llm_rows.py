@@ -8,7 +8,6 @@ context window is ``dropped: prompt_too_long``, never sent and never a failed ba
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -25,10 +24,24 @@ from udfs.curation import (
     parse_score,
     score_prompt_suffix,
 )
+from udfs.decontam import Decontamination
 from udfs.engine import Completion, EngineConfig, LLMEngine, SamplingConfig
 from udfs.ids import seed_from_id
 from udfs.prompts import PromptTemplate
-from udfs.tables import CANDIDATES, SCORES, ddl_columns, ddl_types
+from udfs.rewrite import ANSWER_PREFIX, RewriteSettings, faithfulness, parse_answer, rewrite_conversation
+from udfs.tables import CANDIDATES, REWRITES, SCORES, ddl_columns, ddl_types
+
+
+def generation_fields(model_id: str, template: PromptTemplate, sampling_json: str, seed: int, fit) -> dict:
+    """The columns every generated row shares: who generated it, how, and its prompt's token counts."""
+    return {
+        "model_id": model_id,
+        "prompt_version": template.version,
+        "sampling": sampling_json,
+        "seed": seed,
+        "prompt_tokens": fit.n_tokens,
+        "truncated_tokens": fit.truncated_tokens,
+    }
 
 
 def augment_batch(
@@ -39,10 +52,12 @@ def augment_batch(
     sampling: SamplingConfig,
     engine_cfg: EngineConfig,
     max_instruction_chars: int,
+    decontamination: Decontamination = Decontamination(),
 ) -> pd.DataFrame:
     """Backtranslation of (generation_id, segment_id, text) rows: M_yx writes the instruction each segment answers.
-    Output: ``udfs.tables.CANDIDATES`` rows, one per input row, in order."""
-    sampling_json = json.dumps(dataclasses.asdict(sampling), sort_keys=True)
+    Output: ``udfs.tables.CANDIDATES`` rows, one per input row, in order. An instruction that contains an
+    evaluation prompt of ``decontamination`` is dropped as ``eval_overlap:<set>`` (and kept as the evidence)."""
+    sampling_json = json.dumps(sampling.as_dict(), sort_keys=True)
     fits = [
         fit_prompt(engine, lambda t: backward_conversation(template, t), text, sampling, engine_cfg)
         for text in batch["text"]
@@ -54,18 +69,16 @@ def augment_batch(
         row = {
             "generation_id": gen_id,
             "segment_id": seg_id,
-            "model_id": model_id,
-            "prompt_version": template.version,
-            "sampling": sampling_json,
-            "seed": seeds[i],
-            "prompt_tokens": fits[i].n_tokens,
-            "truncated_tokens": fits[i].truncated_tokens,
+            **generation_fields(model_id, template, sampling_json, seeds[i], fits[i]),
         }
         if fits[i].prompt is None:
             rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
             continue
         out = completions[i]
         cleaned = clean_instruction(out.text, out.finish_reason, max_instruction_chars)
+        status, reason = cleaned.status, cleaned.reason
+        if status == "ok" and (overlap := decontamination.reason(cleaned.text)):
+            status, reason = "dropped", overlap
         rows.append(
             {
                 **row,
@@ -74,8 +87,8 @@ def augment_batch(
                 "finish_reason": out.finish_reason,
                 "output_tokens": out.output_tokens,
                 "cached_tokens": out.cached_tokens,
-                "status": cleaned.status,
-                "reason": cleaned.reason,
+                "status": status,
+                "reason": reason,
             }
         )
     return frame(rows, CANDIDATES.schema)
@@ -144,6 +157,81 @@ def judge_batch(
     return frame(rows, SCORES.schema)
 
 
+def rewrite_batch(
+    engine: LLMEngine,
+    batch: pd.DataFrame,
+    model_id: str,
+    template: PromptTemplate,
+    sampling: SamplingConfig,
+    engine_cfg: EngineConfig,
+    settings: RewriteSettings,
+) -> pd.DataFrame:
+    """Rewriting of curated (rewrite_id, generation_id, segment_id, instruction, text) rows into answers by the
+    rewriter ``model_id``. Output: ``udfs.tables.REWRITES`` rows, one per input row, in order.
+
+    The prompt ends inside the answer (``udfs.rewrite.ANSWER_PREFIX``); the answer is parsed out of the
+    markers and measured against the whole segment, and one below ``settings.min_faithfulness`` is kept with
+    its figures as ``dropped: unfaithful_rewrite``.
+    """
+    sampling_json = json.dumps(sampling.as_dict(), sort_keys=True)
+    pairs = list(zip(batch["instruction"], batch["text"]))
+    fits = [
+        fit_prompt(
+            engine,
+            lambda t, ins=ins: rewrite_conversation(template, ins, t),
+            text,
+            sampling,
+            engine_cfg,
+            suffix=ANSWER_PREFIX,
+        )
+        for ins, text in pairs
+    ]
+    seeds = [seed_from_id(r) for r in batch["rewrite_id"]]
+    completions = generate(engine, fits, seeds, sampling)
+    rows = []
+    for i, (rewrite_id, gen_id, seg_id) in enumerate(
+        zip(batch["rewrite_id"], batch["generation_id"], batch["segment_id"])
+    ):
+        row = {
+            "rewrite_id": rewrite_id,
+            "generation_id": gen_id,
+            "segment_id": seg_id,
+            **generation_fields(model_id, template, sampling_json, seeds[i], fits[i]),
+            "min_faithfulness": settings.min_faithfulness,
+        }
+        if fits[i].prompt is None:
+            rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
+            continue
+        out = completions[i]
+        parsed = parse_answer(out.text, out.finish_reason, settings.require_end_marker)
+        row |= {
+            "answer": parsed.answer,
+            "raw_text": out.text,
+            "finish_reason": out.finish_reason,
+            "answer_end": parsed.end,
+            "output_tokens": out.output_tokens,
+            "cached_tokens": out.cached_tokens,
+        }
+        if parsed.failure is not None:
+            rows.append({**row, "status": "dropped", "reason": parsed.failure})
+            continue
+        measured = faithfulness(parsed.answer, pairs[i][1], settings.ngram)
+        faithful = measured.ngram_overlap >= settings.min_faithfulness
+        rows.append(
+            {
+                **row,
+                "faithfulness": measured.ngram_overlap,
+                "new_numbers": json.dumps(list(measured.new_numbers)),
+                "n_new_numbers": len(measured.new_numbers),
+                "new_entities": json.dumps(list(measured.new_entities)),
+                "n_new_entities": len(measured.new_entities),
+                "status": "ok" if faithful else "dropped",
+                "reason": None if faithful else "unfaithful_rewrite",
+            }
+        )
+    return frame(rows, REWRITES.schema)
+
+
 @dataclass(frozen=True)
 class Fit:
     prompt: str | None  # None: does not fit even after truncation (or truncation is off)
@@ -157,14 +245,16 @@ def fit_prompt(
     text: str,
     sampling: SamplingConfig,
     cfg: EngineConfig,
+    suffix: str = "",
 ) -> Fit:
-    """Render ``conversation(text)`` so that prompt + max_tokens fits the context window.
+    """Render ``conversation(text)`` (followed by ``suffix``: the start of the assistant's answer, when the
+    prompt gives it) so that prompt + max_tokens fits the context window.
 
     With ``cfg.overflow == "truncate"`` the web text (never the template) is cut at a token boundary and the
     cut is recorded; with "drop" the row is reported as too long. A long row never fails its batch.
     """
     budget = cfg.max_model_len - sampling.max_tokens
-    prompt = engine.render_chat(conversation(text))
+    prompt = engine.render_chat(conversation(text)) + suffix
     n = engine.count_tokens([prompt])[0]
     if n <= budget:
         return Fit(prompt, n, None)
@@ -173,7 +263,7 @@ def fit_prompt(
     tokens = engine.count_tokens([text])[0]
     keep = tokens - (n - budget) - 8  # a few tokens of slack: re-tokenising at the cut can merge differently
     if keep > 0:
-        prompt = engine.render_chat(conversation(engine.truncate(text, keep)))
+        prompt = engine.render_chat(conversation(engine.truncate(text, keep))) + suffix
         n_cut = engine.count_tokens([prompt])[0]
         if n_cut <= budget:
             return Fit(prompt, n_cut, tokens - keep)
@@ -212,7 +302,13 @@ def chunks(batches: Iterator[pd.DataFrame], size: int) -> Iterator[pd.DataFrame]
 
 
 def frame(rows: list[dict], schema: str) -> pd.DataFrame:
-    """``rows`` as a frame with the columns of ``schema``, in order, integers nullable (missing values are null)."""
+    """``rows`` as a frame with the columns of ``schema``, in order, integers nullable (missing values are null).
+
+    A string column no row sets would come out float64 NaN, which Arrow cannot cast to string (a batch whose
+    every rewrite was truncated): string columns are kept as objects with None."""
     ints = {"int": "Int32", "long": "Int64"}
     df = pd.DataFrame(rows, columns=ddl_columns(schema))
-    return df.astype({c: ints[t] for c, t in ddl_types(schema).items() if t in ints})
+    types = ddl_types(schema)
+    for c in (c for c, t in types.items() if t == "string"):
+        df[c] = df[c].astype(object).where(df[c].notna(), None)
+    return df.astype({c: ints[t] for c, t in types.items() if t in ints})

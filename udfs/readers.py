@@ -31,10 +31,13 @@ Every record gets a status instead of raising:
   configured columns is one ``missing_columns`` error.
 
 ``offset`` locates a record: byte offset (WARC; JSONL, in the uncompressed stream), row number (Parquet),
-None (HTML file). ``content_hash`` is the sha256 of the body bytes after HTTP transfer/content decoding
-(chunked, gzip) and before charset decoding, so the same page hashes alike however it was served.
+None (HTML file); ``length`` is the bytes from there that hold it (a WARC record's gzip member, a JSONL
+line), so that ``read_back`` can read one record again without the rest of its file. ``content_hash`` is
+the sha256 of the body bytes after HTTP transfer/content decoding (chunked, gzip) and before charset
+decoding, so the same page hashes alike however it was served.
 Charsets: see ``decode_body``; ``charset_source`` says which evidence won.
 
+Files are local paths or URLs (s3://, gs://, abfss://, https://, dbfs:/), all opened by ``open_input``.
 A missing or unopenable file still raises ``OSError``: that is a bad argument, not a bad record.
 This module is pure: no pyspark, no vllm.
 """
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import dataclasses
 import gzip
 import hashlib
 import html as html_lib
@@ -61,6 +65,8 @@ import pyarrow.parquet as pq
 from charset_normalizer import from_bytes
 from warcio.archiveiterator import ArchiveIterator
 from warcio.bufferedreaders import ChunkedDataReader
+
+from udfs import sources
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _FORMATS = (
@@ -112,6 +118,9 @@ class ReaderConfig:
     text_field: str = "text"  # used when a record has no html
     id_field: str = "id"
     date_field: str = "date"
+    # Keep each document's html in the documents table. Off: documents point at their record (file, offset,
+    # length, content hash) and the segment stage reads it back (``read_back``), so the crawl is not copied.
+    store_html: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_record_bytes", "split_bytes"):
@@ -139,6 +148,7 @@ class RawRecord:
 
     source_path: str  # the input file
     offset: int | None = None  # see the module docstring
+    length: int | None = None  # bytes from ``offset`` that hold the record (WARC: its gzip member; JSONL: its line)
     url: str | None = None
     record_id: str | None = None  # WARC-Record-ID as written (with <>), JSONL/Parquet "id"; None for ARC
     fetch_date: str | None = None  # ISO-8601 (WARC-Date)
@@ -183,7 +193,7 @@ def plan_units(paths: list[str], cfg: ReaderConfig) -> list[WorkUnit]:
     for path in paths:
         fmt = detect_format(path)
         if fmt == "jsonl" and not path.lower().endswith(".gz"):
-            size = os.path.getsize(path)
+            size = sources.size(path)
             units += [WorkUnit(path, s, min(s + cfg.split_bytes, size)) for s in range(0, size, cfg.split_bytes)] or [
                 WorkUnit(path, 0, 0)
             ]
@@ -262,10 +272,19 @@ class _ContentEncodingError(ValueError):
     """A body whose Content-Encoding cannot be undone."""
 
 
+def open_input(path: str, offset: int = 0, length: int | None = None):
+    """A binary file object of the input file ``path``: the one place the readers open input files.
+
+    ``path`` is a local path or a URL (object stores, HTTP, dbfs:/; see ``udfs.sources``). The object starts at
+    ``offset``; without ``length`` it is seekable, with it it ends after ``length`` bytes, all a remote read fetches.
+    """
+    return sources.open_file(path, offset, length)
+
+
 def _read_warc(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
-    with open(unit.path, "rb") as stream:
+    with open_input(unit.path) as stream:
         stream.seek(unit.start)  # warcio counts offsets from the stream's position: they stay absolute
-        size = os.fstat(stream.fileno()).st_size if unit.end is None else unit.end
+        size = sources.size(unit.path) if unit.end is None else unit.end
         yield from _warc_records(stream, unit.path, unit.end, size, cfg)
 
 
@@ -288,9 +307,11 @@ def _warc_records(stream, path: str, end: int | None, size: int, cfg: ReaderConf
                 row = _warc_conversion(path, records.offset, record, cfg)
             else:
                 continue  # warcinfo, request, metadata, revisit: not documents
-            yield row
             if row.status == "error":
+                yield row
                 return
+            # The member's length (warcio reads the record to its end for it): all a read-back needs.
+            yield dataclasses.replace(row, length=records.get_record_length())
     except Exception as exc:  # warcio raises many types (ArchiveLoadFailed, zlib.error, EOFError...)
         yield _unreadable(path, records.offset, _describe(exc))
         return
@@ -306,13 +327,51 @@ def read_record_at(path: str, offset: int, length: int | None = None, cfg: Reade
     index gives it) are read; without ``length`` the reader stops after the record. An offset that holds
     no document record (a request, or not a record start) yields an ``unreadable_record`` error.
     """
-    with open(path, "rb") as f:
-        f.seek(offset)
-        if length is None:
+    if length is None:
+        with open_input(path) as f:
+            f.seek(offset)
             rows = list(_warc_records(f, path, offset + 1, offset + 1, cfg))
-        else:
+    else:  # only the member's bytes: a remote read fetches no more
+        with open_input(path, offset, length) as f:
             rows = list(_warc_records(_Window(f.read(length), offset), path, offset + 1, offset + 1, cfg))
     return rows[0] if rows else _unreadable(path, offset, "no document record at this offset")
+
+
+def can_read_back(path: str) -> bool:
+    """Whether ``read_back`` finds a record of ``path`` by its offset without reading the file from the start:
+    WARC/ARC/WET (gzipped ones are a gzip member per record), uncompressed JSON Lines and HTML files. Records
+    of gzipped JSON Lines and of Parquet files keep their html in the documents table instead."""
+    fmt = input_format(path)
+    return fmt in ("warc", "html") or (fmt == "jsonl" and not path.lower().endswith(".gz"))
+
+
+def read_back(
+    path: str, offset: int | None, length: int | None, content_hash: str, cfg: ReaderConfig = ReaderConfig()
+) -> RawRecord:
+    """The record ingest read at ``offset`` of ``path`` (``can_read_back`` formats), checked against the
+    ``content_hash`` ingest stored: a record is only ever segmented from the bytes that made its doc_id.
+
+    Errors instead of a document: ``source_missing`` (the file is gone or unopenable: moved, deleted) and
+    ``source_changed`` (no readable document at ``offset`` any more, or one whose body hashes otherwise: the
+    file was rewritten since ingest). A file whose size or mtime changed but whose record is intact (touched,
+    copied, appended to) reads fine: its bytes are the ones ingest saw.
+    """
+    try:
+        fmt = detect_format(path)
+        if fmt == "warc":
+            record = read_record_at(path, offset, length, cfg)
+        elif fmt == "html":
+            record = next(_read_html(WorkUnit(path), cfg))
+        else:
+            with open_input(path, offset, length) as f:
+                record = dataclasses.replace(_jsonl_record(path, offset, f.read(length), cfg), length=length)
+    except (OSError, ValueError) as exc:  # ValueError: a format that cannot be read back
+        return RawRecord(path, offset, status="error", reason=f"source_missing: {_describe(exc)}")
+    if record.status != "ok" or record.content_hash != content_hash:
+        found = record.reason if record.status != "ok" else f"content hash {record.content_hash[:12]}"
+        reason = f"source_changed: at offset {offset} expected content hash {content_hash[:12]}, found {found}"
+        return RawRecord(path, offset, status="error", reason=reason[:_MAX_MESSAGE])
+    return record
 
 
 class _Window(io.BytesIO):
@@ -459,12 +518,12 @@ _WARC_HEADER = re.compile(rb"WARC/\d\.\d+\r?\n(?:[!-9;-~]+:[^\r\n]*\r?\n)*?WARC-
 
 def _gzip_member_units(path: str, split_bytes: int) -> list[WorkUnit]:
     """Byte ranges of about ``split_bytes``, each starting at a gzip member holding a WARC record header."""
-    size = os.path.getsize(path)
+    size = sources.size(path)
     if size <= split_bytes:
         return [WorkUnit(path)]
     indexed = _indexed_offsets(path)
     cuts = [0]
-    with open(path, "rb") as f:
+    with open_input(path) as f:
         target = split_bytes
         while target < size:
             cut = _next_cut(f, target, size, indexed)
@@ -509,15 +568,14 @@ def _warc_member_at(f, offset: int) -> bool:
 def _indexed_offsets(path: str) -> list[int] | None:
     """Record offsets from ``<path>.cdxj`` (JSON block with "offset") or ``<path>.cdx`` (the "V" field), sorted."""
     for suffix in (".cdxj", ".cdx"):
-        index = Path(path + suffix)
-        if index.is_file():
-            return sorted(set(_cdx_offsets(index)))
+        if sources.exists(path + suffix):
+            return sorted(set(_cdx_offsets(path + suffix)))
     return None
 
 
-def _cdx_offsets(index: Path) -> Iterator[int]:
+def _cdx_offsets(index: str) -> Iterator[int]:
     field = None  # classic CDX: the position of "V" (compressed offset) in the " CDX ..." legend
-    with index.open(encoding="utf-8", errors="replace") as lines:
+    with io.TextIOWrapper(open_input(index), encoding="utf-8", errors="replace") as lines:
         for line in lines:
             if line.startswith(" CDX "):
                 legend = line.split()[1:]
@@ -538,9 +596,8 @@ def _cdx_offsets(index: Path) -> Iterator[int]:
 
 def _read_jsonl(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
     path = unit.path
-    opener = gzip.open if path.lower().endswith(".gz") else open
     max_line = cfg.max_record_bytes * _JSON_ESCAPE_FACTOR + _CHUNK
-    with opener(path, "rb") as stream:
+    with open_input(path) as raw, gzip.open(raw) if path.lower().endswith(".gz") else raw as stream:
         position = unit.start
         try:
             for offset, line, length in _lines(stream, unit.start, unit.end, max_line):
@@ -548,7 +605,7 @@ def _read_jsonl(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
                 if line is None:
                     yield RawRecord(path, offset, status="dropped", reason="too_large")
                 elif line.strip():
-                    yield _jsonl_record(path, offset, line, cfg)
+                    yield dataclasses.replace(_jsonl_record(path, offset, line, cfg), length=length)
         except Exception as exc:  # corrupt or truncated gzip: nothing after this point is readable
             yield _unreadable(path, position, _describe(exc))
 
@@ -622,7 +679,8 @@ def _fields_record(path: str, offset: int, obj: dict, cfg: ReaderConfig) -> RawR
 
 def _row_group_units(path: str, split_bytes: int) -> list[WorkUnit]:
     try:
-        meta = pq.read_metadata(path)
+        with open_input(path) as f:
+            meta = pq.read_metadata(f)
     except Exception:  # unreadable footer: the reading task reports it
         return [WorkUnit(path)]
     units, start, size = [], 0, 0
@@ -637,9 +695,10 @@ def _row_group_units(path: str, split_bytes: int) -> list[WorkUnit]:
 
 
 def _read_parquet(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
-    path, offset = unit.path, 0
+    path, offset, source = unit.path, 0, None
     try:
-        parquet = pq.ParquetFile(path)
+        source = open_input(path)
+        parquet = pq.ParquetFile(source)
         end = parquet.num_row_groups if unit.end is None else unit.end
         offset = sum(parquet.metadata.row_group(i).num_rows for i in range(unit.start))
         names = set(parquet.schema_arrow.names)
@@ -660,14 +719,18 @@ def _read_parquet(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
                 offset += 1
     except Exception as exc:  # ArrowInvalid, OSError: a corrupt footer or page
         yield _unreadable(path, offset, _describe(exc))
+    finally:
+        if source is not None:
+            source.close()
 
 
 # --- HTML files ------------------------------------------------------------------------------------------
 
 
 def _read_html(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
-    fields = dict(source_path=unit.path, url=Path(unit.path).resolve().as_uri(), content_type="text/html")
-    with open(unit.path, "rb") as f:
+    url = unit.path if sources.is_url(unit.path) else Path(unit.path).resolve().as_uri()
+    fields = dict(source_path=unit.path, url=url, content_type="text/html")
+    with open_input(unit.path) as f:
         body = f.read(cfg.max_record_bytes + 1)
     yield _document(fields, body, cfg)
 

@@ -48,7 +48,7 @@ import numpy as np
 from selectolax.lexbor import LexborHTMLParser
 
 from udfs import ids
-from udfs.decontam import EvalSet
+from udfs.decontam import Decontamination, EvalSet
 from udfs.filters import BoilerplateConfig, GopherConfig, SegmentView, language_codes, load_resources, measure
 from udfs.pii import PLACEHOLDERS, mask_pii
 from udfs.text import REPLACEMENT_CHAR, clean_text, normalize_for_dedup
@@ -116,6 +116,12 @@ class SegmentConfig:
         names = [e.name for e in self.decontamination]
         if len(set(names)) != len(names):
             raise ValueError(f"decontamination: set names must be unique, got {names}")
+
+    @property
+    def eval_check(self) -> Decontamination:
+        """The evaluation-set check of these settings: of segments here, and of generated instructions and seed
+        pairs against the same sets."""
+        return Decontamination(self.decontamination, self.decontamination_ngram, self.decontamination_min_words)
 
 
 @dataclass(frozen=True)
@@ -224,26 +230,32 @@ def _error_reason(exc: Exception) -> str:
 def segment_rows(doc_id: str, url: str, html: str, cfg: SegmentConfig) -> list[dict[str, Any]]:
     """The segments table's rows of one document (``udfs.tables.SEGMENT_ROWS_SCHEMA``), ids included:
     ``segment_document``'s candidates keyed by document and span, with the hash exact dedup compares."""
-    return [
-        {
-            "segment_id": ids.segment_id(doc_id, c.index, c.part),
-            "doc_id": doc_id,
-            "url": url,
-            "section_index": c.index,
-            "header_level": c.level,
-            "header": c.header,
-            "text": c.text,
-            "n_chars": len(c.text),
-            "text_hash": ids.text_hash(normalize_for_dedup(c.text)),
-            "status": c.status,
-            "reason": c.reason,
-            "part": c.part,
-            "lang": c.lang,
-            "lang_score": c.lang_score,
-            "measurements": json.dumps(c.measurements, sort_keys=True),
-        }
-        for c in segment_document(html, cfg)
-    ]
+    return [_row(doc_id, url, c) for c in segment_document(html, cfg)]
+
+
+def error_row(doc_id: str, url: str, reason: str) -> dict[str, Any]:
+    """The one segments row of a document that could not be segmented at all (its record unreadable)."""
+    return _row(doc_id, url, SegmentCandidate(0, 0, 0, "", "", "error", reason[:MAX_ERROR_CHARS]))
+
+
+def _row(doc_id: str, url: str, c: SegmentCandidate) -> dict[str, Any]:
+    return {
+        "segment_id": ids.segment_id(doc_id, c.index, c.part),
+        "doc_id": doc_id,
+        "url": url,
+        "section_index": c.index,
+        "header_level": c.level,
+        "header": c.header,
+        "text": c.text,
+        "n_chars": len(c.text),
+        "text_hash": ids.text_hash(normalize_for_dedup(c.text)),
+        "status": c.status,
+        "reason": c.reason,
+        "part": c.part,
+        "lang": c.lang,
+        "lang_score": c.lang_score,
+        "measurements": json.dumps(c.measurements, sort_keys=True),
+    }
 
 
 def _judge(node: _Node, part: int, body: _Text, cfg: SegmentConfig) -> SegmentCandidate:

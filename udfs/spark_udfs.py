@@ -2,10 +2,11 @@
 
 Each factory returns a plain function ``Iterator[pd.DataFrame] -> Iterator[pd.DataFrame]`` that closes over
 small, picklable config objects; what it yields has a schema of ``udfs.tables``. The row logic is pure code
-(``udfs.segment``, ``udfs.minhash``, ``udfs.llm_rows``); this module adds only what Spark needs: LLM functions
-fetch this worker's engine from ``udfs.engine.get_engine`` (created once, reused across batches and tasks) on
-the GPUs Spark gave the task, and forget it when a batch fails. Every input row yields at least one output
-row with a status, so nothing disappears without a trace.
+(``udfs.segment``, ``udfs.minhash``, ``udfs.llm_rows``, ``udfs.likelihood``); this module adds only what Spark
+needs: LLM functions fetch this worker's engine from ``udfs.engine.get_engine`` (created once, reused across
+batches and tasks) on the GPUs Spark gave the task, call it under a per-batch deadline (``udfs.watchdog``: a
+dead or stalled engine fails the task, and Spark retries it) and forget it when a batch fails. Every input
+row yields at least one output row with a status, so nothing disappears without a trace.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ import pandas as pd
 from pyspark import TaskContext
 from pyspark.sql.functions import pandas_udf
 
-from udfs import ids
+from udfs import ids, sources
+from udfs.decontam import Decontamination
 from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine
-from udfs.llm_rows import augment_batch, chunks, frame, judge_batch
+from udfs.likelihood import likelihood_batch
+from udfs.llm_rows import augment_batch, chunks, frame, judge_batch, rewrite_batch
 from udfs.minhash import DedupConfig, minhash
 from udfs.prompts import PromptTemplate
-from udfs.readers import ReaderConfig, WorkUnit, read_records
-from udfs.segment import SegmentConfig, segment_rows
+from udfs.readers import ReaderConfig, WorkUnit, can_read_back, read_back, read_records
+from udfs.rewrite import RewriteSettings
+from udfs.segment import SegmentConfig, error_row, segment_rows
 from udfs.tables import READ_SCHEMA, SEGMENT_ROWS_SCHEMA
+from udfs.watchdog import EngineStalled, batch_deadline, call_with_deadline
 
 BatchFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
 
@@ -36,16 +41,25 @@ _FRAME_CHARS = 32 << 20
 
 def read_units(cfg: ReaderConfig) -> BatchFn:
     """Input: one work unit per row (path, start, end, unit_id). Output: READ_SCHEMA rows, one per record,
-    in frames of at most ``_FRAME_ROWS`` rows or ``_FRAME_CHARS`` characters of html."""
+    in frames of at most ``_FRAME_ROWS`` rows or ``_FRAME_CHARS`` characters of html. The html is left out
+    (null) unless ``cfg.store_html`` or the file's records cannot be read back (``can_read_back``)."""
+    # Made on the driver, which listed the input: its object-store settings and credentials travel with the
+    # task (not in the Spark conf or a log), so executors read the same store however they were started.
+    env = sources.storage_env()
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        sources.apply_env(env)
         for batch in batches:
             for path, start, end, unit in zip(batch["path"], batch["start"], batch["end"], batch["unit_id"]):
                 rows, chars = [], 0
+                keep_html = cfg.store_html or not can_read_back(path)
                 for rec in read_records(WorkUnit(path, int(start), None if pd.isna(end) else int(end)), cfg):
                     doc = ids.doc_id(rec.url, rec.content_hash, rec.source_path, rec.offset, rec.reason)
-                    rows.append({**dataclasses.asdict(rec), "doc_id": doc, "unit_id": unit})
-                    chars += len(rec.html or "")
+                    row = {**dataclasses.asdict(rec), "doc_id": doc, "unit_id": unit}
+                    if not keep_html:
+                        row["html"] = None
+                    rows.append(row)
+                    chars += len(row["html"] or "")
                     if len(rows) >= _FRAME_ROWS or chars >= _FRAME_CHARS:
                         yield frame(rows, READ_SCHEMA)
                         rows, chars = [], 0
@@ -55,21 +69,46 @@ def read_units(cfg: ReaderConfig) -> BatchFn:
     return run
 
 
-def segment_documents(cfg: SegmentConfig) -> BatchFn:
-    """Input: ok documents (doc_id, url, html). Output: one row per section (``udfs.segment.segment_rows``).
+def segment_documents(cfg: SegmentConfig, reader: ReaderConfig, dedup: DedupConfig | None = None) -> BatchFn:
+    """Input: ok documents (doc_id, url, html, source_path, offset, length, content_hash). Output: one row per
+    section (``udfs.segment.segment_rows``), SEGMENT_ROWS_SCHEMA, plus MINHASH_SCHEMA's columns when ``dedup``
+    is given (``minhash_signatures``' values: signing here saves the segments a second trip through Arrow and
+    a Python worker). A document without html is read back from its record (``udfs.readers.read_back``); one
+    that cannot be is one ``error`` row (``source_missing``, ``source_changed``).
 
     Segmentation yields at least one row per document (``no_header`` when it has none), so
     "already segmented" is a lookup of the doc_id.
     """
+    env = sources.storage_env()  # reading back from an object store: the driver's settings, as in read_units
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        sources.apply_env(env)
         for batch in batches:
             rows = []
-            for doc_id, url, html in zip(batch["doc_id"], batch["url"], batch["html"]):
-                rows.extend(segment_rows(doc_id, url, html or "", cfg))
-            yield frame(rows, SEGMENT_ROWS_SCHEMA)
+            for doc_id, url, html, path, offset, length, content_hash in zip(
+                batch["doc_id"],
+                batch["url"],
+                batch["html"],
+                batch["source_path"],
+                batch["offset"],
+                batch["length"],
+                batch["content_hash"],
+            ):
+                if html is None:
+                    rec = read_back(path, _int(offset), _int(length), content_hash, reader)
+                    if rec.status != "ok":
+                        rows.append(error_row(doc_id, url, rec.reason))
+                        continue
+                    html = rec.html
+                rows.extend(segment_rows(doc_id, url, html, cfg))
+            segments = frame(rows, SEGMENT_ROWS_SCHEMA)
+            yield segments if dedup is None else _signed(segments, dedup)
 
     return run
+
+
+def _int(value) -> int | None:
+    return None if pd.isna(value) else int(value)
 
 
 def minhash_signatures(cfg: DedupConfig) -> BatchFn:
@@ -78,16 +117,18 @@ def minhash_signatures(cfg: DedupConfig) -> BatchFn:
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            hashes = [
-                minhash(text, cfg) if status == "ok" else None for text, status in zip(batch["text"], batch["status"])
-            ]
-            yield batch.assign(
-                minhash=[None if m is None else m.signature.view("int32") for m in hashes],
-                minhash_bands=[None if m is None else m.band_keys for m in hashes],
-                minhash_scheme=cfg.scheme,
-            )
+            yield _signed(batch, cfg)
 
     return run
+
+
+def _signed(batch: pd.DataFrame, cfg: DedupConfig) -> pd.DataFrame:
+    hashes = [minhash(text, cfg) if status == "ok" else None for text, status in zip(batch["text"], batch["status"])]
+    return batch.assign(
+        minhash=[None if m is None else m.signature.view("int32") for m in hashes],
+        minhash_bands=[None if m is None else m.band_keys for m in hashes],
+        minhash_scheme=cfg.scheme,
+    )
 
 
 def backtranslate(
@@ -97,13 +138,23 @@ def backtranslate(
     sampling: SamplingConfig,
     template: PromptTemplate,
     max_instruction_chars: int,
+    decontamination: Decontamination = Decontamination(),
 ) -> BatchFn:
-    """Input: (generation_id, segment_id, text). Output: CANDIDATES rows (``udfs.llm_rows.augment_batch``)."""
+    """Input: (generation_id, segment_id, text). Output: CANDIDATES rows (``udfs.llm_rows.augment_batch``), the
+    instructions checked against the evaluation sets of ``decontamination``."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in chunks(batches, engine_cfg.batch_size):
             engine = _engine(model_path, model_id, engine_cfg)  # cached: loads once per worker, on the first rows
-            yield augment_batch(engine, batch, model_id, template, sampling, engine_cfg, max_instruction_chars)
+            yield _within_deadline(
+                "augment",
+                len(batch),
+                sampling,
+                engine_cfg,
+                lambda: augment_batch(
+                    engine, batch, model_id, template, sampling, engine_cfg, max_instruction_chars, decontamination
+                ),
+            )
 
     return _dropping_engine_on_failure(run)
 
@@ -119,11 +170,72 @@ def judge(
     """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES rows of the self-training
     ``iteration`` whose judge this is (``udfs.llm_rows.judge_batch``)."""
 
+    stage = "calibrate" if iteration is None else f"curate (iteration {iteration})"
+
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in chunks(batches, engine_cfg.batch_size):
-            yield judge_batch(
-                _engine(model_path, model_id, engine_cfg), batch, model_id, template, sampling, engine_cfg, iteration
+            engine = _engine(model_path, model_id, engine_cfg)
+            yield _within_deadline(
+                stage,
+                len(batch),
+                sampling,
+                engine_cfg,
+                lambda: judge_batch(engine, batch, model_id, template, sampling, engine_cfg, iteration),
             )
+
+    return _dropping_engine_on_failure(run)
+
+
+def with_cascade_probability(fn: BatchFn) -> BatchFn:
+    """``fn`` (a judge) over rows that carry the cascade classifier's ``cascade_probability``: its scores rows
+    get that probability back by ``score_id`` (the judge sees and returns only its own columns)."""
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        seen: dict[str, float] = {}
+
+        def judge_input() -> Iterator[pd.DataFrame]:
+            for batch in batches:
+                seen.update(zip(batch["score_id"], batch["cascade_probability"]))
+                yield batch.drop(columns="cascade_probability")
+
+        for out in fn(judge_input()):
+            yield out.assign(cascade_probability=out["score_id"].map(seen))
+
+    return run
+
+
+def rewrite(
+    model_path: str,
+    model_id: str,
+    engine_cfg: EngineConfig,
+    sampling: SamplingConfig,
+    template: PromptTemplate,
+    settings: RewriteSettings,
+) -> BatchFn:
+    """Input: (rewrite_id, generation_id, segment_id, instruction, text). Output: REWRITES rows
+    (``udfs.llm_rows.rewrite_batch``)."""
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in chunks(batches, engine_cfg.batch_size):
+            engine = _engine(model_path, model_id, engine_cfg)
+            yield _within_deadline(
+                "rewrite",
+                len(batch),
+                sampling,
+                engine_cfg,
+                lambda: rewrite_batch(engine, batch, model_id, template, sampling, engine_cfg, settings),
+            )
+
+    return _dropping_engine_on_failure(run)
+
+
+def likelihood(model_path: str, model_id: str, engine_cfg: EngineConfig, source: str) -> BatchFn:
+    """Input: (likelihood_id, generation_id, segment_id, instruction, text). Output: LIKELIHOODS rows
+    (``udfs.likelihood.likelihood_batch``) of the pairs of ``source`` (pool or labels)."""
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in chunks(batches, engine_cfg.batch_size):
+            yield likelihood_batch(_engine(model_path, model_id, engine_cfg), batch, model_id, source)
 
     return _dropping_engine_on_failure(run)
 
@@ -149,21 +261,40 @@ def _tokenizer(path: str):
 
 def _engine(model_path: str, model_id: str, cfg: EngineConfig):
     """This worker's engine, on the GPUs Spark gave this task (when the cluster schedules GPUs)."""
-    context = TaskContext.get()
-    gpus = context.resources().get("gpu") if context is not None else None
-    if gpus is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus.addresses)
+    gpus = _task_gpus()
+    if gpus and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     return get_engine(model_path, cfg, model_id)
 
 
+def _within_deadline(
+    stage: str, rows: int, sampling: SamplingConfig, cfg: EngineConfig, call: Callable[[], pd.DataFrame]
+) -> pd.DataFrame:
+    """``call()`` (one batch through the engine, the model already loaded) under the batch deadline of this
+    task's device."""
+    seconds = batch_deadline(rows, sampling.max_tokens, "gpu" if _task_gpus() else "cpu", cfg.batch_deadline_seconds)
+    return call_with_deadline(call, seconds, f"{stage}: batch of {rows} rows")
+
+
+def _task_gpus() -> list[str]:
+    """The GPU addresses Spark gave this task, or those CUDA_VISIBLE_DEVICES names (a GPU machine without
+    GPU scheduling); empty on CPU."""
+    context = TaskContext.get()
+    gpus = context.resources().get("gpu") if context is not None else None
+    if gpus is not None:
+        return list(gpus.addresses)
+    return [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+
+
 def _dropping_engine_on_failure(run: BatchFn) -> BatchFn:
-    """An engine that raised may be dead (CUDA error, OOM): forget it so the retried task builds a new one."""
+    """An engine that raised may be dead (CUDA error, OOM): forget it so the retried task builds a new one. A
+    stalled one is forgotten without closing it: closing waits on the very call that never returns."""
 
     def guarded(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         try:
             yield from run(batches)
-        except Exception:
-            drop_engine()
+        except Exception as exc:
+            drop_engine(close=not isinstance(exc, EngineStalled))
             raise
 
     return guarded

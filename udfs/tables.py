@@ -50,11 +50,13 @@ FILES = Table(
 )
 # The ingest stage's work list, handed to the executors (not stored).
 UNITS_SCHEMA = "unit_id string, path string, start long, end long"
+# A document points at its record (source_path, offset, length, content_hash): html is null unless
+# ingest.store_html, or the record cannot be read back by offset (udfs.readers.can_read_back).
 DOCUMENTS = Table(
     "documents",
     "doc_id",
     (
-        "doc_id string, source_path string, offset long, url string, record_id string, fetch_date string, "
+        "doc_id string, source_path string, offset long, length long, url string, record_id string, fetch_date string, "
         "http_status int, content_type string, content_hash string, html string, status string, reason string, "
         "charset string, charset_source string"
     ),
@@ -90,7 +92,32 @@ SCORES = Table(
         "prompt_version string, score int, expected_score double, expected_score_failure string, "
         "parse_failure string, raw_text string, finish_reason string, prompt_tokens int, cached_tokens int, "
         "truncated_tokens int, output_tokens int, "
-        "input_flags string, status string, reason string"
+        "input_flags string, cascade_probability double, status string, reason string"
+    ),
+)
+# Curated pairs rewritten into answers by an aligned model (jobs.stages.rewrite): one row per (curated generation,
+# rewriter, prompt version, sampling, seed), with the answer's faithfulness to its segment (udfs.rewrite).
+REWRITES = Table(
+    "rewrites",
+    "rewrite_id",
+    (
+        "rewrite_id string, generation_id string, segment_id string, answer string, raw_text string, "
+        "finish_reason string, answer_end string, faithfulness double, new_numbers string, n_new_numbers int, "
+        "new_entities string, n_new_entities int, min_faithfulness double, prompt_tokens int, cached_tokens int, "
+        "truncated_tokens int, output_tokens int, model_id string, prompt_version string, sampling string, "
+        "seed long, status string, reason string"
+    ),
+)
+# Likelihood scores (udfs.likelihood): one row per (pair, scorer model, format version). ``source`` is "pool"
+# (a candidate: generation_id and segment_id are its own) or "labels" (a row of report.judge_labels: both
+# hold its label id, as calibration does).
+LIKELIHOODS = Table(
+    "likelihoods",
+    "likelihood_id",
+    (
+        "likelihood_id string, generation_id string, segment_id string, source string, scorer_model_id string, "
+        "format_version string, conditional_loss double, answer_loss double, ifd double, context_tokens int, "
+        "answer_tokens int, status string, reason string"
     ),
 )
 # The calibrate stage's input rows (data/sample/judge_labels.jsonl), handed to the judge (not stored).
@@ -107,7 +134,8 @@ CALIBRATION = Table(
         "input_flags string, status string, reason string"
     ),
 )
-# Lineage of each trained model's augmented examples: one row per example.
+# Lineage of each trained model's augmented examples: one row per example; ``rewrite_id`` names the rewrite that
+# was its answer (null: the segment was).
 CURATED = Table(
     "curated",
     "curated_id",
@@ -115,15 +143,18 @@ CURATED = Table(
         "curated_id string, iteration int, trained_model_id string, score_id string, generation_id string, "
         "segment_id string, doc_id string, url string, generation_model_id string, augment_prompt_version string, "
         "judge_model_id string, judge_prompt_version string, score int, expected_score double, score_column string, "
-        "min_score double, training_data_sha256 string, status string, reason string"
+        "min_score double, training_data_sha256 string, status string, reason string, rewrite_id string"
     ),
 )
+# A run that raised is a ``failed`` row too: ``reason`` is its error (one line, type and message), ``failed_stage``
+# the stage it was in, ``committed`` what it had committed by then (table -> versions and rows added).
 RUNS = Table(
     "runs",
     "run_id",
     (
         "run_id string, started_at string, finished_at string, seconds double, config string, stages string, "
-        "tables string, curation string, yields string"
+        "tables string, curation string, yields string, status string, reason string, failed_stage string, "
+        "committed string"
     ),
 )
 

@@ -54,7 +54,11 @@ class VLLMEngine:
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
         params = [
             SamplingParams(
-                temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=seed
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                repetition_penalty=sampling.repetition_penalty,
+                seed=seed,
             )
             for seed in seeds
         ]
@@ -113,6 +117,29 @@ class VLLMEngine:
                     for text, path in plan[1].items()
                 }
             )
+        return result
+
+    def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[str]) -> list[list[float] | None]:
+        # prompt_logprobs=0: the log-probability of each prompt token as it is, no alternatives. vLLM reads no
+        # prefix cache for such requests (see continuation_logprobs); here that costs only the chat template's
+        # few shared tokens, since every (instruction, answer) is its own text (benchmarks/ifd_scores.py).
+        spans: list[tuple[int, list[int]] | None] = []
+        for prompt, answer in zip(prompts, answers):
+            prompt_ids = self.encode(prompt)
+            ids = prompt_ids + self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+            spans.append((len(prompt_ids), ids) if len(ids) < self.max_model_len else None)  # + 1 generated
+        asked = [span for span in spans if span is not None and span[0] < len(span[1])]
+        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
+        inputs = [TokensPrompt(prompt_token_ids=ids) for _, ids in asked]
+        outputs = iter(self.llm.generate(inputs, params, use_tqdm=False) if inputs else ())
+        result: list[list[float] | None] = []
+        for span in spans:
+            if span is None or span[0] == len(span[1]):
+                result.append(None if span is None else [])
+                continue
+            start, ids = span
+            found = next(outputs).prompt_logprobs  # position 0 has none: nothing precedes the first token
+            result.append([float(found[i][ids[i]].logprob) for i in range(start, len(ids))])
         return result
 
     def close(self) -> None:

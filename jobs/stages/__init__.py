@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from jobs.stages import augment, calibrate, curate, ingest, models, segment, train
+from jobs.config import PipelineConfig
+from jobs.stages import augment, calibrate, curate, ingest, likelihood, models, rewrite, segment, train
 from jobs.stages.base import Context, MissingInput, StageReport
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "MissingInput",
     "Stage",
     "StageReport",
+    "active",
     "format_plan",
     "make_plan",
     "run_stage",
@@ -40,6 +42,8 @@ class Stage:
     run: Callable[[Context, StageReport], None]
     plan: Callable[[Context, int | None], dict]
     iterated: bool = False  # once per self-training iteration
+    # whether a config runs the stage at all: an optional stage that is off is left out of the schedule
+    enabled: Callable[[PipelineConfig], bool] = lambda cfg: True
 
 
 STAGES: tuple[Stage, ...] = (
@@ -47,13 +51,20 @@ STAGES: tuple[Stage, ...] = (
     Stage("segment", "segment_v1", segment.run, segment.plan),
     Stage("models", "models_v1", models.run, models.plan),
     Stage("augment", "augment_v1", augment.run, augment.plan),
+    Stage("likelihood", "likelihood_v1", likelihood.run, likelihood.plan, enabled=lambda cfg: cfg.likelihood.enabled),
     Stage("curate", "curate_v1", curate.run, curate.plan, iterated=True),
+    Stage("rewrite", "rewrite_v1", rewrite.run, rewrite.plan, iterated=True, enabled=lambda cfg: cfg.rewrite.enabled),
     Stage("train", "train_v1", train.run, train.plan, iterated=True),
     Stage("calibrate", "calibrate_v1", calibrate.run, calibrate.plan),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
 STAGE_NAMES = tuple(BY_NAME)
 ITERATION_STAGES = tuple(stage.name for stage in STAGES if stage.iterated)
+
+
+def active(cfg: PipelineConfig, stages: Sequence[str]) -> list[str]:
+    """The stages of ``stages`` that ``cfg`` turns on (optional stages that are off are left out)."""
+    return [name for name in stages if BY_NAME[name].enabled(cfg)]
 
 
 def schedule(stages: Sequence[str], iterations: Sequence[int]) -> list[tuple[str, int | None]]:

@@ -1,12 +1,12 @@
 """augment_v1: M_yx writes one instruction per ok segment -> ``candidates`` (self-augmentation, paper step 2).
 
 Generation ids are keyed by segment, M_yx's id, prompt version, sampling and seed (``udfs.ids``); the row
-logic is ``udfs.llm_rows.augment_batch``, run by the executors through ``spark_udfs.backtranslate``.
+logic is ``udfs.llm_rows.augment_batch``, run by the executors through ``spark_udfs.backtranslate``. Each
+instruction is checked against the evaluation sets segments are checked against (``segment.decontamination``):
+M_yx can write an evaluation's prompt even for a clean segment, and one that does is ``eval_overlap:<set>``.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 from pyspark.sql import DataFrame
 
@@ -33,7 +33,13 @@ def run(ctx: Context, report: StageReport) -> None:
     backward_id = model_id(model_path, "M_yx", "models")
     template = PromptTemplate.load(cfg.augment.prompt)
     fn = spark_udfs.backtranslate(
-        model_path, backward_id, cfg.engine, cfg.augment.sampling, template, cfg.augment.max_instruction_chars
+        model_path,
+        backward_id,
+        cfg.engine,
+        cfg.augment.sampling,
+        template,
+        cfg.augment.max_instruction_chars,
+        cfg.segment.eval_check,
     )
     append_in_chunks(ctx, CANDIDATES, augment_rows(ctx, backward_id, report), fn, report)
     report.extra["model_id"] = backward_id
@@ -58,6 +64,6 @@ def augment_rows(ctx: Context, backward_id: str, report: StageReport | None = No
     """Every (generation_id, segment_id, text) this config asks M_yx for: one per ok segment."""
     cfg = ctx.cfg
     version = PromptTemplate.load(cfg.augment.prompt).version
-    salt = generation_salt(backward_id, version, dataclasses.asdict(cfg.augment.sampling), cfg.augment.seed)
+    salt = generation_salt(backward_id, version, cfg.augment.sampling.as_dict(), cfg.augment.seed)
     segments = require(ctx, report, SEGMENTS.name, "segment").where("status = 'ok'")
     return segments.select(keyed_id("segment_id", salt).alias("generation_id"), "segment_id", "text")

@@ -1,7 +1,8 @@
 """What every stage shares, driver side: the context, the stage report, keyed appends, chunked LLM commits.
 
 A stage reads and writes Delta tables through ``jobs.storage`` only, and is safe to re-run: its output rows
-are keyed by deterministic ids (``udfs.ids``) and appends skip keys already present (``Storage.new_rows``).
+are keyed by deterministic ids (``udfs.ids``) and appends skip keys already present, also under a concurrent
+run on the same root (``Storage.new_rows``, ``Storage.insert``).
 LLM stages commit in chunks (``append_in_chunks``), each task on the GPUs of a stage-level resource profile.
 The stages themselves are the other modules of this package; ``jobs.stages`` lists them in run order.
 """
@@ -9,9 +10,12 @@ The stages themselves are the other modules of this package; ``jobs.stages`` lis
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
+import pyspark
 from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -85,20 +89,26 @@ def status_counts(df: DataFrame) -> dict[str, int]:
 
 def append(ctx: Context, table: Table, df: DataFrame, report: StageReport) -> None:
     """Append the rows of ``df`` whose key is new, counted by status/reason. The new rows are cached so that
-    (possibly LLM-generated) rows are computed once for both the counts and the write."""
-    new = ctx.storage.new_rows(table.name, df, table.key).cache()
-    for status, count in status_counts(new).items():
+    (possibly LLM-generated) rows are computed once for the counts, the write and, if a concurrent run on the
+    same root commits some of the keys first, the write again without them (``Storage.insert``)."""
+    new = ctx.storage.new_rows(table.name, df, table.key)
+    new = replace(new, df=new.df.cache())
+    for status, count in status_counts(new.df).items():
         report.by_status[status] = report.by_status.get(status, 0) + count
-    if "prompt_tokens" in new.columns:  # LLM stages: tokens in/out and prefix-cache hits
-        sums = new.agg(*[F.sum(c).alias(c) for c in TOKEN_COLUMNS]).first().asDict()
+    if "prompt_tokens" in new.df.columns:  # LLM stages: tokens in/out and prefix-cache hits
+        sums = new.df.agg(*[F.sum(c).alias(c) for c in TOKEN_COLUMNS]).first().asDict()
         tokens = report.extra.setdefault("tokens", dict.fromkeys(TOKEN_COLUMNS, 0))
         for c in TOKEN_COLUMNS:
             tokens[c] += sums[c] or 0
         prompt = tokens["prompt_tokens"]
         tokens["prefix_cache_hit_rate"] = round(tokens["cached_tokens"] / prompt, 4) if prompt else 0.0
-    report.rows_written += ctx.storage.append(table.name, new).rows
-    report.writes[table.name] = ctx.storage.version(table.name)
-    new.unpersist()
+    written = ctx.storage.insert(table.name, new)
+    report.rows_written += written.rows
+    if written.concurrent:  # counted above as this run's, but the other run's identical rows are the ones kept
+        concurrent = report.extra.setdefault("rows_written_by_concurrent_run", {})
+        concurrent[table.name] = concurrent.get(table.name, 0) + written.concurrent
+    report.writes[table.name] = written.version
+    new.df.unpersist()
 
 
 def pending(
@@ -111,9 +121,11 @@ def pending(
     return rows if done is None else rows.join(done.select(key).distinct(), on=key, how="left_anti")
 
 
-def append_in_chunks(ctx: Context, table: Table, todo: DataFrame, fn, report: StageReport) -> None:
+def append_in_chunks(
+    ctx: Context, table: Table, todo: DataFrame, fn, report: StageReport, order: Sequence[str] = ()
+) -> None:
     """Run the LLM batch function ``fn`` over the rows of ``todo`` whose key is not in ``table`` yet,
-    committing every ``engine.commit_rows`` rows.
+    committing every ``engine.commit_rows`` rows; each task sees its rows sorted by ``order`` (``llm_map``).
 
     A job killed mid-generation keeps every committed chunk; the next run no longer finds those keys to do,
     so at most the chunks in flight are generated again. Chunks are hash buckets of the key: a deterministic
@@ -126,25 +138,67 @@ def append_in_chunks(ctx: Context, table: Table, todo: DataFrame, fn, report: St
     bucketed = todo.withColumn("_chunk", F.pmod(F.xxhash64(table.key), F.lit(chunks)))
     for chunk in range(chunks):
         rows = bucketed.where(F.col("_chunk") == chunk).drop("_chunk")
-        append(ctx, table, llm_map(ctx, rows, fn, table.schema), report)
+        append(ctx, table, llm_map(ctx, rows, fn, table.schema, order), report)
         tokens = report.extra.get("tokens", {}).get("output_tokens")
         progress.update(table.name, report.rows_written, report.rows_in, tokens=tokens)
         log.info("%s: chunk %d/%d committed (%d rows so far)", table.name, chunk + 1, chunks, report.rows_written)
 
 
-def llm_map(ctx: Context, rows: DataFrame, fn, schema: str) -> DataFrame:
+def llm_map(ctx: Context, rows: DataFrame, fn, schema: str, order: Sequence[str] = ()) -> DataFrame:
     """``rows`` through the LLM batch function ``fn`` on ``engine.partitions`` tasks, each holding
-    ``engine.task_gpus`` GPUs."""
+    ``engine.task_gpus`` GPUs. With ``order``, each task's rows are sorted by those columns after the
+    repartition (which would scatter an earlier sort), so the engine batches neighbours in that order."""
     parts = ctx.cfg.engine.partitions
     rows = rows.repartition(parts) if parts else rows
-    return rows.mapInPandas(fn, schema, profile=gpu_profile(ctx.cfg.engine.task_gpus))
+    rows = rows.sortWithinPartitions(*order) if order else rows
+    profile = gpu_profile(ctx.spark, ctx.cfg.engine.task_gpus)
+    # Without a profile the keyword stays out: pyspark before 4.0 has no profile= at all.
+    return rows.mapInPandas(fn, schema, profile=profile) if profile else rows.mapInPandas(fn, schema)
 
 
-def gpu_profile(task_gpus: float | None) -> ResourceProfile | None:
-    """A stage-level resource profile giving each LLM task ``task_gpus`` GPUs (CPU stages keep none)."""
+PROFILE_MIN_SPARK = (4, 0)  # DataFrame.mapInPandas(profile=) is new in Spark 4.0
+_profile_warned: set[str] = set()
+
+
+def gpu_profile(spark: SparkSession, task_gpus: float | None) -> ResourceProfile | None:
+    """A stage-level resource profile giving each LLM task ``task_gpus`` GPUs (CPU stages keep none), or None
+    where Spark cannot schedule one (``profile_unavailable``): the LLM tasks then run under the session's
+    default task resources, and why is logged once per reason."""
     if not task_gpus:
         return None
+    reason = profile_unavailable(spark)
+    if reason is not None:
+        if reason not in _profile_warned:
+            _profile_warned.add(reason)
+            log.warning(
+                "engine.task_gpus=%s not applied (%s): LLM tasks get the default task resources", task_gpus, reason
+            )
+        return None
     return ResourceProfileBuilder().require(TaskResourceRequests().resource("gpu", task_gpus)).build
+
+
+def profile_unavailable(spark: SparkSession) -> str | None:
+    """Why this session cannot run a task-level resource profile, or None when it can."""
+    for side, version in (("pyspark", pyspark.__version__), ("Spark", spark.version)):
+        if version_tuple(version) < PROFILE_MIN_SPARK:
+            return f"{side} {version} has no stage-level profiles for mapInPandas (Spark >= 4.0)"
+    if spark.conf.get("spark.dynamicAllocation.enabled", "false").strip().lower() == "true":
+        # A task-only profile shares the running executors only without dynamic allocation; with it Spark
+        # asks for new executors of that profile, which GPUs held by the idle default executors can block.
+        return "spark.dynamicAllocation.enabled is true"
+    master = spark.conf.get("spark.master", "")
+    if master == "local" or master.startswith("local["):
+        # Spark rejects task profiles in local mode ("only supported for Standalone, Yarn and Kubernetes").
+        return f"master {master} (local mode)"
+    return None
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    """(major, minor) of a Spark version string such as ``4.0.0``, ``3.5.2-databricks`` or ``4.1.0.dev0``."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match is None:
+        raise ValueError(f"not a Spark version: {version!r}")
+    return int(match[1]), int(match[2])
 
 
 def model_ready(path: str) -> bool:

@@ -4,24 +4,37 @@ The paper's Table 7: how well does the judge that curates iteration i (M0 for it
 separate good pairs from bad ones? Rows are keyed by (judge model id, prompt version, sampling, seed,
 label row id), so re-running adds nothing and a new judge or label adds only its rows. The judge is the
 curate stage's own batch function (``spark_udfs.judge``) with the curate stage's prompt and sampling; the
-report turns the rows into precision and recall at k (``udfs.calibration``).
+report turns the rows into precision and recall at k (``udfs.calibration``). With ``likelihood.enabled`` the
+likelihood scorer rates the same pairs first (``likelihoods`` rows of source ``labels``): IFD's calibration.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.config import PipelineConfig
-from jobs.stages.base import Context, StageReport, append, keyed_id, llm_map, model_ready, model_state, table_state
+from jobs.stages.base import (
+    Context,
+    StageReport,
+    append,
+    keyed_id,
+    llm_map,
+    model_ready,
+    model_state,
+    pending,
+    table_state,
+)
+from jobs.stages.likelihood import scorer_of
 from udfs import ids, spark_udfs
 from udfs.calibration import LabelledPair, read_labels
-from udfs.ids import model_fingerprint
+from udfs.ids import likelihood_salt, model_fingerprint
+from udfs.likelihood import FORMAT_VERSION
 from udfs.prompts import CONF_DIR, PromptTemplate
-from udfs.tables import CALIBRATION, LABELS_SCHEMA, SCORES
+from udfs.tables import CALIBRATION, LABELS_SCHEMA, LIKELIHOODS, SCORES
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +51,8 @@ def run(ctx: Context, report: StageReport) -> None:
     labels = ctx.spark.createDataFrame(
         [(p.label_id, p.instruction, p.output, p.label, p.kind) for p in pairs], LABELS_SCHEMA
     )
+    if cfg.likelihood.enabled:
+        score_labels(ctx, labels, report)
     template = PromptTemplate.load(cfg.curate.prompt)
     done = ctx.storage.read(CALIBRATION.name)
     report.extra["judges"] = []
@@ -72,6 +87,24 @@ def run(ctx: Context, report: StageReport) -> None:
         log.info("calibrate: iteration %d judge %s done", iteration, model_id)
 
 
+def score_labels(ctx: Context, labels: DataFrame, report: StageReport) -> None:
+    """The likelihood scorer over the labelled pairs -> ``likelihoods`` rows of source ``labels`` (keyed by
+    label id and scorer, like the pool's), so the report can set IFD's calibration beside the judges'."""
+    path, scorer_id = scorer_of(ctx.cfg)
+    todo = labels.select(
+        keyed_id("label_id", likelihood_salt(scorer_id, FORMAT_VERSION)).alias("likelihood_id"),
+        F.col("label_id").alias("generation_id"),
+        F.col("label_id").alias("segment_id"),
+        "instruction",
+        F.col("output").alias("text"),
+    )
+    todo = pending(ctx, LIKELIHOODS, todo)  # skip before scoring
+    report.rows_in += todo.count()
+    fn = spark_udfs.likelihood(path, scorer_id, ctx.cfg.engine, "labels")
+    append(ctx, LIKELIHOODS, llm_map(ctx, todo, fn, LIKELIHOODS.schema), report)
+    report.extra["likelihood_scorer_model_id"] = scorer_id
+
+
 def plan(ctx: Context, iteration: int | None = None) -> dict:
     cfg = ctx.cfg
     judges = {
@@ -100,9 +133,7 @@ def labels_path(cfg: PipelineConfig) -> Path | None:
 
 
 def calibration_salt(cfg: PipelineConfig, judge_model_id: str, template: PromptTemplate) -> str:
-    return ids.calibration_salt(
-        judge_model_id, template.version, dataclasses.asdict(cfg.curate.sampling), cfg.curate.seed
-    )
+    return ids.calibration_salt(judge_model_id, template.version, cfg.curate.sampling.as_dict(), cfg.curate.seed)
 
 
 def calibration_ids(cfg: PipelineConfig, judge_model_ids: list[str], labels: list[LabelledPair]) -> set[str]:

@@ -3,16 +3,17 @@
 Self-curation, paper step 3: iteration i's judge is M_{i-1} (M0, the seed model, for iteration 1) and it
 scores the whole candidate pool. Score ids are keyed by generation, judge, prompt version, sampling, seed
 and iteration (``udfs.ids``); the row logic is ``udfs.llm_rows.judge_batch``, run through ``spark_udfs.judge``.
-What passes is ``passing``: the curation rule of ``udfs.curation`` with this iteration's k.
+What passes is ``passing``: the curation rule of ``udfs.curation`` with this iteration's k. With
+``curate.cascade.enabled`` a classifier trained on the judge's scores of a sample rules out pairs first
+(``jobs.cascade``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from jobs import cascade
 from jobs.config import PipelineConfig
 from jobs.stages.base import (
     Context,
@@ -26,7 +27,7 @@ from jobs.stages.base import (
     table_state,
 )
 from udfs import spark_udfs
-from udfs.curation import passes
+from udfs.curation import passes, prefix_order
 from udfs.ids import score_salt
 from udfs.prompts import PromptTemplate
 from udfs.tables import CANDIDATES, SCORES, SEGMENTS
@@ -37,7 +38,13 @@ def run(ctx: Context, report: StageReport) -> None:
     model_path, judge_id = judge_of(cfg, iteration)
     template = PromptTemplate.load(cfg.curate.prompt)
     fn = spark_udfs.judge(model_path, judge_id, cfg.engine, cfg.curate.sampling, template, iteration)
-    append_in_chunks(ctx, SCORES, score_rows(ctx, iteration, judge_id, report), fn, report)
+    # Prompts sharing a prefix are judged side by side: each batch then prefills a shared prefix once.
+    order = prefix_order(template)
+    pairs = score_rows(ctx, iteration, judge_id, report)
+    if cfg.curate.cascade.enabled:
+        cascade.run(ctx, report, pairs, judge_id, template.version, fn, order)
+    else:
+        append_in_chunks(ctx, SCORES, pairs, fn, report, order)
     report.extra["judge_model_id"] = judge_id
 
 
@@ -72,7 +79,7 @@ def score_rows(ctx: Context, iteration: int, judge_id: str, report: StageReport 
     keyed by (generation, judge, prompt version, sampling, seed, iteration)."""
     cfg = ctx.cfg
     version = PromptTemplate.load(cfg.curate.prompt).version
-    salt = score_salt(judge_id, version, dataclasses.asdict(cfg.curate.sampling), cfg.curate.seed, iteration)
+    salt = score_salt(judge_id, version, cfg.curate.sampling.as_dict(), cfg.curate.seed, iteration)
     candidates = require(ctx, report, CANDIDATES.name, "augment").where("status = 'ok'")
     return (
         candidates.select("generation_id", "segment_id", "instruction")
@@ -82,5 +89,6 @@ def score_rows(ctx: Context, iteration: int, judge_id: str, report: StageReport 
 
 
 def passing(cfg: PipelineConfig, iteration: int) -> Column:
-    """The curation rule of ``iteration`` as a filter on judged scores rows (null scores never pass)."""
-    return passes(F.col, cfg.iterations.score_column, cfg.iterations.k(iteration))
+    """The judge's rule of ``iteration`` as a filter on judged scores rows (null scores never pass); what a
+    baseline selects instead is ``jobs.selection.curated_generations``."""
+    return passes(F.col, cfg.iterations.judge_rule, cfg.iterations.k(iteration))

@@ -1,23 +1,23 @@
 """ingest_v2: the corpus's files -> ``documents``, one row per record, and the ``files`` ledger of what was read.
 
 Files are split into work units (``udfs.readers.plan_units``) read by the executors (``spark_udfs.read_units``).
-A file is identified by path, size and mtime: a file whose units are all in the ledger is not opened again,
-a changed file is read again.
+The corpus is listed here, on the driver (``jobs.preflight.corpus_files``: local paths or object-store URLs),
+and read by the executors. A file is identified by path (or URL), size and mtime (a remote object: its ETag,
+else its last-modified time): a file whose units are all in the ledger is not opened again, a changed file is
+read again.
 """
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 from collections import Counter
 from datetime import datetime, timezone
-from pathlib import Path
 
+from jobs.preflight import corpus_files
 from jobs.stages.base import Context, StageReport, append, read, table_state
 from udfs import spark_udfs
 from udfs.ids import file_id, unit_id
-from udfs.readers import input_format, plan_units
+from udfs.readers import plan_units
 from udfs.tables import DOCUMENTS, FILES, READ_SCHEMA, UNITS_SCHEMA, status_key
 
 
@@ -28,9 +28,9 @@ def run(ctx: Context, report: StageReport) -> None:
     re-read those units, whose doc_ids are then skipped.
     """
     cfg = ctx.cfg.ingest
-    files = list_input_files(ctx.cfg.input.corpus)
-    stats = {f: os.stat(f) for f in files}
-    ids = {f: file_id(f, s.st_size, s.st_mtime_ns) for f, s in stats.items()}
+    entries = {e.url: e for e in corpus_files(ctx.cfg.input.corpus)}
+    files = list(entries)
+    ids = {f: file_id(f, e.size, e.version) for f, e in entries.items()}
     done_units, done_files = ledger(ctx, report)
     units_planned = plan_units([f for f in files if ids[f] not in done_files], cfg)
     units_in_file = Counter(u.path for u in units_planned)
@@ -54,8 +54,8 @@ def run(ctx: Context, report: StageReport) -> None:
             uid,
             ids[u.path],
             u.path,
-            stats[u.path].st_size,
-            stats[u.path].st_mtime_ns,
+            entries[u.path].size,
+            entries[u.path].mtime_ns,
             u.start,
             u.end,
             units_in_file[u.path],
@@ -71,25 +71,14 @@ def run(ctx: Context, report: StageReport) -> None:
 
 
 def plan(ctx: Context, iteration: int | None = None) -> dict:
-    files = list_input_files(ctx.cfg.input.corpus)
+    files = corpus_files(ctx.cfg.input.corpus)
     _, done = ledger(ctx)
-    new = [f for f in files if file_id(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) not in done]
+    new = [e for e in files if file_id(e.url, e.size, e.version) not in done]
     return {
         "inputs": {"corpus": ctx.cfg.input.corpus, "files": len(files)},
         "outputs": {DOCUMENTS.name: table_state(ctx, DOCUMENTS)},
         "todo": {"new_or_changed_files": len(new)},
     }
-
-
-def list_input_files(pattern: str) -> list[str]:
-    """Files in a readable format matching ``pattern`` (a file, a folder searched recursively, or a glob), sorted."""
-    paths = [pattern] if os.path.isfile(pattern) else sorted(glob.glob(pattern, recursive=True))
-    if os.path.isdir(pattern):
-        paths = sorted(str(p) for p in Path(pattern).rglob("*") if p.is_file())
-    files = [os.path.abspath(p) for p in paths if os.path.isfile(p) and input_format(p) is not None]
-    if not files:
-        raise FileNotFoundError(f"input.corpus: no WARC, WET, HTML, JSONL or Parquet files match {pattern!r}")
-    return files
 
 
 def ledger(ctx: Context, report: StageReport | None = None) -> tuple[set[str], set[str]]:

@@ -9,6 +9,7 @@ Training skips a model already trained on the same data, so re-running costs not
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from jobs.config import BUILTIN_MODELS, PipelineConfig
 from jobs.stages.base import Context, StageReport, model_id, model_ready, model_state, require
 from training.bootstrap import build_base_model
 from training.config import TrainConfig
+from training.data import excluded_counts
 from training.pretrained import ensure_builtin
 from training.recipe import recipe_for
 from training.launch import launch
@@ -55,6 +57,7 @@ def run(ctx: Context, report: StageReport) -> None:
                 "steps": result.steps,
                 "examples": result.examples,
                 "final_loss": result.final_loss,
+                "seed_excluded": excluded_counts(result.provenance),
             }
     report.extra["model_ids"] = {role: model_id(cfg.model_path(role), role, "models") for role in ROLES}
 
@@ -99,11 +102,16 @@ def recipe_file(cfg: PipelineConfig, direction: str) -> str:
 def train_config(
     cfg: PipelineConfig, recipe: str, base: str, output_dir: str, extra: tuple[str, ...] = ()
 ) -> TrainConfig:
-    """The training recipe ``recipe`` for one model of this pipeline, from ``base`` into ``output_dir``."""
+    """The training recipe ``recipe`` for one model of this pipeline, from ``base`` into ``output_dir``; its
+    seed pairs are checked against the evaluation sets segments are (``segment.decontamination``)."""
+    evals = [dataclasses.asdict(s) for s in cfg.segment.decontamination]
     overrides = [
         f"base_model={base}",
         f"output_dir={output_dir}",
         f"seed.path={cfg.input.seed}",
+        f"seed.decontamination={json.dumps(evals)}",  # JSON is YAML: the override parser reads it as a list
+        f"seed.decontamination_ngram={cfg.segment.decontamination_ngram}",
+        f"seed.decontamination_min_words={cfg.segment.decontamination_min_words}",
         f"trust_remote_code={cfg.engine.trust_remote_code}",
         *cfg.models.train_overrides,
         *extra,

@@ -1,9 +1,11 @@
 """segment_v1: ok ``documents`` -> ``segments``, one row per section, with exact and near duplicates marked.
 
-The executors segment and filter each document (``udfs.segment.segment_rows`` through
-``spark_udfs.segment_documents``); a document with a row in ``segments`` is done. New segments are then
-deduplicated against themselves and against every segment kept by earlier runs, so a new crawl drop only
-adds new material.
+The executors read each document back from its record (``udfs.readers.read_back``; documents stored with
+``ingest.store_html`` carry their html), then segment, filter and sign it (``udfs.segment.segment_rows`` and
+``udfs.minhash`` through ``spark_udfs.segment_documents``); a document with a row in ``segments`` is done, and
+one whose input file is gone or rewritten is one ``error`` row (``source_missing``, ``source_changed``).
+New segments are then deduplicated against themselves and against every segment kept by earlier runs, so a
+new crawl drop only adds new material.
 
 ``dedup(segments, stored, cfg)`` takes the rows the segment stage produced (not yet written) and the stored
 ``segments`` table, and returns the new rows with duplicates dropped, ``duplicate_of`` (the matched segment id)
@@ -36,16 +38,35 @@ from udfs.minhash import DedupConfig
 from udfs.tables import DOCUMENTS, MINHASH_COLUMNS, MINHASH_SCHEMA, SEGMENT_ROWS_SCHEMA, SEGMENTS
 
 log = logging.getLogger(__name__)
+# Most documents per segment task: small enough that pages of uneven size even out across tasks, large enough
+# that a task's start is paid for many pages (Python workers, and what they load, are reused across tasks).
+_TASK_DOCS = 500
 
 
 def run(ctx: Context, report: StageReport) -> None:
-    docs = require(ctx, report, DOCUMENTS.name, "ingest").where("status = 'ok'").select("doc_id", "url", "html")
+    """Segment the ok documents without segments rows. Documents stored without html are read back from
+    their records by the executors; ranged by file and offset, so each task reads one stretch of a file."""
+    docs = require(ctx, report, DOCUMENTS.name, "ingest").where("status = 'ok'")
+    if "length" not in docs.columns:  # a table written before documents pointed at records: all have html
+        docs = docs.withColumn("length", F.lit(None).cast("long"))
+    docs = docs.select("doc_id", "url", "html", "source_path", "offset", "length", "content_hash")
     done = read(ctx, report, SEGMENTS.name)
     if done is not None:
         docs = docs.join(done.select("doc_id").distinct(), on="doc_id", how="left_anti")
     report.rows_in = docs.count()
-    segments = docs.mapInPandas(spark_udfs.segment_documents(ctx.cfg.segment), SEGMENT_ROWS_SCHEMA)
+    parts = segment_tasks(report.rows_in, ctx.spark.sparkContext.defaultParallelism)
+    docs = docs.repartitionByRange(parts, "source_path", "offset").sortWithinPartitions("source_path", "offset")
+    batch = spark_udfs.segment_documents(ctx.cfg.segment, ctx.cfg.ingest, ctx.cfg.dedup)
+    segments = docs.mapInPandas(batch, f"{SEGMENT_ROWS_SCHEMA}, {MINHASH_SCHEMA}")
     append(ctx, SEGMENTS, dedup(segments, done, ctx.cfg.dedup), report)
+
+
+def segment_tasks(docs: int, cores: int, per_task: int = _TASK_DOCS) -> int:
+    """Tasks for ``docs`` documents on ``cores`` cores: whole waves of one task per core (a last wave of fewer
+    tasks than cores leaves cores idle: 3 tasks on 2 cores ran the segment stage at 1.5 cores), each of at most
+    ``per_task`` documents, and never more tasks than documents."""
+    waves = max(1, -(-docs // (cores * per_task)))
+    return max(1, min(docs, cores * waves))
 
 
 def plan(ctx: Context, iteration: int | None = None) -> dict:
@@ -66,11 +87,14 @@ def _ok() -> Column:
 
 
 def dedup(segments: DataFrame, stored: DataFrame | None, cfg: DedupConfig) -> DataFrame:
-    """New ``segments`` with exact and (when enabled) near duplicates marked; see the module docstring."""
-    columns = [*segments.columns, "duplicate_of", *MINHASH_COLUMNS]
+    """New ``segments`` (signed already, or signed here) with exact and (when enabled) near duplicates marked;
+    see the module docstring."""
+    if "minhash" not in segments.columns:
+        segments = with_minhash(segments, cfg)
+    columns = [c for c in segments.columns if c not in MINHASH_COLUMNS] + ["duplicate_of", *MINHASH_COLUMNS]
     # Checkpointed: the rows feed both the marking and the band join, and must not be segmented twice. (A lost
     # executor fails the stage instead of recomputing; nothing is written before the end, so a re-run redoes it.)
-    signed = with_minhash(segments, cfg).withColumn("duplicate_of", F.lit(None).cast("string")).localCheckpoint()
+    signed = segments.withColumn("duplicate_of", F.lit(None).cast("string")).localCheckpoint()
     marked = exact_dedup(signed, stored)
     if cfg.near_duplicates:
         marked = near_dedup(marked, stored, cfg)

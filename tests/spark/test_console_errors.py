@@ -5,7 +5,6 @@ import logging
 
 import pytest
 
-import jobs.storage
 from jobs import console
 from jobs.augment import main
 from jobs.storage import Storage
@@ -26,14 +25,15 @@ def test_out_of_disk_during_a_write_leaves_the_table_unchanged(spark, tmp_path, 
     root = tmp_path / "tables"
     args = ["--config", str(ROOT / "conf/tiny.yaml"), "--set", f"storage.root={root}", "--stages", "ingest"]
     storage = Storage(spark, str(root))
-    written = jobs.storage._add_action
+    written = Storage._write_files
 
-    def disk_full(table_path, relative):
-        if "/documents" in table_path:  # the data files are written; the disk fills before the commit
-            raise OSError(errno.ENOSPC, "No space left on device", f"{table_path}/{relative}")
-        return written(table_path, relative)
+    def disk_full(self, name, df):
+        actions = written(self, name, df)
+        if name == "documents":  # the data files are written; the disk fills before the commit
+            raise OSError(errno.ENOSPC, "No space left on device", f"{self.path(name)}/{actions[0].path}")
+        return actions
 
-    monkeypatch.setattr(jobs.storage, "_add_action", disk_full)
+    monkeypatch.setattr(Storage, "_write_files", disk_full)
     with pytest.raises(SystemExit) as stop:
         main(args)
     line = str(stop.value.code)
@@ -45,6 +45,6 @@ def test_out_of_disk_during_a_write_leaves_the_table_unchanged(spark, tmp_path, 
         text = log.read()
     assert "Traceback" in text and "No space left on device" in text
 
-    monkeypatch.setattr(jobs.storage, "_add_action", written)
+    monkeypatch.setattr(Storage, "_write_files", written)
     main(args)  # space freed: the same command writes the table
     assert storage.read("documents").count() == 29

@@ -194,7 +194,9 @@ def test_a_credential_on_the_command_line_reaches_no_log_table_or_file(loop):
     assert '"spark.hadoop.fs.s3a.secret.key": "***"' in output  # the resolved config was logged, masked
     assert SECRET not in output
     runs = table(root, "runs")
-    assert len(runs) == 3 and runs["config"].str.contains('"spark.hadoop.fs.s3a.secret.key": "\\*\\*\\*"').all()
+    # three runs, and the one stopped for want of a judge (a failed row: its config is masked alike)
+    assert sorted(runs["status"]) == ["failed", "ok", "ok", "ok"]
+    assert runs["config"].str.contains('"spark.hadoop.fs.s3a.secret.key": "\\*\\*\\*"').all()
     assert not runs.apply(lambda column: column.astype(str).str.contains(SECRET)).any().any()
     leaked = [str(p) for p in root.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaked == []

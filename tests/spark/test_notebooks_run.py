@@ -79,6 +79,8 @@ def params(tiny_model, run_dir) -> dict[str, str]:
         "segment.min_chars=100000",
         "segment.max_chars=200000",
         "iterations.count=1",
+        "rewrite.enabled=true",  # the optional stages on: every notebook then runs its stage
+        "likelihood.enabled=true",
         "report.after_run=false",
         "report.judge_labels=null",  # the report and calibration have their own tests
     ]

@@ -70,7 +70,17 @@ def test_the_job_runs_on_every_tokenizer_family_and_the_judge_scores_its_pairs(s
     base = ensure_smollm2(tmp_path / "base") if family == "smollm2" else build_tiny_model(family, tmp_path / "base")
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join((ROOT / "data/sample/judge_labels.jsonl").read_text().splitlines(keepends=True)[:8]))
-    job(tmp_path, inputs, "models,augment,curate,calibrate", f"models.base={base}", f"report.judge_labels={labels}")
+    # The real model gets the demo's instruction budget: in 16 tokens whether any instruction ends depends on the
+    # sampling seeds, which follow the model ids (and so every training setting).
+    budget = ["augment.sampling.max_tokens=64"] if family == "smollm2" else []
+    job(
+        tmp_path,
+        inputs,
+        "models,augment,curate,calibrate",
+        f"models.base={base}",
+        f"report.judge_labels={labels}",
+        *budget,
+    )
 
     meta = json.loads((tmp_path / "models/m0/training_meta.json").read_text())
     assert meta["config"]["lora"]["enabled"]  # a real (non-bootstrap) base on CPU gets the LoRA recipe

@@ -235,6 +235,11 @@ def test_calibration_and_report_from_the_tables(spark, tmp_path, tiny_model):
     assert cell_row("curate_v1", 2, 2, 2.0, "1.00", 400, 100, 250) in html
     good = sum('"good"' in line for line in few)
     assert re.search(rf"<td>1</td><td>{judge}</td><td>4</td><td>{good}</td>", html)
+    # the judge's set (g1) beside the longest (g1: the longer answer) and random sets of its size, with the AUC
+    # of answer length and of the random draw over the labels
+    assert re.search(r"<td>1</td><td>judge</td><td>1</td>(<td>[^<]+</td>){3}<td>[\d.]+</td>", html)
+    assert re.search(r"<td>1</td><td>longest-k</td><td>1</td>(<td>[^<]+</td>){2}<td>1.00</td><td>[\d.]+</td>", html)
+    assert re.search(r"<td>1</td><td>random-k</td><td>1</td>(<td>[^<]+</td>){3}<td>[\d.]+</td>", html)
 
 
 def test_iterations_and_curated_lineage_table(spark, tmp_path, tiny_model):
@@ -254,3 +259,30 @@ def test_iterations_and_curated_lineage_table(spark, tmp_path, tiny_model):
     ]
     assert [s.name for s in data.lengths] == ["seed", "pool", "curated (iteration 1)", "curated (iteration 2)"]
     assert [(e.iteration, e.score) for e in data.examples] == [(1, 5), (2, 4), (2, 4)]
+    # baselines beside the judge's own rule (not the lineage table): iteration 1 keeps g1, the longer answer;
+    # iteration 2's judge keeps nothing (scores 4 < 5), so the baselines keep nothing either
+    selection = {(s.iteration, s.rule): s for s in data.selection}
+    assert {key: s.pairs for key, s in selection.items()} == {
+        (1, "judge"): 1,
+        (1, "longest-k"): 1,
+        (1, "random-k"): 1,
+        (2, "judge"): 0,
+        (2, "longest-k"): 0,
+        (2, "random-k"): 0,
+    }
+    assert selection[(1, "longest-k")].jaccard == 1.0 and selection[(2, "judge")].jaccard is None
+    assert selection[(1, "judge")].auc is None  # no labels
+
+
+def test_spark_baselines_select_what_training_selects(spark):
+    import pandas as pd
+
+    from jobs.selection import baseline_pairs
+    from udfs.curation import select_baseline
+
+    pool = pd.DataFrame({"generation_id": [f"g{i:02d}" for i in range(60)], "length": [i % 7 for i in range(60)]})
+    frame = spark.createDataFrame(pool)
+    for rule in ("longest", "random"):
+        for seed in (0, 3):
+            chosen = [r["generation_id"] for r in baseline_pairs(frame, rule, 17, seed).collect()]
+            assert sorted(chosen) == sorted(select_baseline(pool, rule, 17, seed)["generation_id"]), (rule, seed)

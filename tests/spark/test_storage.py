@@ -1,6 +1,10 @@
-"""The storage module on the delta-rs path: real Spark writes, real Delta commits, re-runs add nothing."""
+"""The storage module on the delta-rs path: real Spark writes, real Delta commits, re-runs and concurrent runs
+add nothing twice."""
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from deltalake import DeltaTable
@@ -65,3 +69,62 @@ def test_a_catalog_schema_root_needs_delta_spark(spark, tmp_path):
             ]
         )
     assert Storage(spark, str(tmp_path / "tables.v2")).path("t") == f"{tmp_path}/tables.v2/t"  # a path with a dot
+
+
+class RacingStorage(Storage):
+    """Two of these on one root read the table, then wait for each other before committing: the overlap of
+    two runs started together, made certain."""
+
+    def __init__(self, spark, root, barrier: threading.Barrier):
+        super().__init__(spark, root)
+        self.barrier = barrier
+
+    def insert(self, name, new):
+        new = replace(new, df=new.df.cache())
+        new.df.count()  # computed against the version read, before the other run commits
+        self.barrier.wait(timeout=120)
+        return super().insert(name, new)
+
+
+def race(spark, root: str, df, key: str) -> list:
+    barrier = threading.Barrier(2)
+    runs = [RacingStorage(spark, root, barrier) for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda s: s.append_new("t", df, key), runs))
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new table", "existing table"])
+def test_two_runs_appending_the_same_keys_at_once_write_each_key_once(spark, tmp_path, existing):
+    root = str(tmp_path / "tables")
+    if existing:
+        Storage(spark, root).append_new("t", spark.createDataFrame([(0, "t0")], "id long, text string"), "id")
+    df = spark.createDataFrame([(i, f"t{i}") for i in range(20)], "id long, text string")
+    results = race(spark, root, df, "id")
+    ids = DeltaTable(f"{root}/t").to_pandas()["id"]
+    assert sorted(ids) == list(range(20))  # each key exactly once
+    new = 19 if existing else 20
+    assert sorted(r.rows for r in results) == [0, new]  # one run wrote them, the other found them written
+    assert sorted(r.concurrent for r in results) == [0, new]
+    assert [r.version for r in results] == [int(existing)] * 2  # one commit; the other run found nothing to add
+
+
+def test_a_concurrent_run_with_other_keys_loses_nothing(spark, tmp_path):
+    """The commit that follows a concurrent one keeps every key the other did not write."""
+    root = str(tmp_path / "tables")
+    barrier = threading.Barrier(2)
+    runs = [RacingStorage(spark, root, barrier) for _ in range(2)]
+    frames = [spark.createDataFrame([(i,) for i in range(lo, lo + 10)], "id long") for lo in (0, 5)]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda a: a[0].append_new("t", a[1], "id"), zip(runs, frames)))
+    assert sorted(DeltaTable(f"{root}/t").to_pandas()["id"]) == list(range(15))
+    assert sorted((r.rows, r.concurrent) for r in results) == [(5, 5), (10, 0)]
+
+
+def test_a_newer_release_adds_its_columns_and_old_rows_read_null(spark, tmp_path):
+    """A table written before a column existed (e.g. ``runs`` before ``status``) takes rows that have it."""
+    storage = Storage(spark, str(tmp_path / "t"), "delta-rs")
+    storage.append_new("runs", spark.createDataFrame([("a", 1)], "run_id string, n int"), "run_id")
+    newer = spark.createDataFrame([("b", 2, "failed")], "run_id string, n int, status string")
+    assert storage.append_new("runs", newer, "run_id").rows == 1
+    assert sorted(tuple(r) for r in storage.read("runs").collect()) == [("a", 1, None), ("b", 2, "failed")]
+    assert storage.append_new("runs", newer, "run_id").rows == 0

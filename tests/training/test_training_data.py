@@ -88,6 +88,44 @@ def test_long_answers_are_truncated_and_long_prompts_dropped_and_counted(tokeniz
     assert len(encoded[0].input_ids) == len(encoded[0].labels) == 128
 
 
+def test_seed_pairs_overlapping_an_evaluation_set_are_left_out_and_recorded(tmp_path):
+    from training.data import excluded_counts
+    from training.train import model_config
+
+    question = "What is the capital city of Australia?"
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text(json.dumps({"prompt": question}) + "\n")
+    seed = tmp_path / "seed.jsonl"
+    rows = [(question, "Canberra."), ("How do I sort a list?", "Use sorted()."), ("Quiz?", f"Q: {question} A: no")]
+    seed.write_text("".join(json.dumps({"instruction": i, "output": o}) + "\n" for i, o in rows))
+    sets = json.dumps([{"name": "geo_eval", "path": str(evals), "field": "prompt"}])
+    base = ["base_model=b", "output_dir=o", f"seed.path={seed}"]
+    cfg = load_config(TrainConfig, None, [*base, f"seed.decontamination={sets}"])
+    examples, provenance = load_examples(cfg)
+    assert [e.instruction for e in examples] == ["How do I sort a list?"]
+    assert provenance["seed"]["rows"] == 1
+    assert provenance["seed"]["excluded"] == [
+        {"pair": 1, "reason": "eval_overlap:geo_eval"},  # the instruction is the prompt
+        {"pair": 3, "reason": "eval_overlap:geo_eval"},  # the output contains it
+    ]
+    assert excluded_counts(provenance) == {"eval_overlap:geo_eval": 2}
+    unchecked = load_config(TrainConfig, None, base)
+    all_pairs, plain = load_examples(unchecked)
+    assert len(all_pairs) == 3 and "excluded" not in plain["seed"] and excluded_counts(plain) == {}
+    # Which sets were checked is not part of the model: the pairs left are (data_sha256).
+    assert model_config(cfg) == model_config(unchecked)
+
+
+def test_the_pipeline_checks_seed_pairs_against_its_segment_evaluation_sets():
+    from jobs.config import load_pipeline_config
+    from jobs.stages.models import train_config
+
+    cfg = load_pipeline_config("conf/tiny.yaml", ["segment.decontamination_ngram=9"])
+    train = train_config(cfg, "conf/train/local_forward.yaml", "/base", "/out")
+    assert train.seed.decontamination == cfg.segment.decontamination and train.seed.decontamination
+    assert (train.seed.decontamination_ngram, train.seed.decontamination_min_words) == (9, 5)
+
+
 # --- curated pairs from Delta tables ---------------------------------------------------------------------
 
 TABLES = ("segments", "candidates", "scores")
@@ -248,3 +286,33 @@ def test_tables_are_mlflow_dataset_inputs_at_the_version_read(seed_file, tables)
     latest = {i.dataset.name: json.loads(i.dataset.source) for i in dataset_inputs(curated(seed_file, tables)[1])}
     assert latest["scores"] == {"path": str(tables / "scores"), "delta_table_version": 1}
     assert set(inputs) == {"seed", *TABLES}
+
+
+def test_longest_baseline_keeps_as_many_pairs_as_the_judge_rule(seed_file, tmp_path):
+    # the judge (m0, score >= 5) keeps g1 and g3; longest keeps the two longest answers of m0's pool, whatever
+    # their status (g4 was ruled out by the cascade), and names the pair's scores row
+    segments = [{"segment_id": f"s{i}", "text": "x" * (10 * i), "status": "ok", "reason": None} for i in range(1, 5)]
+    write_tables(
+        tmp_path,
+        segments,
+        [cand(f"g{i}", f"s{i}") for i in range(1, 5)],
+        [score("g1", 5), score("g2", 2), score("g3", 5), score("g4", None, status="dropped"), score("g2", 5, "m1")],
+    )
+    base = ["augmented.judge_model_id=m0", *PINNED]
+    pairs, _ = curated(seed_file, tmp_path, "augmented.score_column=longest", *base)
+    assert [p[0] for p in pairs] == ["instruction g3", "instruction g4"]
+    pairs, _ = curated(seed_file, tmp_path, "augmented.score_column=longest", "augmented.baseline_k=3", *base)
+    assert [p[0] for p in pairs] == ["instruction g2", "instruction g3", "instruction g4"]
+    random, _ = curated(seed_file, tmp_path, "augmented.score_column=random", *base)
+    again, _ = curated(seed_file, tmp_path, "augmented.score_column=random", *base)
+    assert len(random) == 2 and random == again
+    other = {
+        tuple(
+            p[0]
+            for p in curated(
+                seed_file, tmp_path, "augmented.score_column=random", f"augmented.baseline_seed={s}", *base
+            )[0]
+        )
+        for s in range(8)
+    }
+    assert len(other) > 1  # the seed draws another set

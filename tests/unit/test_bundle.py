@@ -1,6 +1,7 @@
 """databricks.yml: the job is valid for Databricks' own bundle models and runs every stage, in order, from the wheel."""
 
 import re
+import tomllib
 
 import pytest
 import yaml
@@ -9,6 +10,7 @@ from databricks.bundles.jobs import Job
 from jobs.config import load_pipeline_config
 from jobs.stages import STAGE_NAMES, schedule
 from jobs.notebook import job_args
+from jobs.stages.base import PROFILE_MIN_SPARK
 from jobs.storage import parse_catalog_schema
 from tests.conftest import ROOT
 
@@ -42,12 +44,13 @@ def test_one_notebook_task_per_stage_and_iteration_in_run_order(job):
 
 
 def test_every_task_installs_the_wheel_built_from_pyproject(job):
+    gpu_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
     (artifact,) = BUNDLE["artifacts"].values()
     assert artifact["type"] == "whl" and (ROOT / artifact["path"] / "pyproject.toml").is_file()
     assert "--no-deps" in artifact["build"] and "dist" in artifact["build"]
     for task in job.tasks:
         assert "./dist/*.whl" in [lib.whl for lib in task.libraries], task.task_key
-        assert any(lib.pypi and lib.pypi.package.startswith("vllm") for lib in task.libraries), task.task_key
+        assert [lib.pypi.package for lib in task.libraries if lib.pypi] == gpu_extra, task.task_key  # the same pin
 
 
 def test_scheduled_on_a_gpu_ml_runtime_job_cluster(job):
@@ -56,6 +59,9 @@ def test_scheduled_on_a_gpu_ml_runtime_job_cluster(job):
     assert {t.job_cluster_key for t in job.tasks} == {cluster.job_cluster_key}
     spec = cluster.new_cluster
     assert "-gpu-ml-" in spec.spark_version and spec.num_workers >= 1
+    # Databricks Runtime 17.x is Apache Spark 4.0 (18 is 4.1): what the LLM stages' GPU profile needs.
+    dbr = re.fullmatch(r"(\d+)\.(\d+)\.x-gpu-ml-scala2\.13", spec.spark_version)
+    assert dbr and int(dbr[1]) >= 17 and PROFILE_MIN_SPARK == (4, 0), spec.spark_version
     assert spec.node_type_id == spec.driver_node_type_id and spec.node_type_id.startswith("g5.")  # NVIDIA A10G
 
 

@@ -139,3 +139,56 @@ def test_summary_table_drops_and_places():
     assert "s3cr3t" not in command and "jobs/export.py --config conf/local.yaml" in command
     places = run_summary.places(SimpleNamespace(models_dir="/m", storage=SimpleNamespace(root="/t")), "/l", "/r.html")
     assert places["mlflow"] == "mlflow ui --backend-store-uri sqlite:////m/mlruns/mlflow.db"
+
+
+def test_the_summary_counts_the_seed_pairs_left_out_for_evaluation_overlap():
+    models = {"stage": "models_v1", "iteration": None, "rows_in": 0, "rows_written": 0, "seconds": 9.0}
+    models["by_status"] = {}
+    models["extra"] = {"backward": {"seed_excluded": {"eval_overlap:a": 2}}, "seed_model": {"seed_excluded": {}}}
+    train = {
+        **models,
+        "stage": "train_v1",
+        "iteration": 1,
+        "extra": {"seed_excluded": {"eval_overlap:a": 2, "eval_overlap:b": 1}},
+    }
+    summary = {"run_id": "r1", "stages": [models, train], "curation": []}
+    assert run_summary.seed_excluded(summary) == {"eval_overlap:a": 2, "eval_overlap:b": 1}
+    text = run_summary.format_run(summary, [], {"tables": "/t"}, "next")
+    assert "seed pairs left out of training: 3 (eval_overlap:a 2, eval_overlap:b 1)" in text
+    clean = {**summary, "stages": [{**models, "extra": {}}]}
+    assert "seed pairs left out" not in run_summary.format_run(clean, [], {"tables": "/t"}, "next")
+
+
+def test_summary_prints_the_judge_calls_the_cascade_saved_and_its_recall():
+    figures = {"sample": 100, "sample_kept": 40, "threshold": 0.125, "sample_recall": 0.95}
+    summary = {
+        "run_id": "r1",
+        "stages": [
+            {
+                "stage": "curate_v1",
+                "iteration": 1,
+                "rows_in": 1000,
+                "rows_written": 1000,
+                "seconds": 3.0,
+                "by_status": {"ok": 300, "dropped:cascade_rejected": 700},
+                "extra": {"cascade": figures},
+            },
+        ],
+        "curation": [
+            {
+                "iteration": 1,
+                "rule": "score >= 5",
+                "pairs": 1000,
+                "curated": 90,
+                "yield": 0.09,
+                "cascade_rejected": 700,
+            },
+            {"iteration": 2, "rule": "score >= 5", "pairs": 1000, "curated": 90, "yield": 0.09, "cascade_rejected": 0},
+        ],
+    }
+    text = run_summary.format_run(summary, [], {"tables": "/t"}, "next")
+    assert (
+        "cascade: 700 of 1,000 judge calls saved (70.0 %), 300 LLM-judged; recall of the judge's kept pairs on the "
+        "held-out sample 95.0 % (40 kept of 100, threshold 0.125)" in text
+    )
+    assert text.count("cascade:") == 1  # iteration 2 judged every pair

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -103,3 +104,28 @@ def test_generated_judge_outputs_get_the_failure_kind_they_were_built_with(reaso
     assert parsed.failure == (None if kind == "ok" else kind)
     if kind == "ok":
         assert parsed.score == int(final.split(":")[1])
+
+
+def test_longest_baseline_prefers_long_answers_and_breaks_ties_by_id():
+    import pandas as pd
+
+    from udfs.curation import baseline_order, select_baseline
+
+    pool = pd.DataFrame({"generation_id": ["c", "a", "b", "d"], "length": [10, 30, 30, 5]})
+    assert baseline_order("longest", pool["generation_id"], pool["length"], 0) == [1, 2, 0, 3]
+    assert select_baseline(pool, "longest", 2, 0)["generation_id"].tolist() == ["a", "b"]
+    assert select_baseline(pool, "longest", 0, 0).empty and len(select_baseline(pool, "longest", 9, 0)) == 4
+
+
+def test_random_baseline_is_seeded_and_ignores_the_pool_order():
+    import pandas as pd
+
+    from udfs.curation import select_baseline
+
+    pool = pd.DataFrame({"generation_id": [f"g{i}" for i in range(50)], "length": range(50)})
+    first = set(select_baseline(pool, "random", 10, 0)["generation_id"])
+    assert first == set(select_baseline(pool.iloc[::-1], "random", 10, 0)["generation_id"])
+    assert first != set(select_baseline(pool, "random", 10, 1)["generation_id"])
+    assert first != set(select_baseline(pool, "longest", 10, 0)["generation_id"])
+    with pytest.raises(ValueError, match="unknown baseline"):
+        select_baseline(pool, "shortest", 1, 0)

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from udfs.decontam import EvalSet, load_eval_index, overlap
+from jobs.config import load_pipeline_config
+from jobs.preflight import UsageError, check_decontamination
+from udfs.decontam import Decontamination, EvalSet, load_eval_index, overlap, overlap_reason
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG_PROMPT = "Explain why the quick brown fox jumps over the lazy dog in every typing lesson ever written"
@@ -48,11 +50,42 @@ def test_bad_files_are_errors_naming_the_line(tmp_path):
         load_eval_index(write_jsonl(tmp_path / "q.jsonl", ["x"]), "question", 13, 5)
 
 
-def test_eval_set_config_is_validated(tmp_path):
+def test_eval_set_config_is_validated_and_a_missing_file_stops_the_run_before_spark(tmp_path):
     with pytest.raises(ValueError, match="snake_case"):
         EvalSet("My Eval", str(ROOT / "data/sample/eval-prompts.jsonl"))
-    with pytest.raises(ValueError, match="no such file"):
-        EvalSet("mine", str(tmp_path / "missing.jsonl"))
+    # A config names the files of the machine it runs on (conf/cluster.yaml: the cluster's): it loads anywhere,
+    # and the run checks the files before Spark starts.
+    missing = EvalSet("mine", str(tmp_path / "missing.jsonl"))
+    assert not missing.exists() and EvalSet("remote", "s3://bucket/evals.jsonl").exists()
+    with pytest.raises(UsageError, match=r"segment\.decontamination: no prompt file for 'mine' at '.*missing.jsonl'"):
+        check_decontamination([missing])
+
+
+def test_the_cluster_config_decontaminates_against_its_evaluation_files():
+    cfg = load_pipeline_config(str(ROOT / "conf/cluster.yaml"))
+    assert [s.name for s in cfg.segment.decontamination] == ["alpaca_eval", "mt_bench"]
+    with pytest.raises(UsageError, match=r"'alpaca_eval' at '/dbfs/humpback/evals/alpaca_eval.jsonl'"):
+        check_decontamination(cfg.segment.decontamination)  # not on this machine: the run would stop, naming it
+
+
+def test_a_check_names_the_first_set_any_text_overlaps(tmp_path):
+    first = EvalSet("first", write_jsonl(tmp_path / "a.jsonl", ["What is the capital of France?"]))
+    second = EvalSet("second", write_jsonl(tmp_path / "b.jsonl", [LONG_PROMPT, "What is the capital of France?"]))
+    check = Decontamination((first, second))
+    assert check.reason("Quiz: what is the capital of France?") == "eval_overlap:first"
+    assert check.reason("Nothing here.", LONG_PROMPT.upper()) == "eval_overlap:second"
+    assert check.reason("Nothing here.", None, "") is None
+    assert Decontamination().reason(LONG_PROMPT) is None  # no sets: nothing is checked
+    assert overlap_reason({"a": 0, "b": 2, "c": 1}) == "eval_overlap:b" and overlap_reason({"a": 0}) is None
+
+
+def test_an_eval_set_on_an_object_store_is_read_through_fsspec():
+    import fsspec
+
+    with fsspec.open("memory://evals/remote.jsonl", "wt") as f:
+        f.write(json.dumps({"prompt": LONG_PROMPT}) + "\n")
+    check = Decontamination((EvalSet("remote", "memory://evals/remote.jsonl"),))
+    assert check.reason(f"copied: {LONG_PROMPT}") == "eval_overlap:remote"
 
 
 def test_a_relative_eval_set_path_is_made_absolute_where_it_is_validated(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pandas as pd
@@ -62,6 +63,22 @@ def test_augment_writes_one_candidate_per_segment_in_order_with_its_provenance(e
     again = augment_batch(engine, segments(20), "myx-1", BACKWARD, SAMPLING, CFG, 2000)
     pd.testing.assert_frame_equal(out, again)
     assert out["raw_text"].nunique() > 1
+
+
+def test_an_instruction_containing_an_evaluation_prompt_is_dropped_naming_the_set(engine, tmp_path):
+    from udfs.decontam import Decontamination, EvalSet
+
+    rows = segments(20)
+    clean = augment_batch(engine, rows, "myx-1", BACKWARD, SAMPLING, CFG, 2000)
+    copied = next(i for i in clean["instruction"] if len(i.split()) >= 5)  # an eval prompt M_yx "wrote"
+    prompts = tmp_path / "eval.jsonl"
+    prompts.write_text(json.dumps({"prompt": copied}) + "\n")
+    check = Decontamination((EvalSet("probe", str(prompts)),))
+    out = augment_batch(engine, rows, "myx-1", BACKWARD, SAMPLING, CFG, 2000, check)
+    hit = out["instruction"].str.contains(copied, regex=False)
+    assert hit.any() and (out.loc[hit, "status"] == "dropped").all()
+    assert (out.loc[hit, "reason"] == "eval_overlap:probe").all()  # the instruction is kept as the evidence
+    pd.testing.assert_frame_equal(out[~hit], clean[~hit])  # every other row as without the check
 
 
 def test_augment_drops_truncated_and_overlong_instructions_with_reasons(engine):
@@ -128,3 +145,16 @@ def test_the_fake_engine_is_chosen_by_name_and_cached():
     assert isinstance(first, FakeEngine) and get_engine("/models/fake", CFG, "id-1") is first
     assert get_engine("/models/fake", CFG, "id-2") is not first  # a retrained model is a new engine
     drop_engine()
+
+
+def test_a_repetition_penalty_is_recorded_only_when_set():
+    """Rows and ids record the sampling; the neutral penalty is left out so earlier runs keep their ids."""
+    plain = SamplingConfig(temperature=0.7, top_p=0.9, max_tokens=32)
+    assert plain.as_dict() == {"temperature": 0.7, "top_p": 0.9, "max_tokens": 32}
+    penalised = SamplingConfig(temperature=0.7, top_p=0.9, max_tokens=32, repetition_penalty=1.2)
+    assert penalised.as_dict()["repetition_penalty"] == 1.2
+    segs = segments(2)
+    rows = augment_batch(FakeEngine(engine_args("/models/fake", CFG)), segs, "m", BACKWARD, penalised, CFG, 2000)
+    assert json.loads(rows["sampling"][0]) == penalised.as_dict()
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        SamplingConfig(repetition_penalty=0)

@@ -118,3 +118,30 @@ def test_the_job_stops_with_one_line_before_spark_starts(tmp_path, capsys):
         )
     assert str(stop.value.code).startswith("error: input.corpus: nothing matches")
     assert "\n" not in str(stop.value.code)
+
+
+@pytest.mark.parametrize(
+    "overrides, master, databricks, warned",
+    [
+        ([], "local[2]", False, False),  # this machine, local tables
+        (["segment.decontamination=[]"], "local[2]", False, False),  # a local try-out: no warning
+        (["segment.decontamination=[]"], "spark://head:7077", False, True),  # a cluster
+        (["segment.decontamination=[]"], "local[*]", True, True),  # a Databricks single-node cluster
+        (["segment.decontamination=[]", "storage.root=s3://bucket/tables"], "local[2]", False, True),
+        (["segment.decontamination=[]", "storage.root=/Volumes/main/humpback/tables"], "local[2]", False, True),
+        (["segment.decontamination=[]", "storage.root=main.humpback"], "local[2]", False, True),
+    ],
+)
+def test_a_non_local_run_without_evaluation_sets_is_warned_loudly(monkeypatch, overrides, master, databricks, warned):
+    from jobs.config import load_pipeline_config
+    from tests.conftest import ROOT
+
+    if databricks:
+        monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "16.4")
+    else:
+        monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    cfg = load_pipeline_config(str(ROOT / "conf/tiny.yaml"), overrides)
+    warning = preflight.decontamination_warning(cfg, master)
+    assert (warning is not None) == warned
+    if warned:
+        assert warning.startswith("NO DECONTAMINATION: segment.decontamination lists no evaluation prompt files")

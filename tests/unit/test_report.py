@@ -11,9 +11,13 @@ from jobs.report import pinned_versions
 from jobs.report_render import (
     EXPECTED_BINS,
     ExamplePair,
+    FailedRun,
     JudgeCalibration,
     LengthStats,
+    FAITHFULNESS_BINS,
     ReportData,
+    RewritePair,
+    RewriteStats,
     StageThroughput,
     YieldRow,
     bin_counts,
@@ -182,6 +186,51 @@ def test_html_without_data_says_so():
     assert html.count("no data to plot") == 5 and "no curated pairs" in html and "run the calibrate stage" in html
 
 
+def test_failed_runs_are_listed_with_stage_error_and_what_they_committed():
+    failed = [
+        FailedRun(
+            "run-9", "2026-01-02T00:00:00+00:00", "augment_v1", f"EngineStalled: augment {HOSTILE}", {"segments": 12}
+        ),
+        FailedRun("run-8", "2026-01-01T00:00:00+00:00", "ingest_v2", "OSError: disk", {}),
+    ]
+    html = render_html(report_data(failed_runs=failed, failed_total=30))
+    section = html.split('<h2 id="failed">', 1)[1].split("<h2", 1)[0]
+    assert "30 run(s) of these tables failed; the latest 2" in section
+    assert re.search(r"<td>run-9</td><td>augment_v1</td><td[^>]*>EngineStalled: augment &lt;script&gt;", section)
+    assert "<td>segments +12</td>" in section and "<td>nothing</td>" in section
+    assert "<script" not in section
+    none = render_html(report_data()).split('<h2 id="failed">', 1)[1].split("<h2", 1)[0]
+    assert "<p>none</p>" in none
+
+
+def test_the_rewrite_section_compares_lengths_and_shows_pairs_side_by_side_escaped():
+    stats = RewriteStats(
+        rows=4,
+        ok=1,
+        min_faithfulness=0.5,
+        segment_chars=(1200.0, 300.0, 1100.0),
+        answer_chars=(600.0, 100.0, 550.0),
+        length_ratio_median=0.5,
+        faithfulness=(0.41, 0.38),
+        faithfulness_bins=bin_counts({0.2: 2, 0.9: 1}, FAITHFULNESS_BINS),
+        new_numbers_mean=0.75,
+        new_entities_mean=1.0,
+        with_new_numbers=2,
+        answer_end={"eos": 3, "none": 1},
+        pairs=[
+            RewritePair(f"Explain {HOSTILE}", "<iframe>segment</iframe>", f"answer {HOSTILE}", "ok", 0.9, "[]", "[]")
+        ],
+    )
+    html = render_html(report_data(rewrites=stats))
+    assert html.count('src="data:image/png;base64,') == 8  # the seven plots and the rewrites'
+    assert "<script" not in html and "<iframe" not in html
+    assert re.search(r"4 curated segments rewritten, 1 ok \(faithfulness &gt;= 0.5\)", html)
+    assert "answers ended by eos 3, none 1" in html
+    assert re.search(r"<td>rewrite chars, mean ± std \(median\)</td><td>600 ± 100 \(550\)</td>", html)
+    assert "&lt;iframe&gt;segment" in html and "answer &lt;script&gt;" in html
+    assert "no rewrites in this run" in render_html(report_data())
+
+
 @pytest.mark.parametrize(
     "text, shape",
     [
@@ -199,3 +248,18 @@ def test_instruction_shape(text, shape):
     from udfs.instruction_stats import instruction_shape, load_parser
 
     assert instruction_shape(load_parser()(text)) == shape
+
+
+def test_html_shows_the_judge_set_beside_the_baselines():
+    from jobs.report_render import SelectionSet
+
+    rows = [
+        SelectionSet(1, "judge", 7, 1200.0, 1100.0, 1.0, 0.49),
+        SelectionSet(1, "longest-k", 7, 2900.0, 2950.0, 0.166, 0.58),
+        SelectionSet(1, "random-k", 7, 1000.0, 980.0, None, None),
+    ]
+    html = render_html(report_data(selection=rows))
+    assert "set beside selection baselines" in html
+    assert "<td>1</td><td>longest-k</td><td>7</td><td>2,900</td><td>2,950</td><td>0.166</td><td>0.58</td>" in html
+    assert re.search(r"<td>random-k</td><td>7</td>.*?<td>n/a</td><td>n/a</td>", html)
+    assert "no judged pairs yet" in render_html(report_data())

@@ -235,12 +235,13 @@ def test_segment_documents_batch_goes_on_past_a_page_that_raises(monkeypatch):
     import pandas as pd
 
     from udfs import spark_udfs
+    from udfs.readers import ReaderConfig
 
     _explode_on(monkeypatch, "explode")
     batch = pd.DataFrame(
         {"doc_id": ["d1", "d2", "d3"], "url": ["u1", "u2", "u3"], "html": [GOOD_PAGE, BAD_PAGE, GOOD_PAGE]}
-    )
-    (frame,) = spark_udfs.segment_documents(CFG)(iter([batch]))
+    ).assign(source_path="p", offset=None, length=None, content_hash=None)  # html stored: nothing read back
+    (frame,) = spark_udfs.segment_documents(CFG, ReaderConfig())(iter([batch]))
     assert list(frame["doc_id"]) == ["d1", "d2", "d3"]
     assert list(frame["status"]) == ["ok", "error", "ok"]
     assert frame["reason"][1].startswith("segment_error: KeyError:")

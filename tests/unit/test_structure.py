@@ -102,8 +102,18 @@ def test_loading_the_config_imports_neither_torch_nor_spark_nor_delta():
 def test_one_stage_registry_in_run_order_each_stage_one_module():
     from jobs import stages
 
-    assert stages.STAGE_NAMES == ("ingest", "segment", "models", "augment", "curate", "train", "calibrate")
-    assert stages.ITERATION_STAGES == ("curate", "train")
+    assert stages.STAGE_NAMES == (
+        "ingest",
+        "segment",
+        "models",
+        "augment",
+        "likelihood",
+        "curate",
+        "rewrite",
+        "train",
+        "calibrate",
+    )
+    assert stages.ITERATION_STAGES == ("curate", "rewrite", "train")
     for stage in stages.STAGES:
         assert stage.run.__module__ == stage.plan.__module__ == f"jobs.stages.{stage.name}"
         assert stage.versioned.startswith(f"{stage.name}_v")

@@ -4,6 +4,7 @@ import gzip
 import io
 import itertools
 import json
+import os
 import random
 
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +13,7 @@ from warcio.warcwriter import WARCWriter
 
 from tests.conftest import http_response
 from udfs import ids
-from udfs.readers import ReaderConfig, WorkUnit, plan_units, read_records
+from udfs.readers import ReaderConfig, WorkUnit, can_read_back, plan_units, read_back, read_records
 
 
 def record_bytes(url: str, body: bytes, kind: str = "response") -> bytes:
@@ -166,3 +167,49 @@ def test_read_record_at_returns_the_record_the_reader_produced(tmp_path):
     request = next(o for o in lengths if o not in {r.offset for r in rows})  # a request or warcinfo record
     assert read_record_at(path, request).status == "error"
     assert read_record_at(path, rows[1].offset + 7).reason.startswith("unreadable_record:")
+
+
+def test_records_carry_the_length_a_read_back_needs(tmp_path):
+    from tests.conftest import SAMPLE_WARC
+
+    path = str(SAMPLE_WARC)
+    lengths = member_lengths(path)
+    rows = [r for r in read_records(path) if r.status == "ok"]
+    assert rows and all(r.length == lengths[r.offset] for r in rows)
+    assert all(read_back(path, r.offset, r.length, r.content_hash) == r for r in rows)
+    plain = tmp_path / "plain.warc"
+    plain.write_bytes(gzip.decompress(SAMPLE_WARC.read_bytes()))  # uncompressed: offsets in the plain file
+    for row in (r for r in read_records(str(plain)) if r.status == "ok"):
+        assert read_back(str(plain), row.offset, row.length, row.content_hash).html == row.html
+
+
+def test_read_back_of_a_changed_or_missing_file_is_an_error_with_a_reason_code(tmp_path):
+    from tests.conftest import SAMPLE_WARC
+
+    path = tmp_path / "crawl.warc.gz"
+    path.write_bytes(SAMPLE_WARC.read_bytes())
+    first, second = [r for r in read_records(str(path)) if r.status == "ok"][:2]
+    # The record's bytes are unchanged though the file's mtime is: read as ingest saw it.
+    os.utime(path, ns=(0, 10**9))
+    assert read_back(str(path), first.offset, first.length, first.content_hash) == first
+    # Another record at that offset (the file rewritten), a content hash that differs, no record at all.
+    changed = read_back(str(path), first.offset, first.length, second.content_hash)
+    assert (changed.status, changed.reason.split(":")[0]) == ("error", "source_changed")
+    shifted = read_back(str(path), first.offset + 3, first.length, first.content_hash)
+    assert (shifted.status, shifted.reason.split(":")[0]) == ("error", "source_changed")
+    path.unlink()
+    gone = read_back(str(path), first.offset, first.length, first.content_hash)
+    assert (gone.status, gone.reason.split(":")[0]) == ("error", "source_missing")
+
+
+def test_read_back_of_json_lines_and_html_files(tmp_path):
+    lines = [json.dumps({"url": f"http://j/{i}", "html": f"<h2>T{i}</h2><p>b</p>"}) for i in range(3)]
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("\n".join(lines) + "\n")
+    page = tmp_path / "p.html"
+    page.write_bytes(b"<h2>T</h2><p>page</p>")
+    for path in (jsonl, page):
+        assert can_read_back(str(path))
+        for row in read_records(str(path)):
+            assert read_back(str(path), row.offset, row.length, row.content_hash) == row
+    assert not can_read_back(str(tmp_path / "d.jsonl.gz")) and not can_read_back(str(tmp_path / "d.parquet"))
