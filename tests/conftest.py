@@ -51,6 +51,14 @@ def tiny_model(tmp_path_factory):
     return build_base_model(texts, str(tmp_path_factory.mktemp("models") / "base"), cfg)
 
 
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """The real SmolLM2-135M-Instruct as a Hugging Face directory, converted once per test run (~20 s)."""
+    from training.pretrained import ensure_smollm2
+
+    return Path(ensure_smollm2(tmp_path_factory.mktemp("smollm2")))
+
+
 def http_response(
     writer: WARCWriter,
     url: str,

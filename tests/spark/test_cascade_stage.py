@@ -5,7 +5,6 @@ the sample was judged resumes without judging the sample again and ends where an
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -151,16 +150,12 @@ def test_a_sample_with_too_few_kept_pairs_sends_every_pair_to_the_judge(spark, j
     assert len(rows) == DOCS * PER_DOC and not (rows["reason"] == cascade.REJECTED).any()
 
 
-SMOLLM2 = Path(os.environ.get("SMOLLM2_HF", "/work/cache/smollm2-hf"))
-
-
-@pytest.mark.skipif(not (SMOLLM2 / "config.json").is_file(), reason="no converted SmolLM2 directory")
-def test_the_real_judge_labels_the_sample_and_the_cascade_routes_the_rest(spark, tmp_path, monkeypatch):
+def test_the_real_judge_labels_the_sample_and_the_cascade_routes_the_rest(spark, smollm2, tmp_path, monkeypatch):
     """SmolLM2-135M-Instruct through vLLM: the sample is judged (then the run stops), k is set to the sample's
     median expected score so that the judge keeps some pairs and drops others, and the resumed run trains the
     classifier on those labels, rules pairs out and judges the rest, without judging the sample again."""
     real = [
-        f"models.seed_model={SMOLLM2}",
+        f"models.seed_model={smollm2}",
         "engine.name=vllm",
         "engine.dtype=bfloat16",
         "engine.max_model_len=1024",
@@ -171,7 +166,7 @@ def test_the_real_judge_labels_the_sample_and_the_cascade_routes_the_rest(spark,
         "curate.cascade.sample_fraction=0.5",
         "curate.cascade.min_sample_kept=3",
     ]
-    ctx = context(spark, tmp_path / "tables", SMOLLM2, *real, "iterations.min_score=1", docs=REAL_DOCS)
+    ctx = context(spark, tmp_path / "tables", smollm2, *real, "iterations.min_score=1", docs=REAL_DOCS)
     with monkeypatch.context() as patch:
         # stop right after the sample is judged, before any rule decides what the sample kept
         patch.setattr(cascade, "sample_labels", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop")))
@@ -180,7 +175,7 @@ def test_the_real_judge_labels_the_sample_and_the_cascade_routes_the_rest(spark,
     sample = scores(ctx)
     assert sample["expected_score"].notna().mean() >= 0.9  # the real judge rates its pairs
     median = float(sample["expected_score"].median())
-    ctx = context(spark, tmp_path / "tables", SMOLLM2, *real, f"iterations.min_score={median}", docs=REAL_DOCS)
+    ctx = context(spark, tmp_path / "tables", smollm2, *real, f"iterations.min_score={median}", docs=REAL_DOCS)
     report = run_curate(ctx)
     rows = scores(ctx)
     assert len(rows) == REAL_DOCS * PER_DOC and rows["generation_id"].is_unique

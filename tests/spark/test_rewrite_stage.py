@@ -18,7 +18,6 @@ from deltalake import DeltaTable
 
 from jobs.augment import main
 from tests.conftest import ROOT, SAMPLE_PAGES, SAMPLE_SEED, sample_pages, write_warc
-from training.pretrained import ensure_smollm2
 from udfs.ids import model_fingerprint
 
 pytestmark = pytest.mark.slow
@@ -162,14 +161,14 @@ def test_with_rewriting_off_the_stage_is_not_run_and_models_train_on_segments_ag
     assert m1 != steps["m1"][0]  # trained on other answers: another model
 
 
-def test_the_real_smollm2_writes_rewrites_through_vllm(spark, tmp_path):
+def test_the_real_smollm2_writes_rewrites_through_vllm(spark, smollm2, tmp_path):
     """SmolLM2-135M-Instruct as base and rewriter (M_yx and M0 fine-tuned from it as on the demo) on two sample
     pages, every pair curated: the rewrites table is non-empty and at least one answer is parsed and ok.
 
     What is under test is the prompt, the markers and the parsing with the real tokenizer and model. The 135M
     model's answers rarely copy the segment (faithfulness near 0 on the demo), so the faithfulness gate is
     opened here (``min_faithfulness=0``); the gate itself is tested in tests/unit/test_rewrite.py."""
-    base = ensure_smollm2(tmp_path / "base")
+    base = smollm2
     warc = write_warc(tmp_path / "crawl.warc.gz", sample_pages(("tutorial/appetite.html", "library/colorsys.html")))
     args = ["--config", str(ROOT / "conf/local.yaml"), "--stages", "ingest,segment,models,augment,curate,rewrite"]
     for item in [

@@ -5,7 +5,6 @@ converted directory is absent), and the batch gives a matched pair a lower IFD t
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,7 +17,6 @@ from udfs.prompts import encode_prompt
 
 pytestmark = pytest.mark.slow
 
-SMOLLM2 = Path(os.environ.get("SMOLLM2_HF", "/work/cache/smollm2-hf"))
 PAIRS = [
     (
         "How do I reverse a list in Python?",
@@ -32,8 +30,8 @@ PAIRS = [
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_base) -> str:
-    return str(SMOLLM2) if (SMOLLM2 / "config.json").is_file() else tiny_base
+def model_dir(smollm2) -> str:
+    return str(smollm2)
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +78,6 @@ def test_prompt_logprobs_match_a_forward_pass(engine, model_dir):
 
 
 def test_a_matched_pair_has_a_lower_ifd(engine, model_dir):
-    if model_dir != str(SMOLLM2):
-        pytest.skip("the tiny model knows no English: the ordering is SmolLM2's")
     batch = pd.DataFrame(
         {
             "likelihood_id": ["a", "b"],

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from training.memory import ModelShape
 from training.train import META, collate, model_config, token_loss, train
 from udfs.config import ConfigError
 
-SMOLLM2 = Path(os.environ.get("SMOLLM2_HF", "/work/cache/smollm2-hf"))
 LORA = (
     "lora.enabled=true",
     "lora.dropout=0.0",
@@ -37,9 +35,9 @@ LORA = (
 
 
 @pytest.fixture(scope="module")
-def real_base(tiny_base) -> str:
-    """SmolLM2 when converted (a real pretrained model), else the tiny one: the test says which it ran on."""
-    return str(SMOLLM2) if (SMOLLM2 / "config.json").is_file() else tiny_base
+def real_base(smollm2) -> str:
+    """A real pretrained model: SmolLM2-135M-Instruct, its real tokenizer and chat template."""
+    return str(smollm2)
 
 
 @pytest.fixture(scope="module")
