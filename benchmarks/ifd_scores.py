@@ -1,7 +1,7 @@
 """IFD (Superfiltering) on the labelled pairs: how well the likelihood scores and the judge separate good pairs
 from bad, and what the likelihood pass costs. Prints one line per figure.
 
-    python benchmarks/ifd_scores.py [--config conf/local.yaml] [--model /work/cache/smollm2-hf] [--repeat 2]
+    python benchmarks/ifd_scores.py [--config conf/local.yaml] [--model DIR] [--repeat 2]
 
 The scorer defaults to the config's likelihood scorer (``likelihood.model``, null: the base model, the built-in
 SmolLM2-135M-Instruct on conf/local.yaml), zero-shot, through the same ``udfs.likelihood.likelihood_batch`` and

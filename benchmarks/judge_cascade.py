@@ -35,6 +35,7 @@ from warcio.warcwriter import WARCWriter
 
 from jobs.augment import main as run_job
 from jobs.config import load_pipeline_config
+from training.pretrained import ensure_smollm2
 from udfs.curation import passes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--corpus", default=str(ROOT.parent.parent / "shared/data/python-3.11-docs.warc.gz"))
     parser.add_argument("--pages", type=int, default=60)
     parser.add_argument("--config", default=str(ROOT / "conf/local.yaml"))
-    parser.add_argument("--model", default="/work/cache/smollm2-hf", help="a Hugging Face model directory")
+    parser.add_argument("--model", help="a Hugging Face model directory (default: the built-in SmolLM2)")
     parser.add_argument("--root", default="/tmp/judge-cascade")
     parser.add_argument("--pool", help="a storage.root whose segments and candidates are the pool (no ingest/augment)")
     parser.add_argument("--judge", help="the judge's model directory (default: --model)")
@@ -89,6 +90,7 @@ def main() -> None:
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    args.model = args.model or str(ensure_smollm2(ROOT / "work/models"))  # converted once, as by the demo
     root = Path(args.root)
     shutil.rmtree(root, ignore_errors=True)
     (root / "corpus").mkdir(parents=True)

@@ -1,6 +1,6 @@
 """LoRA vs full fine-tuning of a small real model (SmolLM2-135M-Instruct) on CPU: tokens/s, time, held-out loss.
 
-    .venv/bin/python benchmarks/train_lora.py [--base /work/cache/smollm2-hf] [--threads 1] [--full-steps 4] \
+    .venv/bin/python benchmarks/train_lora.py [--base DIR] [--threads 1] [--full-steps 4] \
         [--set optim.lr=5e-4 ...]
 
 The seed set is split as in benchmarks/train_evidence.py (20 % held out, seed 0). Each direction is trained
@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.train_evidence import answer_loss  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import Example, read_seed  # noqa: E402
+from training.pretrained import ensure_smollm2  # noqa: E402
 from training.train import train  # noqa: E402
 from udfs.config import load_config  # noqa: E402
 
@@ -40,13 +41,14 @@ SEED = ROOT / "data/sample/seed.jsonl"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="/work/cache/smollm2-hf")
+    parser.add_argument("--base", help="a Hugging Face model directory (default: the built-in SmolLM2)")
     parser.add_argument("--threads", type=int, default=1)  # 2 OpenMP threads on a shared machine: 10x slower
     parser.add_argument("--full-steps", type=int, default=4, help="0: no full fine-tuning run")
     parser.add_argument("--directions", default="forward,backward")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--work-dir", default=str(ROOT / "work/bench/lora"))
     args = parser.parse_args()
+    args.base = args.base or str(ensure_smollm2(ROOT / "work/models"))  # converted once, as by the demo
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     work = Path(args.work_dir)

@@ -1,6 +1,6 @@
-"""LoRA: on SmolLM2-135M-Instruct when its converted directory is there (/work/cache/smollm2-hf, else the tiny
-model), loss drops, the merged model is the adapted one, checkpoints hold the adapters and resume exactly;
-QLoRA is refused where it cannot run; ``optim.epochs`` sizes the run to the data."""
+"""LoRA: on SmolLM2-135M-Instruct (converted once per test run), loss drops, the merged model is the adapted
+one, checkpoints hold the adapters and resume exactly; QLoRA is refused where it cannot run; ``optim.epochs``
+sizes the run to the data."""
 
 from __future__ import annotations
 
