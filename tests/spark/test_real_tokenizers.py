@@ -70,9 +70,9 @@ def test_the_job_runs_on_every_tokenizer_family_and_the_judge_scores_its_pairs(s
     base = ensure_smollm2(tmp_path / "base") if family == "smollm2" else build_tiny_model(family, tmp_path / "base")
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join((ROOT / "data/sample/judge_labels.jsonl").read_text().splitlines(keepends=True)[:8]))
-    # The real model gets the demo's instruction budget: in 16 tokens whether any instruction ends depends on the
-    # sampling seeds, which follow the model ids (and so every training setting).
-    budget = ["augment.sampling.max_tokens=64"] if family == "smollm2" else []
+    # The real model gets the demo's instruction budget, decoded greedily: sampled, whether any instruction ends
+    # depends on the seeds, which follow the model ids (and so every training setting, paths included).
+    budget = ["augment.sampling.max_tokens=64", "augment.sampling.temperature=0.0"] if family == "smollm2" else []
     job(
         tmp_path,
         inputs,
