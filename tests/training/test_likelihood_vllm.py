@@ -1,6 +1,6 @@
 """The likelihood stage's log-probabilities: vLLM's prompt log-probabilities (``VLLMEngine.answer_logprobs``)
-equal a transformers forward pass over the same token ids, on SmolLM2-135M-Instruct (the tiny model when the
-converted directory is absent), and the batch gives a matched pair a lower IFD than a mismatched one."""
+equal a transformers forward pass over the same token ids, on SmolLM2-135M-Instruct (converted once per test
+run), and the batch gives a matched pair a lower IFD than a mismatched one."""
 
 from __future__ import annotations
 
