@@ -31,7 +31,14 @@ def spark():
 
     session = get_session(
         SparkConfig(
-            master="local[2]", app_name="tests", conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"}
+            master="local[2]",
+            app_name="tests",
+            conf={
+                "spark.ui.enabled": "false",
+                "spark.sql.shuffle.partitions": "2",
+                # as conf/local.yaml: the one LLM task of a stage (engine.partitions: 1) uses both cores
+                "spark.executorEnv.OMP_NUM_THREADS": "2",
+            },
         )
     )
     session.sparkContext.setLogLevel("ERROR")
