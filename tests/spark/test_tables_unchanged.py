@@ -21,10 +21,10 @@ Every input is read from that directory (a path of the checkout in a model confi
 Left out as not reproducible: timestamps, the WARC's record ids and dates (warcio makes new ones, so the
 file's size and the records' offsets and lengths change too) and the ingest ledger's ids (they hash the file's mtime).
 Everything else, the LLM tables included, repeated bit for bit across runs of the code before the change.
-The corpus tables are the same on every machine; the model tables are not across CPU instruction sets (torch's
-kernels for AVX2 and AVX-512 sum in other orders, so the trained model's losses and id differ), so their digest
-is recorded per ``torch.backends.cpu.get_cpu_capability()``, and on a CPU without one only their columns and
-how their rows follow from each other are checked (the test says so as a skip).
+The corpus tables are the same on every machine; the model tables need not be across CPU instruction sets
+(torch's kernels for AVX2 and AVX-512 sum in other orders, which changes the trained model's losses and id), so
+their digest is recorded per ``torch.backends.cpu.get_cpu_capability()``, and on a CPU without one only their
+columns and how their rows follow from each other are checked (the test says so as a skip).
 
     HUMPBACK_WRITE_DIGEST=1 pytest tests/spark/test_tables_unchanged.py   # re-record (only on purpose)
 """
