@@ -30,12 +30,7 @@ PAIRS = [
 
 
 @pytest.fixture(scope="module")
-def model_dir(smollm2) -> str:
-    return str(smollm2)
-
-
-@pytest.fixture(scope="module")
-def engine(model_dir):
+def engine(smollm2):
     pytest.importorskip("vllm")
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     from udfs.vllm_engine import VLLMEngine
@@ -47,7 +42,7 @@ def engine(model_dir):
         enforce_eager=True,
         enable_chunked_prefill=False,
     )
-    engine = VLLMEngine(engine_args(model_dir, cfg))
+    engine = VLLMEngine(engine_args(str(smollm2), cfg))
     yield engine
     engine.close()
 
@@ -59,9 +54,9 @@ def forward_logprobs(model, ids: list[int], start: int) -> list[float]:
     return [logprobs[i - 1, ids[i]].item() for i in range(start, len(ids))]
 
 
-def test_prompt_logprobs_match_a_forward_pass(engine, model_dir):
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+def test_prompt_logprobs_match_a_forward_pass(engine, smollm2):
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    model = AutoModelForCausalLM.from_pretrained(smollm2, torch_dtype=torch.float32).eval()
     prompts, answers = [], []
     for instruction, answer in PAIRS:
         prompts += likelihood_prompts(engine, instruction)
@@ -77,7 +72,7 @@ def test_prompt_logprobs_match_a_forward_pass(engine, model_dir):
     assert too_long == [None] and engine.answer_logprobs([prompts[0]], [""]) == [[]]
 
 
-def test_a_matched_pair_has_a_lower_ifd(engine, model_dir):
+def test_a_matched_pair_has_a_lower_ifd(engine, smollm2):
     batch = pd.DataFrame(
         {
             "likelihood_id": ["a", "b"],

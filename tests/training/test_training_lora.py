@@ -35,14 +35,8 @@ LORA = (
 
 
 @pytest.fixture(scope="module")
-def real_base(smollm2) -> str:
-    """A real pretrained model: SmolLM2-135M-Instruct, its real tokenizer and chat template."""
-    return str(smollm2)
-
-
-@pytest.fixture(scope="module")
-def lora_run(real_base, make_config, tmp_path_factory):
-    cfg = make_config(tmp_path_factory.mktemp("lora") / "m0", f"base_model={real_base}", *LORA, "optim.max_steps=4")
+def lora_run(smollm2, make_config, tmp_path_factory):
+    cfg = make_config(tmp_path_factory.mktemp("lora") / "m0", f"base_model={smollm2}", *LORA, "optim.max_steps=4")
     return cfg, train(cfg)
 
 
@@ -59,15 +53,15 @@ def answer_logits_and_loss(model, cfg, tokenizer) -> tuple[torch.Tensor, float]:
 
 
 @pytest.mark.slow  # about a minute on SmolLM2 here
-def test_lora_lowers_loss_and_the_merged_model_is_the_adapted_one(lora_run, real_base):
+def test_lora_lowers_loss_and_the_merged_model_is_the_adapted_one(lora_run, smollm2):
     cfg, result = lora_run
     out = Path(result.output_dir)
     tokenizer = AutoTokenizer.from_pretrained(out)
-    _, before = answer_logits_and_loss(load(real_base), cfg, tokenizer)
+    _, before = answer_logits_and_loss(load(smollm2), cfg, tokenizer)
     merged_logits, after = answer_logits_and_loss(load(out), cfg, tokenizer)
-    assert after < before - 0.1, f"{real_base}: answer loss {before:.3f} -> {after:.3f}"
+    assert after < before - 0.1, f"{smollm2}: answer loss {before:.3f} -> {after:.3f}"
 
-    adapted = PeftModel.from_pretrained(load(real_base), out / ADAPTER)
+    adapted = PeftModel.from_pretrained(load(smollm2), out / ADAPTER)
     peft_logits, _ = answer_logits_and_loss(adapted, cfg, tokenizer)
     assert torch.allclose(merged_logits, peft_logits, atol=1e-4)
     # A plain model directory: no peft modules left in the merged weights, the adapter beside them.
@@ -75,7 +69,7 @@ def test_lora_lowers_loss_and_the_merged_model_is_the_adapted_one(lora_run, real
     assert (out / "model.safetensors").is_file() and (out / ADAPTER / "adapter_config.json").is_file()
     meta = json.loads((out / META).read_text())
     assert meta["lora"]["r"] == 16 and meta["steps"] == 4
-    assert meta["trainable_parameters"] == ModelShape.from_dir(real_base).lora_parameters(16)  # the estimate agrees
+    assert meta["trainable_parameters"] == ModelShape.from_dir(smollm2).lora_parameters(16)  # the estimate agrees
 
 
 def test_lora_checkpoint_holds_adapters_only_and_a_killed_run_resumes_exactly(make_config, tmp_path, monkeypatch):
