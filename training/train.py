@@ -103,6 +103,11 @@ def model_config(cfg: TrainConfig) -> dict[str, Any]:
     in training_meta.json."""
     config = to_dict(cfg)
     del config["tracking"], config["distributed"], config["optim"]["checkpoint_every"]
+    # Where things are says nothing either: the base is ``base_model_id``, the seed and tables ``data_sha256``,
+    # so a model's id (``udfs.ids.model_fingerprint`` hashes this) is the same from any checkout or root.
+    del config["base_model"], config["output_dir"], config["seed"]["path"]
+    for table in ("segments_table", "candidates_table", "scores_table", "likelihoods_table", "rewrites_table"):
+        config["augmented"].pop(table, None)
     del config["optim"]["gradient_checkpointing"]
     # Which evaluation sets the seed was checked against says nothing more: the pairs it left are data_sha256.
     for key in ("decontamination", "decontamination_ngram", "decontamination_min_words"):
@@ -114,13 +119,13 @@ def model_config(cfg: TrainConfig) -> dict[str, Any]:
     for pin in ("segments_version", "candidates_version", "scores_version", "rewrites_version", "as_of"):
         del config["augmented"][pin]
     if cfg.augmented.output == "segment":
-        for key in ("output", "rewrites_table", "rewrite_model_id", "rewrite_prompt_version"):
+        for key in ("output", "rewrite_model_id", "rewrite_prompt_version"):
             del config["augmented"][key]
     if cfg.augmented.score_column not in BASELINE_RULES:
         for key in ("baseline_of", "baseline_k", "baseline_seed"):
             del config["augmented"][key]
     if not uses_likelihoods(cfg.augmented.judge_rule):
-        for key in ("likelihoods_table", "likelihoods_version", "likelihood_scorer_id"):
+        for key in ("likelihoods_version", "likelihood_scorer_id"):
             del config["augmented"][key]
     else:
         del config["augmented"]["likelihoods_version"]  # a pin, as above

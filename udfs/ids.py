@@ -114,14 +114,19 @@ def seed_from_id(row_id: str) -> int:
 def model_fingerprint(model_dir: str) -> str:
     """A model id: directory name plus a hash of its config and file sizes (cheap even for 100 GB models).
 
-    Models trained here also hash their ``training_meta.json`` (data version + config), so two models
-    trained on different data never share an id.
+    Models built here also hash the recipe their ``training_meta.json`` or ``bootstrap.json`` records (config,
+    data sha256, base model id), so two models trained on different data never share an id. Only the recipe:
+    those files also hold measurements (seconds, tokens/s, losses that vary with the thread count), and a
+    model rebuilt from the same recipe is the model its rows were generated with.
     """
     path = Path(model_dir)
     parts: list[Any] = [path.name]
-    for name in ("config.json", "training_meta.json", "bootstrap.json"):
+    if (path / "config.json").is_file():
+        parts.append(("config.json", (path / "config.json").read_text()))
+    for name in ("training_meta.json", "bootstrap.json"):
         if (path / name).is_file():
-            parts.append((name, (path / name).read_text()))
+            meta = json.loads((path / name).read_text())
+            parts.append((name, meta.get("fingerprint", meta)))
     parts.extend(
         sorted(
             (p.name, p.stat().st_size) for p in path.iterdir() if p.is_file() and p.suffix in {".safetensors", ".bin"}

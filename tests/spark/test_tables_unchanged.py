@@ -5,19 +5,18 @@ purpose twice since: when the expected score became the judge's mass on rating c
 training recorded its steps rule (both change the scores and the model ids), and when issues 12, 13 and 15
 added config keys (model ids hash the whole training config) and columns (documents.length without html,
 scores.cascade_probability, curated.rewrite_id). Re-recorded once more when the run moved to a process of its own
-with one torch thread (below).
+with one torch thread (below), and when model ids came to hash only the recipe in training_meta.json (below).
 
 The run: four sample pages through ingest, segment, models, augment, curate and train (one iteration), into a
-fixed directory so that the paths inside model configs are the same on every run. Per table the digest holds
+fixed directory, so that the documents' source paths are the same on every run. Per table the digest holds
 the row count, a sha256 of the sorted ids and a sha256 of the sorted rows over the deterministic columns.
 
-A model id hashes the model's training_meta.json, which records training seconds and an MLflow run id: the
-run turns tracking off and reads a clock that stands still inside ``training`` (only there), so model ids,
-and with them every generation, score and curated id and each row's sampling seed, repeat exactly.
+A model id hashes the recipe of the model (its config, the sha256 of its data and its base's id), not where it
+or its inputs are and not how long training took (``udfs.ids.model_fingerprint``), so model ids, and with them
+every generation, score and curated id and each row's sampling seed, repeat exactly from any checkout.
 The run is a process of its own with one torch thread: an in-process vLLM engine (other tests) binds torch's
 threads and disables ``torch.set_num_threads``, and training with another thread count sums in another order,
 which gave other weights, other instructions and other scores when the whole suite ran.
-Every input is read from that directory (a path of the checkout in a model config changes the model's id).
 Left out as not reproducible: timestamps, the WARC's record ids and dates (warcio makes new ones, so the
 file's size and the records' offsets and lengths change too) and the ingest ledger's ids (they hash the file's mtime).
 Everything else, the LLM tables included, repeated bit for bit across runs of the code before the change.
@@ -80,12 +79,6 @@ TABLES = {
 }
 
 
-class StillClock:
-    """``time`` for the training modules: durations of zero, so training_meta.json is the same on every run."""
-
-    monotonic = perf_counter = time = staticmethod(lambda: 0.0)
-
-
 def _value(v):
     if isinstance(v, float):
         return None if math.isnan(v) else round(v, 6)
@@ -111,19 +104,13 @@ def table_digest(path: Path, key: str | None, excluded: tuple[str, ...]) -> dict
 
 
 def sample_run() -> None:
-    """Run the sample into ``RUN_DIR`` (the caller holds ``RUN_DIR``'s lock), training under a still clock."""
-    import training.bootstrap
-    import training.train
-
-    for module in (training.bootstrap, training.train):
-        module.time = StillClock
+    """Run the sample into ``RUN_DIR`` (the caller holds ``RUN_DIR``'s lock)."""
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     RUN_DIR.mkdir(parents=True)
     warc = write_warc(RUN_DIR / "crawl.warc.gz", sample_pages())
     seed = RUN_DIR / "seed.jsonl"
     seed.write_text("".join(SAMPLE_SEED.read_text().splitlines(keepends=True)[:16]))
-    # The evaluation set too is read from the run's directory: training_meta.json records its absolute path,
-    # so from another checkout's conf/tiny.yaml every model id, seed and generation differed.
+    # The evaluation set too: conf/tiny.yaml's path is the checkout's, and a run's inputs are its directory's.
     evals = shutil.copy(ROOT / "data/sample/eval-prompts.jsonl", RUN_DIR / "eval-prompts.jsonl")
     args = [
         "--config",
