@@ -76,7 +76,10 @@ class Runtime:
 def runtime() -> Iterator[Runtime]:
     """Join the process group that torchrun describes in the environment (WORLD_SIZE > 1), or run alone.
 
-    A group this function started is destroyed on exit; one that a caller started is left alone.
+    A group this function started is destroyed when the run returns, after a barrier, so that no process tears
+    down its connections while another still uses them (torch reports rare hangs in ``destroy_process_group``
+    otherwise). After an exception it is not: the other processes may be inside a collective that would never
+    complete, and the launcher (torchrun, TorchDistributor) stops them. One that a caller started is left alone.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = torch.device("cpu")
@@ -86,11 +89,10 @@ def runtime() -> Iterator[Runtime]:
     started = world_size > 1 and not dist.is_initialized()
     if started:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    try:
-        yield Runtime(dist.get_rank() if world_size > 1 else 0, world_size, device)
-    finally:
-        if started:
-            dist.destroy_process_group()
+    yield Runtime(dist.get_rank() if world_size > 1 else 0, world_size, device)
+    if started:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def wrap(model: torch.nn.Module, rt: Runtime, strategy: str) -> torch.nn.Module:
