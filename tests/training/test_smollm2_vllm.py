@@ -10,13 +10,13 @@ model, and the answer copies a short segment when no penalty works against copyi
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from tests.conftest import ROOT
 from udfs.engine import EngineConfig, SamplingConfig, engine_args
 from udfs.likelihood import likelihood_batch, likelihood_prompts
 from udfs.llm_rows import rewrite_batch
@@ -36,8 +36,6 @@ PAIRS = [
     ),
 ]
 
-
-ROOT = Path(__file__).parents[2]
 ENGINE = EngineConfig(
     dtype="float32",
     max_model_len=1024,
