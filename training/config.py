@@ -25,19 +25,19 @@ class BaseModelConfig:
     """The tiny local base model (``training.bootstrap``): architecture and pretraining budget (the defaults
     take about a minute on 2 CPU cores)."""
 
-    vocab_size: int = 4096
-    hidden_size: int = 256
-    num_layers: int = 4
+    vocab_size: int = 4096  # of the byte-level BPE tokenizer trained on the corpus
+    hidden_size: int = 256  # model width
+    num_layers: int = 4  # transformer blocks
     num_heads: int = 4  # head_dim = hidden_size / num_heads = 64: vLLM's CPU attention supports 32, 64, 80, ...
-    intermediate_size: int = 688
-    max_position_embeddings: int = 2048
-    tie_word_embeddings: bool = True
+    intermediate_size: int = 688  # MLP width
+    max_position_embeddings: int = 2048  # longest sequence the model takes (vLLM's max_model_len cap)
+    tie_word_embeddings: bool = True  # input and output embeddings shared
     seq_len: int = 256  # pretraining chunk length (texts are packed, bos/eos between them)
-    batch_size: int = 8
-    steps: int = 120
-    lr: float = 3e-3
-    warmup_steps: int = 10
-    seed: int = 0
+    batch_size: int = 8  # sequences per pretraining step
+    steps: int = 120  # pretraining steps
+    lr: float = 3e-3  # peak learning rate (AdamW, cosine decay after warmup)
+    warmup_steps: int = 10  # linear warmup steps
+    seed: int = 0  # of weights and data order
 
     def __post_init__(self) -> None:
         for name in (

@@ -18,7 +18,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 class CascadeConfig:
     """``curate.cascade``: off by default (the paper judges every pair)."""
 
-    enabled: bool = False
+    enabled: bool = False  # true: judge a sample, let a classifier rule out the rest
     sample_fraction: float = 0.1  # share of each document's pairs the LLM judges first (the classifier's labels)
     recall_target: float = 0.95  # share of the sample's kept pairs that must score at or above the threshold
     seed: int = 0  # the sample and the folds; part of nothing else, so changing it re-samples but re-judges nothing

@@ -55,17 +55,18 @@ __all__ = [
 class GopherConfig:
     """Gopher quality rules; defaults are datatrove's ``GopherQualityFilter`` but one. ``None`` turns a rule off."""
 
-    min_words: int | None = 50
-    max_words: int | None = 100_000
-    min_mean_word_length: float | None = 3.0
-    max_mean_word_length: float | None = 10.0
+    min_words: int | None = 50  # words in the segment, at least
+    max_words: int | None = 100_000  # words in the segment, at most
+    min_mean_word_length: float | None = 3.0  # characters per word, mean, at least
+    max_mean_word_length: float | None = 10.0  # characters per word, mean, at most
     max_symbol_word_ratio: float | None = 0.1  # "#" and "..." per word
-    max_bullet_lines_ratio: float | None = 0.9
-    max_ellipsis_lines_ratio: float | None = 0.3
+    max_bullet_lines_ratio: float | None = 0.9  # share of lines starting with a bullet
+    max_ellipsis_lines_ratio: float | None = 0.3  # share of lines ending in an ellipsis
     # words with at least one letter; datatrove: 0.8, which drops tutorial sections whose code examples
     # print numbers ("[1, 4, 9, 16]"): 0.7 (ours)
     min_alpha_words_ratio: float | None = 0.7
-    min_stop_words: int | None = 2
+    min_stop_words: int | None = 2  # of stop_words, at least this many in the text
+    # the words min_stop_words counts
     stop_words: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")
 
     def __post_init__(self) -> None:
@@ -86,6 +87,7 @@ class BoilerplateConfig:
 
     max_link_density: float | None = 0.6  # share of the text's characters that were link anchors
     max_boilerplate_lines_ratio: float | None = 0.3  # share of lines holding a boilerplate phrase
+    # lower-cased phrases that make a line boilerplate (max_boilerplate_lines_ratio)
     phrases: tuple[str, ...] = (
         "cookie policy",
         "accept cookies",

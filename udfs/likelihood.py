@@ -35,7 +35,7 @@ LIKELIHOOD_COLUMNS = ("ifd", "conditional_loss")
 class LikelihoodConfig:
     """The likelihood stage: IFD and the conditional loss of every candidate pair under a scorer model."""
 
-    enabled: bool = False
+    enabled: bool = False  # true: run the likelihood stage (IFD, conditional loss) once per pool
     # A Hugging Face model directory (e.g. a small model on clusters: Superfiltering used GPT-2);
     # null: the base model (models.base, the instruct model the pipeline fine-tunes), zero-shot.
     model: str | None = None

@@ -43,12 +43,12 @@ class DedupConfig:
     datatrove (5-grams, 14 bands x 8 rows: LSH threshold ~0.72); ``min_similarity`` is ours.
     """
 
-    near_duplicates: bool = True
+    near_duplicates: bool = True  # false: exact duplicates only
     ngram: int = 5  # words per shingle
     num_perm: int = 112  # signature length; bands * rows of it are banded, all of it estimates similarity
-    bands: int = 14
-    rows: int = 8
-    seed: int = 1
+    bands: int = 14  # LSH bands; a pair sharing one band's rows is a candidate
+    rows: int = 8  # signature positions per band
+    seed: int = 1  # of the permutations: stored signatures are comparable only under the same seed
     # A band collision is confirmed when the signatures' estimated Jaccard reaches this (0: collision alone).
     min_similarity: float = 0.7
 

@@ -114,10 +114,10 @@ class ReaderConfig:
     # target size of a work unit: JSONL byte ranges, Parquet row groups, byte ranges of gzipped WARC/WET files
     split_bytes: int = 128 << 20
     url_field: str = "url"  # JSONL keys / Parquet columns
-    html_field: str = "html"
+    html_field: str = "html"  # the page's HTML
     text_field: str = "text"  # used when a record has no html
-    id_field: str = "id"
-    date_field: str = "date"
+    id_field: str = "id"  # the record's own id, kept as record_id
+    date_field: str = "date"  # the fetch date, kept as fetch_date
     # Keep each document's html in the documents table. Off: documents point at their record (file, offset,
     # length, content hash) and the segment stage reads it back (``read_back``), so the crawl is not copied.
     store_html: bool = False
