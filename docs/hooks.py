@@ -6,15 +6,22 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "docs")]
-
-import reference  # noqa: E402  (after the path: docs/ is not a package)
-
-GENERATED = {"config": reference.config_markdown, "tables": reference.tables_markdown}
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    for name, make in GENERATED.items():
+    # mkdocs restores sys.path after loading a hook, so the checkout (and docs/, not a package) go on it here:
+    # the pages describe this checkout's code, whatever else is installed
+    for path in (str(ROOT / "docs"), str(ROOT)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    import reference
+
+    generated = {
+        "config": reference.config_markdown,
+        "tables": reference.tables_markdown,
+        "reasons": reference.reasons_markdown,
+    }
+    for name, make in generated.items():
         marker = f"<!-- generated: {name} -->"
         if marker in markdown:
             markdown = markdown.replace(marker, make())

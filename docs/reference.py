@@ -1,8 +1,8 @@
 """The generated reference pages: every config key and every table, read from the code itself.
 
 ``docs/hooks.py`` calls these while mkdocs builds, so the pages cannot drift from the dataclasses in
-``jobs/config.py`` (and the configs they compose) or the tables in ``udfs/tables.py``;
-``tests/unit/test_docs.py`` checks that every key has a comment to show.
+``jobs/config.py`` (and the configs they compose), the tables in ``udfs/tables.py`` or the reason codes in
+``udfs/reasons.py``; ``tests/unit/test_docs.py`` checks that every key has a comment to show.
 
 A key's text is its comment in the dataclass: the ``# ...`` lines right above the field and the one at the end
 of its line, as written for the code's readers.
@@ -72,6 +72,17 @@ def tables_markdown() -> str:
         out += ["", f"### `{table.name}`", "", f"Key: `{table.key}` (`udfs.tables.{name}`)", ""]
         out += ["| column | type |", "|---|---|"]
         out += [f"| `{col}` | `{typ}` |" for col, typ in tables.ddl_types(table.schema).items()]
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+def reasons_markdown() -> str:
+    """Every reason code by table, from ``udfs.reasons``."""
+    from udfs.reasons import REASONS
+
+    out: list[str] = []
+    for table in dict.fromkeys(t for r in REASONS for t in r.tables):
+        out += ["", f"## `{table}`", "", "| status | code | what |", "|---|---|---|"]
+        out += [f"| {r.status} | `{r.code}` | {_cell(r.meaning)} |" for r in REASONS if table in r.tables]
     return "\n".join(out).lstrip("\n") + "\n"
 
 

@@ -22,6 +22,8 @@ pytest_plugins = ["tests.s3_server"]
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Spark's Python workers use this interpreter
+# every reason code a test's rows carry must be in udfs/reasons.py (a run only warns): see udfs.reasons.check
+os.environ.setdefault("HUMPBACK_STRICT_REASONS", "1")
 
 
 @pytest.fixture(scope="session")

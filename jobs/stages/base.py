@@ -24,6 +24,7 @@ from jobs import progress
 from jobs.config import PipelineConfig
 from jobs.storage import Storage
 from training.checkpoint import CHECKPOINT, checkpoint_dir
+from udfs import reasons
 from udfs.ids import model_fingerprint
 from udfs.tables import TOKEN_COLUMNS, Table, status_key
 
@@ -93,8 +94,11 @@ def append(ctx: Context, table: Table, df: DataFrame, report: StageReport) -> No
     same root commits some of the keys first, the write again without them (``Storage.insert``)."""
     new = ctx.storage.new_rows(table.name, df, table.key)
     new = replace(new, df=new.df.cache())
-    for status, count in status_counts(new.df).items():
+    counts = status_counts(new.df)
+    for status, count in counts.items():
         report.by_status[status] = report.by_status.get(status, 0) + count
+    if unknown := reasons.check(table.name, counts):
+        log.warning("%s: reason codes not in udfs/reasons.py (add them there): %s", table.name, unknown)
     if "prompt_tokens" in new.df.columns:  # LLM stages: tokens in/out and prefix-cache hits
         sums = new.df.agg(*[F.sum(c).alias(c) for c in TOKEN_COLUMNS]).first().asDict()
         tokens = report.extra.setdefault("tokens", dict.fromkeys(TOKEN_COLUMNS, 0))

@@ -53,6 +53,13 @@ def test_the_tables_page_lists_every_table_and_column():
         assert all(f"| `{c}` |" in page for c in table.columns)
 
 
+def test_the_reasons_page_lists_every_registered_code():
+    from udfs.reasons import REASONS
+
+    page = reference.reasons_markdown()
+    assert all(f"| {r.status} | `{r.code}` |" in page for r in REASONS)
+
+
 @pytest.mark.slow
 def test_the_site_builds_strict(tmp_path):
     done = subprocess.run(
