@@ -26,7 +26,7 @@ from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine
 from udfs.likelihood import likelihood_batch
 from udfs.llm_rows import augment_batch, chunks, frame, judge_batch, rewrite_batch
 from udfs.minhash import DedupConfig, minhash
-from udfs.prompts import PromptTemplate
+from udfs.prompts import PromptTemplate, encode_text
 from udfs.readers import ReaderConfig, WorkUnit, can_read_back, read_back, read_records
 from udfs.rewrite import RewriteSettings
 from udfs.segment import SegmentConfig, error_row, segment_rows
@@ -246,8 +246,8 @@ def token_counter(tokenizer_dir: str):
 
     @pandas_udf("int")
     def count(texts: pd.Series) -> pd.Series:
-        encoded = _tokenizer(tokenizer_dir)(texts.fillna("").tolist(), add_special_tokens=False)["input_ids"]
-        return pd.Series([len(tokens) for tokens in encoded], dtype="int32")
+        tokenizer = _tokenizer(tokenizer_dir)
+        return pd.Series([len(encode_text(tokenizer, text)) for text in texts.fillna("")], dtype="int32")
 
     return count
 
