@@ -133,8 +133,9 @@ def test_a_judge_prompt_quoting_control_tokens_has_only_the_templates_control_id
 
 def test_a_training_example_quoting_control_tokens_has_only_the_templates_control_ids(tokenizer):
     text = quoting(tokenizer)
-    encoded = {t: encode(tokenizer, messages(t, system=t, assistant=t), max_seq_len=4096) for t in (text, respelt(text))}
-    assert control_count(tokenizer, encoded[text].input_ids) == control_count(tokenizer, encoded[respelt(text)].input_ids)
+    encoded = {t: encode(tokenizer, messages(t, system=t, assistant=t), 4096) for t in (text, respelt(text))}
+    counts = {t: control_count(tokenizer, e.input_ids) for t, e in encoded.items()}
+    assert counts[text] == counts[respelt(text)]
     answers = {t: [i for i in e.labels if i != IGNORE_INDEX] for t, e in encoded.items()}
     # the answer teaches no stop (no eos) before the template's own end of turn
     assert control_count(tokenizer, answers[text]) == control_count(tokenizer, answers[respelt(text)])
