@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from jobs import console, preflight, progress
 from jobs.config import job_arguments, load_pipeline_config
 from jobs.report import write_report
-from jobs.run_summary import failure_reason, format_failure, summary_text
+from jobs.run_summary import RUN_START, RUN_SUMMARY, failure_reason, format_failure, summary_text
 from jobs.session import get_session
 from jobs.stages import BY_NAME, STAGE_NAMES, Context, MissingInput, active, format_plan, make_plan, run_stage, schedule
 from jobs.storage import Storage
@@ -99,31 +99,28 @@ def run(args: argparse.Namespace, cfg, iterations: list[int], logs: console.RunL
         print(format_plan(plan), flush=True)
         return plan
     started_at = datetime.now(timezone.utc)
-    before = table_versions(ctx)
-    reports = []
-    for stage, iteration in order:
-        try:
+    before: dict[str, int | None] | None = None
+    reports: list = []
+    where = RUN_START  # what the run was doing: a failure from here on leaves a failed runs row naming it
+    try:
+        before = table_versions(ctx)
+        for stage, iteration in order:
+            versioned = BY_NAME[stage].versioned
+            where = versioned if iteration is None else f"{versioned} (iteration {iteration})"
             with progress.stage(spark, stage if iteration is None else f"{stage} (iteration {iteration})"):
                 reports.append(run_stage(ctx, stage, iteration))
-        except Exception as exc:
-            versioned = BY_NAME[stage].versioned
-            record_failed_run(
-                ctx,
-                reports,
-                started_at,
-                before,
-                versioned if iteration is None else f"{versioned} (iteration {iteration})",
-                exc,
-            )
-            raise
-    summary = summarize(ctx, reports, started_at)
+        where = RUN_SUMMARY
+        summary = summarize(ctx, reports, started_at)
+    except Exception as exc:
+        record_failed_run(ctx, reports, started_at, before, where, exc)
+        raise
     report = write_report(ctx, summary["run_id"]) if cfg.report.after_run else None
     print(summary_text(ctx, summary, str(logs.dir), report and str(report), args.config, args.overrides), flush=True)
     return summary
 
 
 def record_failed_run(
-    ctx: Context, reports: list, started_at: datetime, before: dict, stage: str, exc: Exception
+    ctx: Context, reports: list, started_at: datetime, before: dict | None, stage: str, exc: Exception
 ) -> None:
     """Append the ``failed`` runs row of ``exc`` and print what it says. The original error is what the job
     reports: a failure to record it (the storage itself may be what broke) is only logged."""

@@ -43,11 +43,20 @@ def _cut(line: str) -> str:
     return line if len(line) <= MAX_REASON_CHARS else line[: MAX_REASON_CHARS - 3] + "..."
 
 
+# The failed_stage of a run that failed outside its stages: reading the tables' versions before the first stage,
+# or summing up after the last one.
+RUN_START, RUN_SUMMARY = "start", "summary"
+
+
 def format_failure(summary: Mapping) -> str:
     """What a run that raised prints: where it stopped, why, what it had committed and that ``runs`` has it."""
     recorded = "recorded in runs with status failed" if summary.get("runs_row_written", True) else "already in runs"
+    where = {
+        RUN_START: "at its start, reading the tables",
+        RUN_SUMMARY: "after its last stage, summing up",
+    }.get(summary["failed_stage"], f"in stage {summary['failed_stage']}")
     lines = [
-        f"run {summary['run_id']} failed in stage {summary['failed_stage']} ({recorded})",
+        f"run {summary['run_id']} failed {where} ({recorded})",
         f"  {summary['reason']}",
     ]
     if summary["stages"]:

@@ -28,6 +28,7 @@ keys are dropped before committing again (STYLE.md, "keyed, append-only artefact
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -66,6 +67,11 @@ _CONFLICTS = ("DELTA_CONCURRENT_", "ConcurrentAppendException", "ConcurrentWrite
 # What delta-spark says when a path holds no Delta table (as opposed to, say, a denied credential).
 _NOT_A_TABLE = ("DELTA_MISSING_DELTA_TABLE", "DELTA_TABLE_NOT_FOUND", "PATH_NOT_FOUND", "is not a Delta table")
 _FILE_SCHEMA = "path string, size long, rows long"  # what an executor returns for each Parquet file it wrote
+
+
+class BrokenTable(RuntimeError):
+    """A table's path holds something that is not a readable Delta table (a plain file, a folder without a log,
+    a log that cannot be read): the message names the table, the path and what is wrong, in one line."""
 
 
 @dataclass(frozen=True)
@@ -114,26 +120,39 @@ class Storage:
         return f"{self.root}/{name}"
 
     def exists(self, name: str) -> bool:
-        if self.engine == "delta-spark":
-            return spark_table_exists(self.spark, self.path(name))
-        return DeltaTable.is_deltatable(self.path(name), storage_options=self.options)
+        with self._broken_table(name):
+            if self.engine == "delta-spark":
+                return spark_table_exists(self.spark, self.path(name))
+            return DeltaTable.is_deltatable(self.path(name), storage_options=self.options)
 
     def version(self, name: str) -> int | None:
         """Current version of table ``name``, or None if it does not exist yet."""
         if not self.exists(name):
             return None
-        if self.engine == "delta-spark":
-            return int(_last_commit(self.spark, self.path(name))["version"])
-        return self._delta_rs(name, without_files=True).version()
+        with self._broken_table(name):
+            if self.engine == "delta-spark":
+                return int(_last_commit(self.spark, self.path(name))["version"])
+            return self._delta_rs(name, without_files=True).version()
 
     def read(self, name: str, version: int | None = None) -> DataFrame | None:
         """Table ``name`` (at ``version`` if given) as a DataFrame, or None if it does not exist."""
         if not self.exists(name):
             return None
-        if self.engine == "delta-spark":
-            return read_delta(self.spark, self.path(name), version)
-        table = self._delta_rs(name, version=version)
-        return self._read_files(table.file_uris(), from_arrow_schema(_arrow_schema(table)))
+        with self._broken_table(name):
+            if self.engine == "delta-spark":
+                return read_delta(self.spark, self.path(name), version)
+            table = self._delta_rs(name, version=version)
+            schema = from_arrow_schema(_arrow_schema(table))
+        return self._read_files(table.file_uris(), schema)
+
+    @contextlib.contextmanager
+    def _broken_table(self, name: str) -> Iterator[None]:
+        """Errors of opening table ``name`` as ``BrokenTable``s that say which table, where and what is wrong
+        (delta-rs says "Generic LocalFileSystem error" of a plain file where a table's folder should be)."""
+        try:
+            yield
+        except Exception as exc:
+            raise BrokenTable(f"table {name} at {self.path(name)} {_what_is_wrong(self.path(name), exc)}") from exc
 
     def new_rows(self, name: str, df: DataFrame, key: str) -> NewRows:
         """The rows of ``df`` whose ``key`` is not in table ``name`` yet, one per key, and the version read."""
@@ -313,6 +332,18 @@ class Storage:
         fs, base = arrow_filesystem(self.path(name), self.options)
         for action in actions:
             fs.delete_file(f"{base}/{action.path}")
+
+
+def _what_is_wrong(path: str, exc: Exception) -> str:
+    """What a table path that failed to open holds instead of a Delta table, as the end of a sentence."""
+    if "://" not in path:  # a local path (dbfs:/ is its mount): look at what is there
+        local = Path(path)
+        if local.is_file():
+            return "is a file, not a table's folder (a bad copy or a half-deleted table?): move it aside or restore it"
+        if local.is_dir() and not (local / "_delta_log").is_dir():
+            return "is a folder without a _delta_log: not a Delta table (move it aside or restore the table)"
+    message = (str(exc) or type(exc).__name__).replace("\n", " ")[:300]
+    return f"cannot be opened as a Delta table ({type(exc).__name__}: {message})"
 
 
 def resolve_engine(spark: SparkSession) -> Engine:

@@ -23,6 +23,7 @@ from jobs.stages.base import Context, StageReport, model_ready
 from jobs.cascade import REJECTED
 from jobs.selection import curated_generations
 from jobs.stages.likelihood import rule_rows
+from jobs.storage import BrokenTable
 from udfs import ids
 from udfs.config import to_dict
 from udfs.ids import model_fingerprint
@@ -142,11 +143,24 @@ def summarize(ctx: Context, reports: list[StageReport], started_at: datetime) ->
     return _append_run(ctx, summary, started_at)
 
 
-def committed(ctx: Context, before: dict[str, int | None]) -> dict[str, dict]:
-    """What was committed since the table versions ``before``: table -> versions before and after, rows added."""
+def readable_versions(ctx: Context) -> dict[str, int | None]:
+    """``table_versions``, with None for a table that cannot be read (``BrokenTable``): what a failed run records,
+    whose reason already says which table is broken."""
+    versions = {}
+    for table in TABLES:
+        try:
+            versions[table] = ctx.storage.version(table)
+        except BrokenTable:
+            versions[table] = None
+    return versions
+
+
+def committed(ctx: Context, before: dict[str, int | None], now: dict[str, int | None]) -> dict[str, dict]:
+    """What was committed between the table versions ``before`` and ``now``: table -> versions before and
+    after, rows added."""
     done = {}
-    for name, version in table_versions(ctx).items():
-        if version == before.get(name):
+    for name, version in now.items():
+        if version is None or version == before.get(name):
             continue
         old = 0 if before.get(name) is None else ctx.storage.read(name, before[name]).count()
         done[name] = {
@@ -161,19 +175,20 @@ def record_failure(
     ctx: Context,
     reports: list[StageReport],
     started_at: datetime,
-    before: dict[str, int | None],
+    before: dict[str, int | None] | None,
     stage: str,
     reason: str,
 ) -> dict:
     """Append the ``failed`` runs row of a run that raised in ``stage`` with the one-line error ``reason``:
-    the reports of the stages that finished and what was committed since the table versions ``before``."""
-    tables = table_versions(ctx)
+    the reports of the stages that finished and what was committed since the table versions ``before``
+    (None: the run failed reading them, before committing anything)."""
+    tables = readable_versions(ctx)
     summary = redact(
         {
             "config": to_dict(ctx.cfg),
             "stages": [dataclasses.asdict(r) for r in reports],
             "tables": tables,
-            "committed": committed(ctx, before),
+            "committed": {} if before is None else committed(ctx, before, tables),
             "reason": reason,
         }
     )

@@ -22,6 +22,7 @@ from training.progress import report_step
 from training.artifacts import read_marker, sha256_texts, staged_dir, write_json
 from training.config import BaseModelConfig
 from training.tokenizer import build_tokenizer
+from udfs.prompts import encode_prompt, fence
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def build_base_model(texts: Sequence[str], out_dir: str, cfg: BaseModelConfig) -
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
-        stream = [i for text in texts for i in tokenizer(text).input_ids + [tokenizer.eos_token_id]]
+        # Fenced: a quoted "<|endoftext|>" in a text is text, not the eos that separates texts.
+        stream = [i for text in texts for i in encode_prompt(tokenizer, fence(text)) + [tokenizer.eos_token_id]]
         losses = pretrain(model, torch.tensor(stream), cfg)
         model.save_pretrained(tmp)
         write_json(

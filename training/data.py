@@ -31,7 +31,7 @@ from udfs.curation import (
 )
 from udfs.decontam import Decontamination
 from udfs.likelihood import LIKELIHOOD_COLUMNS
-from udfs.prompts import CONF_DIR, PromptTemplate, encode_prompt, messages, render_chat
+from udfs.prompts import CONF_DIR, PromptTemplate, chat_prompt, encode_chat, encode_prompt, messages
 
 IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt and padding); torch's cross-entropy default
 
@@ -301,14 +301,16 @@ def encode(tokenizer: Any, chat: Sequence[dict[str, str]], max_seq_len: int) -> 
     """Ids and labels of a chat ending with the assistant's turn; None if the prompt alone fills max_seq_len.
 
     Prompt and answer are encoded separately because that is what inference does: the engine encodes the
-    prompt and the model generates the rest. The answer always ends with eos so the model learns to stop.
+    prompt and the model generates the rest. The answer always ends with eos so the model learns to stop, and
+    a control token quoted in the instruction or the answer stays text (``udfs.prompts.encode_chat``): an
+    answer quoting "<|im_end|>" must not teach the model to stop there.
     """
-    prompt = render_chat(tokenizer, chat[:-1], add_generation_prompt=True)
-    full = render_chat(tokenizer, chat, add_generation_prompt=False)
+    prompt = chat_prompt(tokenizer, chat[:-1], add_generation_prompt=True)
+    full = chat_prompt(tokenizer, chat, add_generation_prompt=False)
     if not full.startswith(prompt):
         raise ValueError("chat template does not render the prompt as a prefix of the whole conversation")
     prompt_ids = encode_prompt(tokenizer, prompt)
-    answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+    answer_ids = encode_chat(tokenizer, full[len(prompt) :])
     if not answer_ids or answer_ids[-1] != tokenizer.eos_token_id:
         answer_ids.append(tokenizer.eos_token_id)
     if len(prompt_ids) >= max_seq_len:

@@ -236,6 +236,9 @@ _INJECTION_PATTERNS = {
         re.I | re.S,
     ),
     "role_marker": re.compile(r"^\s*(system|assistant)\s*:|<\|(system|assistant|user)\|>", re.I | re.M),
+    # The control tokens of common chat templates (ChatML, Llama 2 and 3, Gemma, GPT-2): encoded as text
+    # (udfs.prompts.encode_prompt), they cannot end a turn, but a page quoting them is worth an audit.
+    "control_token": re.compile(r"<\|[a-z_]\w*\|>|\[/?INST\]|<</?SYS>>|</?s>|<(start|end)_of_turn>", re.I),
 }
 
 

@@ -7,8 +7,8 @@ reasoning ending in "Score: N" for most rows and a line without a score for the 
 and the failure paths run. Logprobs of the rating tokens come from the same hash.
 
 ``engine.fake_fault`` makes it fail the way real engines do, for tests of the failure paths: ``hang`` never
-returns from ``generate`` (a wedged GPU, a dead engine-core process the client still waits on), ``raise`` dies
-in it (CUDA error, out of memory).
+returns from ``generate`` or a logprobs call (a wedged GPU, a dead engine-core process the client still waits
+on), ``raise`` dies in it (CUDA error, out of memory).
 """
 
 from __future__ import annotations
@@ -59,10 +59,7 @@ class FakeEngine:
         return " ".join(text.split()[:n_tokens])
 
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
-        if self.fault == "hang":
-            threading.Event().wait()  # never set: blocks until the process exits
-        if self.fault == "raise":
-            raise RuntimeError(f"fake engine died generating {len(prompts)} prompts (engine.fake_fault=raise)")
+        self._fail(f"generating {len(prompts)} prompts")
         return [self._complete(p, sampling.max_tokens, s) for p, s in zip(prompts, seeds)]
 
     def _complete(self, prompt: str, max_tokens: int, seed: int) -> Completion:
@@ -84,6 +81,7 @@ class FakeEngine:
     ) -> list[dict[str, float] | None]:
         """A deterministic distribution over ``continuations`` per prompt; None for a prompt past the context
         (whitespace words, as ``count_tokens`` counts)."""
+        self._fail(f"scoring {len(prompts)} prompts")
         result: list[dict[str, float] | None] = []
         for prompt in prompts:
             if len(prompt.split()) + 1 > self.max_model_len:
@@ -97,6 +95,7 @@ class FakeEngine:
     def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[str]) -> list[list[float] | None]:
         """A deterministic log-probability per answer word: a word that the prompt also has costs half, so an
         instruction sharing the answer's words lowers its conditional loss as a real model's would."""
+        self._fail(f"scoring {len(prompts)} answers")
         result: list[list[float] | None] = []
         for prompt, answer in zip(prompts, answers):
             words = answer.split()
@@ -107,6 +106,12 @@ class FakeEngine:
             costs = [1 + (_hash(self.model_path, w) % 1000) / 250 for w in words]
             result.append([-c / 2 if w.lower() in seen else -c for w, c in zip(words, costs)])
         return result
+
+    def _fail(self, doing: str) -> None:
+        if self.fault == "hang":
+            threading.Event().wait()  # never set: blocks until the process exits
+        if self.fault == "raise":
+            raise RuntimeError(f"fake engine died {doing} (engine.fake_fault=raise)")
 
     def close(self) -> None:
         """Nothing to free."""

@@ -93,12 +93,13 @@ def likelihood_batch(engine: LLMEngine, batch: pd.DataFrame, scorer_model_id: st
             "context_tokens": engine.count_tokens([prompts[i][0]])[0],
             "answer_tokens": None if cond is None else len(cond),
         }
+        unscored = {**row, "conditional_loss": None, "answer_loss": None, "ifd": None}
         if cond is None or alone is None:
-            rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
+            rows.append({**unscored, "status": "dropped", "reason": "prompt_too_long"})
         elif not cond or not alone:
-            rows.append({**row, "status": "dropped", "reason": "empty_answer"})
+            rows.append({**unscored, "status": "dropped", "reason": "empty_answer"})
         elif not all(math.isfinite(v) for v in (*cond, *alone)):
-            rows.append({**row, "status": "error", "reason": "non_finite_logprob"})
+            rows.append({**unscored, "status": "error", "reason": "non_finite_logprob"})
         else:
             scored = losses(cond, alone)
             rows.append(

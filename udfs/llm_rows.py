@@ -32,6 +32,11 @@ from udfs.rewrite import ANSWER_PREFIX, RewriteSettings, faithfulness, parse_ans
 from udfs.tables import CANDIDATES, REWRITES, SCORES, ddl_columns, ddl_types
 
 
+PROMPT_TOO_LONG = {"status": "dropped", "reason": "prompt_too_long"}
+NOT_SCORED = dict.fromkeys(("score", "expected_score", "expected_score_failure", "parse_failure"))
+NOT_MEASURED = dict.fromkeys(("faithfulness", "new_numbers", "n_new_numbers", "new_entities", "n_new_entities"))
+
+
 def generation_fields(model_id: str, template: PromptTemplate, sampling_json: str, seed: int, fit) -> dict:
     """The columns every generated row shares: who generated it, how, and its prompt's token counts."""
     return {
@@ -41,6 +46,16 @@ def generation_fields(model_id: str, template: PromptTemplate, sampling_json: st
         "seed": seed,
         "prompt_tokens": fit.n_tokens,
         "truncated_tokens": fit.truncated_tokens,
+    }
+
+
+def completion_fields(out: Completion | None) -> dict:
+    """The columns every generated row takes from its completion; null for a prompt that was never sent."""
+    return {
+        "raw_text": out and out.text,
+        "finish_reason": out and out.finish_reason,
+        "output_tokens": out and out.output_tokens,
+        "cached_tokens": out and out.cached_tokens,
     }
 
 
@@ -72,25 +87,14 @@ def augment_batch(
             **generation_fields(model_id, template, sampling_json, seeds[i], fits[i]),
         }
         if fits[i].prompt is None:
-            rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
+            rows.append({**row, **completion_fields(None), "instruction": None, **PROMPT_TOO_LONG})
             continue
         out = completions[i]
         cleaned = clean_instruction(out.text, out.finish_reason, max_instruction_chars)
         status, reason = cleaned.status, cleaned.reason
         if status == "ok" and (overlap := decontamination.reason(cleaned.text)):
             status, reason = "dropped", overlap
-        rows.append(
-            {
-                **row,
-                "instruction": cleaned.text,
-                "raw_text": out.text,
-                "finish_reason": out.finish_reason,
-                "output_tokens": out.output_tokens,
-                "cached_tokens": out.cached_tokens,
-                "status": status,
-                "reason": reason,
-            }
-        )
+        rows.append({**row, **completion_fields(out), "instruction": cleaned.text, "status": status, "reason": reason})
     return frame(rows, CANDIDATES.schema)
 
 
@@ -133,23 +137,21 @@ def judge_batch(
             "prompt_tokens": fits[i].n_tokens,
             "truncated_tokens": fits[i].truncated_tokens,
             "input_flags": ",".join(flags) or None,
+            "cascade_probability": None,  # the cascade's, set by its wrapper (udfs.spark_udfs)
         }
         if fits[i].prompt is None:
-            rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
+            rows.append({**row, **completion_fields(None), **NOT_SCORED, **PROMPT_TOO_LONG})
             continue
         out = completions[i]
         parsed = parse_score(out.text, out.finish_reason, quoted=pairs[i])
         rows.append(
             {
                 **row,
+                **completion_fields(out),
                 "score": parsed.score,
                 "expected_score": expected[i].value,
                 "expected_score_failure": expected[i].failure,
                 "parse_failure": parsed.failure,
-                "raw_text": out.text,
-                "finish_reason": out.finish_reason,
-                "output_tokens": out.output_tokens,
-                "cached_tokens": out.cached_tokens,
                 "status": "ok",
                 "reason": None,
             }
@@ -200,20 +202,14 @@ def rewrite_batch(
             "min_faithfulness": settings.min_faithfulness,
         }
         if fits[i].prompt is None:
-            rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
+            unsent = {**completion_fields(None), "answer": None, "answer_end": None, **NOT_MEASURED}
+            rows.append({**row, **unsent, **PROMPT_TOO_LONG})
             continue
         out = completions[i]
         parsed = parse_answer(out.text, out.finish_reason, settings.require_end_marker)
-        row |= {
-            "answer": parsed.answer,
-            "raw_text": out.text,
-            "finish_reason": out.finish_reason,
-            "answer_end": parsed.end,
-            "output_tokens": out.output_tokens,
-            "cached_tokens": out.cached_tokens,
-        }
+        row |= {**completion_fields(out), "answer": parsed.answer, "answer_end": parsed.end}
         if parsed.failure is not None:
-            rows.append({**row, "status": "dropped", "reason": parsed.failure})
+            rows.append({**row, **NOT_MEASURED, "status": "dropped", "reason": parsed.failure})
             continue
         measured = faithfulness(parsed.answer, pairs[i][1], settings.ngram)
         faithful = measured.ngram_overlap >= settings.min_faithfulness
@@ -301,13 +297,29 @@ def chunks(batches: Iterator[pd.DataFrame], size: int) -> Iterator[pd.DataFrame]
         yield pd.concat(pending, ignore_index=True)
 
 
-def frame(rows: list[dict], schema: str) -> pd.DataFrame:
-    """``rows`` as a frame with the columns of ``schema``, in order, integers nullable (missing values are null).
+class RowShapeError(ValueError):
+    """A row builder set a key its table does not have, or left out a column: a programming error."""
 
-    A string column no row sets would come out float64 NaN, which Arrow cannot cast to string (a batch whose
-    every rewrite was truncated): string columns are kept as objects with None."""
+
+def frame(rows: list[dict], schema: str) -> pd.DataFrame:
+    """``rows`` as a frame with the columns of ``schema``, in order, integers nullable.
+
+    Every row sets every column of ``schema`` and nothing else (None where a value does not apply), or
+    ``RowShapeError`` names the keys: a key the table lacks would be dropped and a column no builder sets
+    filled with null, silently. A string column whose every value is None would come out float64 NaN, which
+    Arrow cannot cast to string (a batch whose every rewrite was truncated): string columns are kept as
+    objects with None."""
     ints = {"int": "Int32", "long": "Int64"}
-    df = pd.DataFrame(rows, columns=ddl_columns(schema))
+    columns = ddl_columns(schema)
+    expected = set(columns)
+    for row in rows:
+        if row.keys() != expected:
+            unknown, missing = sorted(row.keys() - expected), sorted(expected - row.keys())
+            raise RowShapeError(
+                f"a row does not have the table's columns: keys not in the schema {unknown}, "
+                f"columns the row does not set {missing} (schema: {schema})"
+            )
+    df = pd.DataFrame(rows, columns=columns)
     types = ddl_types(schema)
     for c in (c for c, t in types.items() if t == "string"):
         df[c] = df[c].astype(object).where(df[c].notna(), None)

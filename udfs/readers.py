@@ -26,9 +26,15 @@ Every record gets a status instead of raising:
   further), ``binary_payload`` (NUL or control bytes in a body labelled as text), ``empty_body``
   (empty or whitespace only), ``missing_text`` (JSONL/Parquet row without a document field);
 - ``error``: ``reason`` is ``"<code>: <message>"``. An unreadable WARC record or a corrupt/truncated file
-  yields one ``unreadable_record`` error at the failing offset and ends that unit, because nothing after it
-  can be located reliably; a bad JSON line (``invalid_json``) is skipped; a Parquet file without the
-  configured columns is one ``missing_columns`` error.
+  yields one ``unreadable_record`` error at the failing offset; a gzipped WARC/WET file is read on from the
+  next gzip member holding a record header, other files end the unit there, because nothing after it can be
+  located reliably. A JSON line that is not UTF-8 (``invalid_utf8``) or not JSON (``invalid_json``) is one
+  error and the next line is read; a Parquet file without the configured columns is one ``missing_columns``
+  error.
+
+A read that fails on the network or the store rather than on the bytes (a dropped connection, a timeout) is
+retried by ``udfs.sources.open_file`` and, if it keeps failing, raises ``sources.TransientReadError``: no
+record of it, the task fails and the unit is read again (by Spark's retry, or the next run).
 
 ``offset`` locates a record: byte offset (WARC; JSONL, in the uncompressed stream), row number (Parquet),
 None (HTML file); ``length`` is the bytes from there that hold it (a WARC record's gzip member, a JSONL
@@ -282,10 +288,20 @@ def open_input(path: str, offset: int = 0, length: int | None = None):
 
 
 def _read_warc(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
+    # Each record of a gzipped WARC or WET file is its own gzip member: after a record that cannot be read,
+    # reading goes on at the next member that holds a WARC record header (the check that cuts work units).
+    # Other archives end at such a record: where their next record starts cannot be told from payload bytes.
+    resyncs = unit.path.lower().endswith((".warc.gz", ".wet.gz"))
     with open_input(unit.path) as stream:
-        stream.seek(unit.start)  # warcio counts offsets from the stream's position: they stay absolute
         size = sources.size(unit.path) if unit.end is None else unit.end
-        yield from _warc_records(stream, unit.path, unit.end, size, cfg)
+        start: int | None = unit.start
+        while start is not None:
+            stream.seek(start)  # warcio counts offsets from the stream's position: they stay absolute
+            failed = None
+            for row in _warc_records(stream, unit.path, unit.end, size, cfg):
+                failed = row.offset if row.status == "error" else None  # an error is the last row of a run
+                yield row
+            start = _next_cut(stream, failed + 1, size, None) if resyncs and failed is not None else None
 
 
 def _warc_records(stream, path: str, end: int | None, size: int, cfg: ReaderConfig) -> Iterator[RawRecord]:
@@ -313,6 +329,7 @@ def _warc_records(stream, path: str, end: int | None, size: int, cfg: ReaderConf
             # The member's length (warcio reads the record to its end for it): all a read-back needs.
             yield dataclasses.replace(row, length=records.get_record_length())
     except Exception as exc:  # warcio raises many types (ArchiveLoadFailed, zlib.error, EOFError...)
+        _raise_if_interrupted(exc)
         yield _unreadable(path, records.offset, _describe(exc))
         return
     # warcio ends silently on a file cut inside a record header or a gzip member.
@@ -366,6 +383,7 @@ def read_back(
             with open_input(path, offset, length) as f:
                 record = dataclasses.replace(_jsonl_record(path, offset, f.read(length), cfg), length=length)
     except (OSError, ValueError) as exc:  # ValueError: a format that cannot be read back
+        _raise_if_interrupted(exc)
         return RawRecord(path, offset, status="error", reason=f"source_missing: {_describe(exc)}")
     if record.status != "ok" or record.content_hash != content_hash:
         found = record.reason if record.status != "ok" else f"content hash {record.content_hash[:12]}"
@@ -607,6 +625,7 @@ def _read_jsonl(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
                 elif line.strip():
                     yield dataclasses.replace(_jsonl_record(path, offset, line, cfg), length=length)
         except Exception as exc:  # corrupt or truncated gzip: nothing after this point is readable
+            _raise_if_interrupted(exc)
             yield _unreadable(path, position, _describe(exc))
 
 
@@ -641,9 +660,16 @@ def _skip_line(stream) -> int:
 
 
 def _jsonl_record(path: str, offset: int, line: bytes, cfg: ReaderConfig) -> RawRecord:
+    # JSON text is UTF-8 (RFC 8259): a line with other bytes is corrupt, and guessing its charset or replacing
+    # the bytes would store text nobody wrote. The line is one error; the next line is read as usual.
     try:
-        obj = json.loads(line)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        text = line.decode("utf-8-sig")  # a byte order mark may start the file
+    except UnicodeDecodeError as exc:
+        reason = f"invalid_utf8: byte 0x{line[exc.start]:02x} at byte {exc.start} of the line ({exc.reason})"
+        return RawRecord(path, offset, status="error", reason=reason)
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
         return RawRecord(path, offset, status="error", reason=f"invalid_json: {_describe(exc)}")
     if not isinstance(obj, dict):
         reason = f"invalid_json: expected an object, got {type(obj).__name__}"
@@ -681,7 +707,8 @@ def _row_group_units(path: str, split_bytes: int) -> list[WorkUnit]:
     try:
         with open_input(path) as f:
             meta = pq.read_metadata(f)
-    except Exception:  # unreadable footer: the reading task reports it
+    except Exception as exc:  # unreadable footer: the reading task reports it
+        _raise_if_interrupted(exc)
         return [WorkUnit(path)]
     units, start, size = [], 0, 0
     for i in range(meta.num_row_groups):
@@ -718,6 +745,7 @@ def _read_parquet(unit: WorkUnit, cfg: ReaderConfig) -> Iterator[RawRecord]:
                 yield _fields_record(path, offset, row, cfg)
                 offset += 1
     except Exception as exc:  # ArrowInvalid, OSError: a corrupt footer or page
+        _raise_if_interrupted(exc)
         yield _unreadable(path, offset, _describe(exc))
     finally:
         if source is not None:
@@ -845,6 +873,17 @@ def _detect_charset(body: bytes) -> str | None:
         if (m.percent_chaos, m.percent_coherence) == (best.percent_chaos, best.percent_coherence)
     ]
     return codecs.lookup("cp1252" if "cp1252" in tied else best.encoding).name
+
+
+def _raise_if_interrupted(exc: BaseException) -> None:
+    """Raise the ``sources.TransientReadError`` behind ``exc``, however a reader library wrapped it: a read that
+    failed on the network after its retries is no corrupt record, and fails the task instead of ending the unit."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, sources.TransientReadError):
+            raise exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
 
 
 def _unreadable(path: str, offset: int | None, message: str) -> RawRecord:

@@ -28,6 +28,7 @@ import glob
 import importlib.util
 import io
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +56,37 @@ _GLOB_CHARS = frozenset("*?[")
 
 class SourceError(OSError):
     """An input location that cannot be listed or opened; the message names it and says what to do."""
+
+
+class TransientReadError(OSError):
+    """A read that kept failing on the network or the store after ``READ_ATTEMPTS`` tries: not a corrupt file.
+    Readers let it through, so the task fails and is retried (by Spark, or by the next run: no unit whose read
+    failed so is ledgered as read)."""
+
+
+# Tries of one read before it fails the task, and the pause before the second (doubled before each next one):
+# about 15 s in all, enough for a dropped connection or a throttled store, short against Spark's own retries.
+READ_ATTEMPTS = 5
+RETRY_PAUSE_SECONDS = 1.0
+# Errors of the network and of the stores' clients, by class name (their packages are optional): a read that
+# raises one is worth making again. Corrupt bytes raise other errors, which the readers record per record.
+_TRANSIENT_NAMES = frozenset(
+    {
+        "ClientConnectionError",  # aiohttp (http://, gcsfs, adlfs): reset, refused, closed mid-response
+        "ClientPayloadError",  # aiohttp: a body cut short
+        "ServerTimeoutError",
+        "EndpointConnectionError",  # botocore (s3fs)
+        "ConnectionClosedError",
+        "ReadTimeoutError",  # botocore and urllib3
+        "ConnectTimeoutError",
+        "ResponseStreamingError",
+        "IncompleteReadError",
+        "ProtocolError",  # urllib3: connection broken mid-body
+        "FSTimeoutError",  # fsspec's sync wrapper
+        "ServiceResponseError",  # azure-core
+        "IncompleteRead",  # http.client
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -115,19 +147,27 @@ def open_file(url: str, offset: int = 0, length: int | None = None):
     """A binary file object of ``url`` at ``offset``; with ``length`` it ends after that many bytes.
 
     Without ``length`` it is seekable (readers plan work units by seeking). Remote files are read by
-    ranged requests of at most one block, so a bounded read fetches about ``length`` bytes.
+    ranged requests of at most one block, so a bounded read fetches about ``length`` bytes. A read that fails
+    on the network or the store (``is_transient``) is made again from where it stopped, on a file opened
+    anew, up to ``READ_ATTEMPTS`` times with a growing pause; then it raises ``TransientReadError``.
     """
     path = _local_path(url)
-    if is_url(path):
-        fs = _filesystem(path)
-        block = _BLOCK_BYTES if length is None else max(1, min(length, _BLOCK_BYTES))
-        with _errors(path):
-            # buffered as local files are: fsspec's files lack readline(size), which the JSONL reader bounds lines by
-            stream = io.BufferedReader(fs.open(path, "rb", block_size=block, cache_type="readahead"), _BUFFER_BYTES)
-    else:
-        stream = open(path, "rb")
-    stream.seek(offset)
-    return stream if length is None else io.BufferedReader(_Bounded(stream, length), _BUFFER_BYTES)
+    # buffered: fsspec's files lack readline(size), which the JSONL reader bounds lines by
+    return io.BufferedReader(_Resuming(path, offset, length), _BUFFER_BYTES)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) is a failure of the network or the store, which the
+    same read may not meet again, rather than of the file."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ConnectionError, TimeoutError)):  # resets, refusals, broken pipes, socket timeouts
+            return True
+        if _TRANSIENT_NAMES & {c.__name__ for c in type(exc).__mro__}:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def size(url: str) -> int:
@@ -161,24 +201,79 @@ def apply_env(env: dict[str, str]) -> None:
 # --- helpers ---------------------------------------------------------------------------------------------
 
 
-class _Bounded(io.RawIOBase):
-    """The next ``length`` bytes of ``stream``; closing it closes ``stream``."""
+class _Resuming(io.RawIOBase):
+    """Bytes ``[offset, offset + length)`` of a file (``length`` None: seekable, to its end). A read or seek that
+    fails transiently closes the file, waits and opens it again at the position reached (``READ_ATTEMPTS``)."""
 
-    def __init__(self, stream, length: int) -> None:
-        self._stream, self._left = stream, length
+    def __init__(self, path: str, offset: int, length: int | None) -> None:
+        self._path, self._pos, self._stream = path, offset, None
+        self._end = None if length is None else offset + length
+        self._retrying("open", lambda: None)  # a missing file fails here, as a plain open would
 
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return self._end is None
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        if self._end is not None:
+            raise io.UnsupportedOperation("a bounded read does not seek")
+        self._pos = self._retrying("seek", lambda: self._stream.seek(pos, whence))
+        return self._pos
+
     def readinto(self, buffer) -> int:
-        data = self._stream.read(min(len(buffer), self._left))
+        n = len(buffer) if self._end is None else min(len(buffer), self._end - self._pos)
+        if n <= 0:
+            return 0
+        data = self._retrying(f"read {n} bytes", lambda: self._stream.read(n))
         buffer[: len(data)] = data
-        self._left -= len(data)
+        self._pos += len(data)
         return len(data)
 
     def close(self) -> None:
-        self._stream.close()
+        self._drop()
         super().close()
+
+    def _retrying(self, what: str, call):
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                if self._stream is None:
+                    self._stream = _open_at(self._path, self._pos, self._end)
+                return call()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self._drop()
+                if attempt == READ_ATTEMPTS:
+                    message = (str(exc) or type(exc).__name__).replace("\n", " ")[:300]
+                    raise TransientReadError(
+                        f"{self._path}: {what} at byte {self._pos} failed {attempt} times on the network or the "
+                        f"store ({type(exc).__name__}: {message}): failing the task so that it is read again"
+                    ) from exc
+                time.sleep(RETRY_PAUSE_SECONDS * 2 ** (attempt - 1))
+
+    def _drop(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close: it is gone either way
+                stream.close()
+
+
+def _open_at(path: str, offset: int, end: int | None):
+    """``path`` opened and positioned at ``offset``; a remote file's blocks are no bigger than ``end`` needs."""
+    if is_url(path):
+        fs = _filesystem(path)
+        block = _BLOCK_BYTES if end is None else max(1, min(end - offset, _BLOCK_BYTES))
+        with _errors(path):
+            stream = fs.open(path, "rb", block_size=block, cache_type="readahead")
+    else:
+        stream = open(path, "rb")
+    stream.seek(offset)
+    return stream
 
 
 def _local_path(path: str) -> str:

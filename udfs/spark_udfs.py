@@ -22,16 +22,16 @@ from pyspark.sql.functions import pandas_udf
 
 from udfs import ids, sources
 from udfs.decontam import Decontamination
-from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine
+from udfs.engine import EngineConfig, LLMEngine, SamplingConfig, drop_engine, get_engine
 from udfs.likelihood import likelihood_batch
 from udfs.llm_rows import augment_batch, chunks, frame, judge_batch, rewrite_batch
 from udfs.minhash import DedupConfig, minhash
-from udfs.prompts import PromptTemplate
+from udfs.prompts import PromptTemplate, encode_text
 from udfs.readers import ReaderConfig, WorkUnit, can_read_back, read_back, read_records
 from udfs.rewrite import RewriteSettings
 from udfs.segment import SegmentConfig, error_row, segment_rows
 from udfs.tables import READ_SCHEMA, SEGMENT_ROWS_SCHEMA
-from udfs.watchdog import EngineStalled, batch_deadline, call_with_deadline
+from udfs.watchdog import EngineStalled, batch_deadline, call_with_deadline, prefill_as_output_tokens
 
 BatchFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
 
@@ -142,21 +142,16 @@ def backtranslate(
 ) -> BatchFn:
     """Input: (generation_id, segment_id, text). Output: CANDIDATES rows (``udfs.llm_rows.augment_batch``), the
     instructions checked against the evaluation sets of ``decontamination``."""
-
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in chunks(batches, engine_cfg.batch_size):
-            engine = _engine(model_path, model_id, engine_cfg)  # cached: loads once per worker, on the first rows
-            yield _within_deadline(
-                "augment",
-                len(batch),
-                sampling,
-                engine_cfg,
-                lambda: augment_batch(
-                    engine, batch, model_id, template, sampling, engine_cfg, max_instruction_chars, decontamination
-                ),
-            )
-
-    return _dropping_engine_on_failure(run)
+    return _engine_batches(
+        "augment",
+        model_path,
+        model_id,
+        engine_cfg,
+        sampling.max_tokens,
+        lambda engine, batch: augment_batch(
+            engine, batch, model_id, template, sampling, engine_cfg, max_instruction_chars, decontamination
+        ),
+    )
 
 
 def judge(
@@ -169,21 +164,14 @@ def judge(
 ) -> BatchFn:
     """Input: (score_id, generation_id, segment_id, instruction, text). Output: SCORES rows of the self-training
     ``iteration`` whose judge this is (``udfs.llm_rows.judge_batch``)."""
-
-    stage = "calibrate" if iteration is None else f"curate (iteration {iteration})"
-
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in chunks(batches, engine_cfg.batch_size):
-            engine = _engine(model_path, model_id, engine_cfg)
-            yield _within_deadline(
-                stage,
-                len(batch),
-                sampling,
-                engine_cfg,
-                lambda: judge_batch(engine, batch, model_id, template, sampling, engine_cfg, iteration),
-            )
-
-    return _dropping_engine_on_failure(run)
+    return _engine_batches(
+        "calibrate" if iteration is None else f"curate (iteration {iteration})",
+        model_path,
+        model_id,
+        engine_cfg,
+        sampling.max_tokens,
+        lambda engine, batch: judge_batch(engine, batch, model_id, template, sampling, engine_cfg, iteration),
+    )
 
 
 def with_cascade_probability(fn: BatchFn) -> BatchFn:
@@ -214,28 +202,47 @@ def rewrite(
 ) -> BatchFn:
     """Input: (rewrite_id, generation_id, segment_id, instruction, text). Output: REWRITES rows
     (``udfs.llm_rows.rewrite_batch``)."""
-
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in chunks(batches, engine_cfg.batch_size):
-            engine = _engine(model_path, model_id, engine_cfg)
-            yield _within_deadline(
-                "rewrite",
-                len(batch),
-                sampling,
-                engine_cfg,
-                lambda: rewrite_batch(engine, batch, model_id, template, sampling, engine_cfg, settings),
-            )
-
-    return _dropping_engine_on_failure(run)
+    return _engine_batches(
+        "rewrite",
+        model_path,
+        model_id,
+        engine_cfg,
+        sampling.max_tokens,
+        lambda engine, batch: rewrite_batch(engine, batch, model_id, template, sampling, engine_cfg, settings),
+    )
 
 
 def likelihood(model_path: str, model_id: str, engine_cfg: EngineConfig, source: str) -> BatchFn:
     """Input: (likelihood_id, generation_id, segment_id, instruction, text). Output: LIKELIHOODS rows
     (``udfs.likelihood.likelihood_batch``) of the pairs of ``source`` (pool or labels)."""
+    return _engine_batches(
+        f"likelihood ({source})",
+        model_path,
+        model_id,
+        engine_cfg,
+        prefill_as_output_tokens(2 * engine_cfg.max_model_len),  # two prefills of up to the context per row
+        lambda engine, batch: likelihood_batch(engine, batch, model_id, source),
+    )
+
+
+def _engine_batches(
+    stage: str,
+    model_path: str,
+    model_id: str,
+    engine_cfg: EngineConfig,
+    max_tokens: int,
+    batch_fn: Callable[[LLMEngine, pd.DataFrame], pd.DataFrame],
+) -> BatchFn:
+    """The batch function of an LLM stage: ``batch_fn(engine, batch)`` over engine-sized batches, each under the
+    deadline of a batch of that many rows writing up to ``max_tokens`` tokens on this task's device, on this
+    worker's engine, forgotten when a batch fails."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in chunks(batches, engine_cfg.batch_size):
-            yield likelihood_batch(_engine(model_path, model_id, engine_cfg), batch, model_id, source)
+            engine = _engine(model_path, model_id, engine_cfg)  # cached: loads once per worker, on the first rows
+            device = "gpu" if _task_gpus() else "cpu"
+            seconds = batch_deadline(len(batch), max_tokens, device, engine_cfg.batch_deadline_seconds)
+            yield call_with_deadline(lambda: batch_fn(engine, batch), seconds, f"{stage}: batch of {len(batch)} rows")
 
     return _dropping_engine_on_failure(run)
 
@@ -246,8 +253,8 @@ def token_counter(tokenizer_dir: str):
 
     @pandas_udf("int")
     def count(texts: pd.Series) -> pd.Series:
-        encoded = _tokenizer(tokenizer_dir)(texts.fillna("").tolist(), add_special_tokens=False)["input_ids"]
-        return pd.Series([len(tokens) for tokens in encoded], dtype="int32")
+        tokenizer = _tokenizer(tokenizer_dir)
+        return pd.Series([len(encode_text(tokenizer, text)) for text in texts.fillna("")], dtype="int32")
 
     return count
 
@@ -265,15 +272,6 @@ def _engine(model_path: str, model_id: str, cfg: EngineConfig):
     if gpus and "CUDA_VISIBLE_DEVICES" not in os.environ:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     return get_engine(model_path, cfg, model_id)
-
-
-def _within_deadline(
-    stage: str, rows: int, sampling: SamplingConfig, cfg: EngineConfig, call: Callable[[], pd.DataFrame]
-) -> pd.DataFrame:
-    """``call()`` (one batch through the engine, the model already loaded) under the batch deadline of this
-    task's device."""
-    seconds = batch_deadline(rows, sampling.max_tokens, "gpu" if _task_gpus() else "cpu", cfg.batch_deadline_seconds)
-    return call_with_deadline(call, seconds, f"{stage}: batch of {rows} rows")
 
 
 def _task_gpus() -> list[str]:

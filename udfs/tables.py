@@ -122,18 +122,19 @@ LIKELIHOODS = Table(
 )
 # The calibrate stage's input rows (data/sample/judge_labels.jsonl), handed to the judge (not stored).
 LABELS_SCHEMA = "label_id string, instruction string, output string, label string, kind string"
-# A judge's scores row keyed by label instead of generation/segment, plus the label and iteration.
-CALIBRATION = Table(
-    "calibration",
-    "calibration_id",
-    (
-        "calibration_id string, label_id string, label string, kind string, iteration int, judge_model_id string, "
-        "prompt_version string, score int, expected_score double, expected_score_failure string, "
-        "parse_failure string, raw_text string, finish_reason string, prompt_tokens int, cached_tokens int, "
-        "truncated_tokens int, output_tokens int, "
-        "input_flags string, status string, reason string"
-    ),
-)
+# The scores columns a calibration row does not have: its key and label id stand for the score's ids (a label
+# has no generation or segment), and calibration judges every label, so no cascade ran before the judge.
+CALIBRATION_OMITS = ("score_id", "generation_id", "segment_id", "cascade_probability")
+
+
+def calibration_schema(scores_schema: str) -> str:
+    """A judge's scores row keyed by label instead of generation/segment, plus the label: every scores column
+    but ``CALIBRATION_OMITS``, so a column the judge's rows gain is a calibration column too."""
+    kept = [c for c in scores_schema.split(", ") if c.split()[0] not in CALIBRATION_OMITS]
+    return ", ".join(["calibration_id string, label_id string, label string, kind string", *kept])
+
+
+CALIBRATION = Table("calibration", "calibration_id", calibration_schema(SCORES.schema))
 # Lineage of each trained model's augmented examples: one row per example; ``rewrite_id`` names the rewrite that
 # was its answer (null: the segment was).
 CURATED = Table(

@@ -20,7 +20,7 @@ from vllm.inputs import TokensPrompt  # noqa: E402
 from vllm.platforms import current_platform  # noqa: E402
 
 from udfs.engine import Completion, SamplingConfig, continuation_paths, cpu_memory_plan  # noqa: E402
-from udfs.prompts import encode_prompt, render_chat  # noqa: E402
+from udfs.prompts import chat_prompt, encode_prompt, encode_text  # noqa: E402
 
 
 class VLLMEngine:
@@ -40,7 +40,7 @@ class VLLMEngine:
         self.max_model_len = args["max_model_len"]
 
     def render_chat(self, conversation: Sequence[dict[str, str]]) -> str:
-        return render_chat(self.tokenizer, conversation, add_generation_prompt=True)
+        return chat_prompt(self.tokenizer, conversation, add_generation_prompt=True)
 
     def encode(self, prompt: str) -> list[int]:
         return encode_prompt(self.tokenizer, prompt)
@@ -49,7 +49,7 @@ class VLLMEngine:
         return [len(self.encode(p)) for p in prompts]  # exactly the ids generate() sends
 
     def truncate(self, text: str, n_tokens: int) -> str:
-        return self.tokenizer.decode(self.tokenizer.encode(text, add_special_tokens=False)[:n_tokens])
+        return self.tokenizer.decode(encode_text(self.tokenizer, text)[:n_tokens])
 
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
         params = [
@@ -63,7 +63,8 @@ class VLLMEngine:
             for seed in seeds
         ]
         # Token ids, not text: vLLM would add the tokenizer's special tokens to a text prompt whose template
-        # already wrote bos (encode_prompt adds bos exactly once, as training does).
+        # already wrote bos (encode_prompt adds bos exactly once, as training does), and would turn a control
+        # token quoted in the web text into a control id (encode_prompt keeps it text).
         inputs = [TokensPrompt(prompt_token_ids=self.encode(p)) for p in prompts]
         if self.prefix_caching and len(prompts) > 1:
             # Prefill one prompt first: its blocks then serve every request sharing its prefix (the judge's
@@ -126,7 +127,7 @@ class VLLMEngine:
         spans: list[tuple[int, list[int]] | None] = []
         for prompt, answer in zip(prompts, answers):
             prompt_ids = self.encode(prompt)
-            ids = prompt_ids + self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+            ids = prompt_ids + encode_text(self.tokenizer, answer)
             spans.append((len(prompt_ids), ids) if len(ids) < self.max_model_len else None)  # + 1 generated
         asked = [span for span in spans if span is not None and span[0] < len(span[1])]
         params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)

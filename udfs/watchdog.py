@@ -24,6 +24,11 @@ STALL_TOKENS_PER_SECOND = {"cpu": 10.0, "gpu": 100.0}
 STARTUP_SECONDS = {"cpu": 600.0, "gpu": 300.0}
 
 
+# A prefill reads many tokens per forward pass where generation writes one: for the deadline, this many prompt
+# tokens count as one output token (conservative: prefill is tens of times faster than decoding on CPU and GPU).
+PREFILL_TOKENS_PER_OUTPUT_TOKEN = 10
+
+
 class EngineStalled(RuntimeError):
     """An engine call passed its deadline: the engine is dead or stopped making progress."""
 
@@ -34,6 +39,11 @@ def batch_deadline(rows: int, max_tokens: int, device: str, configured: float | 
     if configured is not None:
         return configured
     return STARTUP_SECONDS[device] + rows * max_tokens / STALL_TOKENS_PER_SECOND[device]
+
+
+def prefill_as_output_tokens(prompt_tokens: int) -> int:
+    """The output tokens whose deadline covers a prefill-only request of ``prompt_tokens`` (a likelihood's)."""
+    return -(-prompt_tokens // PREFILL_TOKENS_PER_OUTPUT_TOKEN)
 
 
 def call_with_deadline(fn: Callable[[], T], seconds: float, what: str) -> T:

@@ -115,3 +115,24 @@ def test_generated_instructions_that_contain_an_evaluation_prompt_are_dropped_on
     main(job_args(tmp_path, tiny_model, sets))
     rows = storage.read("candidates").where(F.col("instruction").contains(copied)).collect()
     assert rows and {(r["status"], r["reason"]) for r in rows} == {("dropped", "eval_overlap:probe")}
+
+
+def test_a_table_path_that_is_a_plain_file_is_named_in_one_line_and_the_failed_run_recorded(
+    spark, tmp_path, tiny_model, capsys
+):
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "segments").write_text("a bad copy\n")  # a plain file where the segments table's folder should be
+    with pytest.raises(SystemExit) as stop:
+        main(job_args(tmp_path, tiny_model))
+    line = str(stop.value.code)
+    assert line.startswith(f"error: BrokenTable: table segments at {tables / 'segments'} is a file, not a table's "), (
+        line
+    )
+    assert "\n" not in line and "Generic LocalFileSystem error" not in line
+    assert "failed at its start, reading the tables (recorded in runs with status failed)" in capsys.readouterr().out
+    (failed,) = runs(spark, tmp_path)
+    assert (failed["status"], failed["failed_stage"]) == ("failed", "start")
+    assert failed["reason"] == line.removeprefix("error: ").split(" (traceback: ")[0]
+    assert json.loads(failed["committed"]) == {} and json.loads(failed["stages"]) == []
+    assert json.loads(failed["tables"])["segments"] is None

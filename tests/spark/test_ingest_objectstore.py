@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import threading
 
@@ -110,3 +111,68 @@ def test_an_http_url_is_ingested_as_from_disk(spark, served, tmp_path):
     run(spark, tmp_path / "http", served, "ingest", split_bytes=1 << 20)
     run(spark, tmp_path / "local", str(SAMPLE_WARC), "ingest", split_bytes=1 << 20)
     assert same_documents(tmp_path / "http", tmp_path / "local")
+
+
+class CutShort(http.server.BaseHTTPRequestHandler):
+    """Serves ``data`` with Range support; while ``state["cuts"]`` > 0 a GET sends half its body and hangs up
+    (a connection dropped mid-transfer, as object stores and CDNs do now and then)."""
+
+    data: bytes = b""
+    state: dict = {}
+
+    def do_HEAD(self):
+        self.send_body(head=True)
+
+    def do_GET(self):
+        self.send_body(head=False)
+
+    def send_body(self, head: bool) -> None:
+        start, end = 0, len(self.data) - 1
+        asked = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if asked:
+            start, end = int(asked[1]), min(int(asked[2] or end), end)
+        body = self.data[start : end + 1]
+        self.send_response(206 if asked else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        if asked:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(self.data)}")
+        self.end_headers()
+        if head:
+            return
+        if self.state["cuts"] > 0:
+            self.state["cuts"] -= 1
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def cut_short():
+    handler = type("Handler", (CutShort,), {"data": SAMPLE_WARC.read_bytes(), "state": {"cuts": 0}})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/sample.warc.gz", handler.state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_dropped_connection_is_read_again_and_a_lasting_one_leaves_the_unit_unread(spark, cut_short, tmp_path):
+    url, state = cut_short
+    state["cuts"] = 10**6  # every read fails: after its retries (about 15 s) the task fails, nothing is ledgered
+    with pytest.raises(Exception, match=r"TransientReadError: " + re.escape(url)):
+        run(spark, tmp_path / "http", url, "ingest", split_bytes=1 << 20)
+    files = tmp_path / "http" / "files"
+    assert not files.exists() or len(DeltaTable(str(files)).to_pandas()) == 0
+    state["cuts"] = 2  # two dropped transfers: read again from where each stopped, the unit reads whole
+    again = run(spark, tmp_path / "http", url, "ingest", split_bytes=1 << 20).reports[0]
+    assert again.extra["units_read"] == 1 and state["cuts"] == 0
+    run(spark, tmp_path / "local", str(SAMPLE_WARC), "ingest", split_bytes=1 << 20)
+    assert same_documents(tmp_path / "http", tmp_path / "local")
+    assert len(DeltaTable(f"{tmp_path}/http/files").to_pandas()) == 1

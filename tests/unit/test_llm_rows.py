@@ -10,9 +10,9 @@ import pytest
 
 from udfs.engine import EngineConfig, SamplingConfig, drop_engine, engine_args, get_engine
 from udfs.fake_engine import FakeEngine
-from udfs.llm_rows import augment_batch, chunks, judge_batch
+from udfs.llm_rows import RowShapeError, augment_batch, chunks, frame, judge_batch
 from udfs.prompts import PromptTemplate
-from udfs.tables import CANDIDATES, SCORES
+from udfs.tables import CALIBRATION, CALIBRATION_OMITS, CANDIDATES, SCORES, calibration_schema, ddl_columns
 
 BACKWARD = PromptTemplate.load("conf/prompts/backtranslate_v1.txt")
 JUDGE = PromptTemplate.load("conf/prompts/score_v1.txt")
@@ -158,3 +158,37 @@ def test_a_repetition_penalty_is_recorded_only_when_set():
     assert json.loads(rows["sampling"][0]) == penalised.as_dict()
     with pytest.raises(ValueError, match="repetition_penalty"):
         SamplingConfig(repetition_penalty=0)
+
+
+def test_a_row_with_a_key_outside_the_schema_or_a_column_unset_is_an_error_naming_them():
+    schema = "a_id string, n int, status string, reason string"
+    full = {"a_id": "x", "n": 1, "status": "ok", "reason": None}
+    assert frame([full], schema).columns.tolist() == ["a_id", "n", "status", "reason"]
+    with pytest.raises(RowShapeError, match=r"keys not in the schema \['typo_n'\], columns the row does not set \[\]"):
+        frame([full | {"typo_n": 2}], schema)
+    with pytest.raises(RowShapeError, match=r"keys not in the schema \[\], columns the row does not set \['n'\]"):
+        frame([full, {"a_id": "y", "status": "dropped", "reason": "r"}], schema)
+
+
+def test_rows_of_every_status_set_every_column_of_their_table(engine):
+    # prompt_too_long (never sent), a failed parse and ok rows in one batch each: frame would raise on a gap
+    tight = EngineConfig(name="fake", max_model_len=64, overflow="drop")
+    long_text = " ".join(["word"] * 80)
+    batch = segments(3).assign(text=lambda f: [long_text, *f["text"][1:]])
+    rows = augment_batch(engine, batch, "m", BACKWARD, SAMPLING, tight, max_instruction_chars=2000)
+    assert rows["reason"].iloc[0] == "prompt_too_long" and rows.columns.tolist() == CANDIDATES.columns
+    pairs = batch.rename(columns={"generation_id": "score_id"}).assign(generation_id="g", instruction="Explain.")
+    scores = judge_batch(engine, pairs, "j", JUDGE, SAMPLING, tight)
+    assert scores["reason"].iloc[0] == "prompt_too_long" and scores.columns.tolist() == SCORES.columns
+    assert scores["cascade_probability"].isna().all()  # set by the cascade's wrapper, not by the judge
+
+
+def test_calibration_keeps_every_column_the_judges_scores_gain():
+    grown = SCORES.schema.replace("input_flags string", "input_flags string, judge_note string")
+    assert "judge_note" in ddl_columns(calibration_schema(grown))
+    assert set(CALIBRATION.columns) == set(SCORES.columns) - set(CALIBRATION_OMITS) | {
+        "calibration_id",
+        "label_id",
+        "label",
+        "kind",
+    }

@@ -21,6 +21,7 @@ from warcio.statusandheaders import StatusAndHeaders
 
 from tests.conftest import http_response as response
 from tests.conftest import write_records
+from udfs import sources
 from udfs.config import ConfigError, load_config
 from udfs.readers import (
     ReaderConfig,
@@ -30,6 +31,7 @@ from udfs.readers import (
     is_binary,
     looks_like_html,
     plan_units,
+    read_back,
     read_records,
 )
 
@@ -694,3 +696,128 @@ def test_arc_file_response_becomes_a_record(tmp_path):
     assert (row.status, row.url, row.html) == ("ok", "http://example.com/", PAGE.decode())
     assert row.fetch_date == "2023-01-01T00:00:00Z"
     assert row.record_id is None  # warcio would invent a random one on every read
+
+
+# --- corrupt records and transient read errors -----------------------------------------------------------
+
+
+def five_pages(writer):
+    return [response(writer, f"http://example.com/{i}", PAGE + b"x" * 500) for i in range(5)]
+
+
+def test_a_corrupt_record_of_a_gzipped_warc_is_one_error_and_the_next_records_are_read(tmp_path):
+    full = write_records(tmp_path / "full.warc.gz", five_pages)
+    offsets = record_offsets(full)
+    data = bytearray(open(full, "rb").read())
+    data[offsets[2] + 60 : offsets[2] + 90] = b"\x00" * 30  # inside the third record's deflate stream
+    bad = tmp_path / "bad.warc.gz"
+    bad.write_bytes(bytes(data))
+    rows = list(read_records(str(bad)))
+    assert [(r.offset, r.status) for r in rows] == [(o, "error" if o == offsets[2] else "ok") for o in offsets]
+    assert rows[2].reason.startswith("unreadable_record: ")
+    assert [r.url for r in rows if r.status == "ok"] == [f"http://example.com/{i}" for i in (0, 1, 3, 4)]
+    # a work unit ending inside the file resyncs only up to its end: the next unit owns what follows
+    assert [r.offset for r in read_records(WorkUnit(str(bad), 0, offsets[4]))] == offsets[:4]
+
+
+def test_a_jsonl_line_with_invalid_utf8_is_one_error_naming_the_byte_and_the_next_lines_are_read(tmp_path):
+    good = [json.dumps({"html": f"<p>line {i} café</p>", "url": f"http://j/{i}"}, ensure_ascii=False) for i in range(3)]
+    bad = b'{"html": "<p>caf\xe9\xff</p>", "url": "http://j/bad"}'  # Latin-1 e-acute and a stray byte
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join([good[0].encode(), bad, good[1].encode(), good[2].encode()]) + b"\n")
+    rows = list(read_records(str(path)))
+    assert [r.status for r in rows] == ["ok", "error", "ok", "ok"]
+    assert (
+        rows[1].reason.startswith("invalid_utf8: byte 0xe9 at byte 16 ") and rows[1].offset == len(good[0].encode()) + 1
+    )
+    assert [r.html for r in rows if r.status == "ok"] == [f"<p>line {i} café</p>" for i in range(3)]
+
+
+class Flaky(io.RawIOBase):
+    """A file whose ``fail_at``-th read (counted over every opening) raises a connection reset, ``times`` times."""
+
+    def __init__(self, stream, state: dict):
+        self._stream, self._state = stream, state
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, pos, whence=io.SEEK_SET):
+        return self._stream.seek(pos, whence)
+
+    def tell(self):
+        return self._stream.tell()
+
+    def readinto(self, buffer):
+        self._state["reads"] += 1
+        if self._state["reads"] >= self._state["fail_at"] and self._state["times"] > 0:
+            self._state["times"] -= 1
+            raise ConnectionResetError(104, "Connection reset by peer")
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self):
+        self._stream.close()
+        super().close()
+
+
+@pytest.fixture
+def flaky(monkeypatch):
+    """Make every file the readers open flaky: set ``state["times"]`` to how often its reads fail."""
+    state = {"reads": 0, "fail_at": 3, "times": 0}
+    real = sources._open_at
+    monkeypatch.setattr(sources, "_open_at", lambda *a: Flaky(real(*a), state))
+    monkeypatch.setattr(sources, "RETRY_PAUSE_SECONDS", 0.001)
+    return state
+
+
+def flaky_inputs(tmp_path):
+    """A WARC.gz, a JSONL and a Parquet file of hardly compressible text, each read in several calls."""
+    noise = [hashlib.sha256(str(i).encode()).hexdigest() * 3000 for i in range(8)]  # 192 KB each
+    warc = write_records(
+        tmp_path / "f.warc.gz",
+        lambda w: [response(w, f"http://e/{i}", f"<p>{n}</p>".encode()) for i, n in enumerate(noise)],
+    )
+    jsonl = write_jsonl(tmp_path / "f.jsonl", [json.dumps({"html": f"<p>{n}</p>"}) for n in noise])
+    parquet = tmp_path / "f.parquet"
+    write_parquet(parquet, {"url": [f"u{i}" for i in range(8)], "html": [f"<p>{n}</p>" for n in noise]})
+    return [str(warc), jsonl, str(parquet)]
+
+
+def test_a_transient_read_error_is_retried_and_the_unit_reads_as_without_it(tmp_path, flaky):
+    for path in flaky_inputs(tmp_path):
+        clean = [(r.offset, r.status, r.content_hash) for r in read_records(path)]
+        flaky.update(reads=0, times=2)
+        assert [(r.offset, r.status, r.content_hash) for r in read_records(path)] == clean, path
+        assert flaky["times"] == 0 and all(status == "ok" for _, status, _ in clean)  # it did fail, twice
+
+
+def test_a_read_that_keeps_failing_raises_instead_of_ending_the_unit_as_read(tmp_path, flaky):
+    for path in flaky_inputs(tmp_path):
+        flaky.update(reads=0, times=10**6)
+        with pytest.raises(sources.TransientReadError, match=r"failed 5 times on the network or the store") as err:
+            list(read_records(path))
+        assert path in str(err.value) and "ConnectionResetError" in str(err.value), path
+
+
+def test_read_back_of_a_record_is_retried_and_a_lasting_network_failure_is_no_missing_source(tmp_path, flaky):
+    path = flaky_inputs(tmp_path)[0]
+    first = next(read_records(path))
+    flaky.update(reads=0, fail_at=1, times=1)
+    assert read_back(path, first.offset, first.length, first.content_hash).status == "ok"
+    flaky.update(reads=0, times=10**6)
+    with pytest.raises(sources.TransientReadError):
+        read_back(path, first.offset, first.length, first.content_hash)
+
+
+def test_only_network_and_store_errors_count_as_transient():
+    assert sources.is_transient(ConnectionResetError()) and sources.is_transient(TimeoutError())
+    wrapped = sources.SourceError("s3://b/k: cannot be read")
+    wrapped.__context__ = type("ReadTimeoutError", (Exception,), {})("read timed out")  # botocore's, by name
+    assert sources.is_transient(wrapped)
+    assert not sources.is_transient(FileNotFoundError()) and not sources.is_transient(zlib.error("bad"))
+    assert not sources.is_transient(PermissionError()) and not sources.is_transient(ValueError())

@@ -137,3 +137,16 @@ def test_the_console_says_the_run_failed_where_and_what_it_had_committed():
     assert "  documents: +4 rows (new table -> v0)" in text and "  segments: +10 rows (v2 -> v3)" in text
     assert "ingest_v2" in text
     assert "committed before the failure: nothing" in format_failure(summary | {"stages": [], "committed": {}})
+
+
+def test_every_llm_stage_of_the_spark_adapter_keeps_the_deadline_likelihood_too():
+    from udfs import spark_udfs  # imports pyspark, needs no Spark session: outside a task there is no GPU
+
+    cfg = EngineConfig(name="fake", fake_fault="hang", batch_deadline_seconds=0.5)
+    pairs = ROWS.assign(likelihood_id=["l0"], instruction=["What is a tuple?"])
+    start = time.monotonic()
+    with pytest.raises(EngineStalled, match=r"^likelihood \(pool\): batch of 1 rows: .*deadline of 0\.5 s"):
+        list(spark_udfs.likelihood("/models/fake-hang", "m", cfg, "pool")(iter([pairs])))
+    assert time.monotonic() - start < 5
+    ok = spark_udfs.likelihood("/models/fake", "m", EngineConfig(name="fake"), "pool")(iter([pairs]))
+    assert next(ok)["status"].tolist() == ["ok"]
