@@ -71,7 +71,6 @@ REWRITE_PAIRS = [
 
 @pytest.fixture(scope="module")
 def engine(smollm2):
-    pytest.importorskip("vllm")
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     from udfs.vllm_engine import VLLMEngine
 
