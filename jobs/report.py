@@ -27,6 +27,7 @@ from jobs.stages.base import Context, status_counts
 from jobs.stages.calibrate import calibration_ids, labels_path
 from jobs.stages.likelihood import rule_rows
 from jobs.storage import Storage
+from jobs.summary import iteration_judge, judged_by
 from jobs.selection import answer_lengths, baseline_pairs, baseline_size, judge_kept
 from jobs.report_render import (
     EXAMPLE_CHARS,
@@ -118,6 +119,21 @@ class RunTables:
             version = self.versions.get(name)
             df = ctx.storage.read(name, version) if version is not None else None
             self.frames[name] = with_iteration(df) if df is not None and name in ("scores", "curated") else df
+        # The rows of the judges the run summary counted, not of every judge an iteration ever had
+        judges = self.judges(ctx)
+        for name in ("scores", "curated"):
+            df = self.frames[name]
+            if df is not None and "judge_model_id" in df.columns:
+                self.frames[name] = judged_by(df, judges)
+
+    def judges(self, ctx: Context) -> dict[int, str]:
+        """Iteration -> the id of the judge whose scores that iteration used: as the run's summary recorded it,
+        or, without a runs row, each iteration's judge as it is now (``jobs.summary.curation_summary``)."""
+        if self.run is not None:
+            curation = json.loads(self.run["curation"] or "[]")
+            return {c["iteration"]: c["judge_model_id"] for c in curation if "judge_model_id" in c}
+        found = {i: iteration_judge(ctx, i) for i in range(1, ctx.cfg.iterations.count + 1)}
+        return {i: judge for i, judge in found.items() if judge is not None}
 
     def __getitem__(self, name: str) -> DataFrame | None:
         return self.frames[name]

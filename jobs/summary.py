@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import datetime, timezone
+from typing import Mapping
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.stages.base import Context, StageReport, model_ready
@@ -50,12 +52,11 @@ def curation_summary(ctx: Context, iteration: int) -> dict:
     """Score histogram, parse and expected-score failures and yield of iteration ``iteration``'s judge over the
     whole pool."""
     scores = ctx.storage.read("scores")
-    judge_path = ctx.cfg.iteration_model(iteration - 1)
+    judge_id = iteration_judge(ctx, iteration)
     summary = {"iteration": iteration, "rule": ctx.cfg.iterations.rule(iteration)}
-    if scores is None or not model_ready(judge_path):
+    if scores is None or judge_id is None:
         return summary
-    judge_id = model_fingerprint(judge_path)
-    scores = rule_rows(ctx, scores.where((F.col("judge_model_id") == judge_id) & (F.col("iteration") == iteration)))
+    scores = rule_rows(ctx, judged_by(scores, {iteration: judge_id}))
     ok = F.col("status") == "ok"
     totals = (
         scores.agg(
@@ -89,6 +90,22 @@ def curation_summary(ctx: Context, iteration: int) -> dict:
             "yield": round(totals["curated"] / totals["pairs"], 4) if totals["pairs"] else 0.0,
         }
     )
+
+
+def iteration_judge(ctx: Context, iteration: int) -> str | None:
+    """The model id of iteration ``iteration``'s judge (M_{i-1}) as it is now; None while it is not trained."""
+    path = ctx.cfg.iteration_model(iteration - 1)
+    return model_fingerprint(path) if model_ready(path) else None
+
+
+def judged_by(scores: DataFrame, judges: Mapping[int, str]) -> DataFrame:
+    """The ``scores`` rows of each iteration's own judge (``judges``: iteration -> judge model id). After a
+    corpus drop retrains M1 in place, iteration 2 holds rows of the old M1 and the new one; the summary counts
+    the judge the run used, and the report (``jobs.report.RunTables``) counts the same rows through this."""
+    mine = F.lit(False)
+    for iteration, judge in judges.items():
+        mine = mine | ((F.col("iteration") == iteration) & (F.col("judge_model_id") == judge))
+    return scores.where(mine)
 
 
 def pool_yields(ctx: Context, reports: list[StageReport], curation: list[dict]) -> dict:

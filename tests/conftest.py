@@ -1,10 +1,12 @@
-"""Shared fixtures: one local Spark session (UI off, few shuffle partitions) for the whole test run."""
+"""Shared fixtures: one local Spark session (UI off, few shuffle partitions) for the whole test run; and the
+skip check: a test that skips without being listed in tests/expected_skips.txt fails."""
 
 from __future__ import annotations
 
 import io
 import os
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -17,13 +19,48 @@ SAMPLE_WARC = ROOT / "data/sample/python-docs-sample.warc.gz"
 SAMPLE_SEED = ROOT / "data/sample/seed.jsonl"
 SAMPLE_PAGES = ("tutorial/appetite.html", "tutorial/interpreter.html", "library/bisect.html", "library/colorsys.html")
 
-# s3_server / s3_env: a local S3 server (moto) for the object-store tests
-pytest_plugins = ["tests.s3_server"]
+# s3_server / s3_env: a local S3 server (moto) for the object-store tests; pytester: runs of pytest in a test
+pytest_plugins = ["tests.s3_server", "pytester"]
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Spark's Python workers use this interpreter
 # every reason code a test's rows carry must be in udfs/reasons.py (a run only warns): see udfs.reasons.check
 os.environ.setdefault("HUMPBACK_STRICT_REASONS", "1")
+
+EXPECTED_SKIPS = ROOT / "tests/expected_skips.txt"
+
+
+def expected_skips() -> list[str]:
+    """The node-id patterns of tests/expected_skips.txt (comments and blank lines left out)."""
+    lines = (line.split("#", 1)[0].strip() for line in EXPECTED_SKIPS.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def fail_unexpected_skip(report, nodeid: str) -> None:
+    """Turn ``report`` into a failure if it is a skip that tests/expected_skips.txt does not allow."""
+    if not report.skipped or hasattr(report, "wasxfail") or any(fnmatch(nodeid, p) for p in expected_skips()):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    report.outcome = "failed"
+    report.longrepr = (
+        f"{nodeid} skipped ({reason}), and tests/expected_skips.txt does not allow it to: install what it needs "
+        "(make install), or list it there with the reason"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    fail_unexpected_skip(report, item.nodeid)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    report = yield  # a module-level skip (pytest.importorskip at import) skips the whole file here
+    fail_unexpected_skip(report, collector.nodeid)
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ start-up when both sit in one test process.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -66,8 +65,6 @@ class S3Server:
 
 
 def _serve(check_keys: bool):
-    if importlib.util.find_spec("moto") is None:  # found, not imported: moto.server would load Flask here
-        pytest.skip("moto is not installed")
     port = _free_port()
     env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="0" if check_keys else "inf")
     proc = subprocess.Popen(

@@ -100,11 +100,15 @@ class Checkpointer:
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{CHECKPOINT}.tmp")
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)  # atomic: the checkpoint is the old one or the new one, never half of each
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)  # atomic: the checkpoint is the old one or the new one, never half of each
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk: the half-written file would only keep it full
+            raise
         log.info("checkpoint at step %d: %s", progress.step, self.path)
 
     def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> Progress:

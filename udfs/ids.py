@@ -120,7 +120,14 @@ def model_fingerprint(model_dir: str) -> str:
     model rebuilt from the same recipe is the model its rows were generated with.
     """
     path = Path(model_dir)
-    parts: list[Any] = [path.name]
+    return f"{path.name}-{stable_id(path.name, *model_contents(path), length=12)}"
+
+
+def model_contents(model_dir: str | Path) -> list[Any]:
+    """What ``model_fingerprint`` hashes besides the directory's name: config.json, the recipe of a model built
+    here and the weight files' names and sizes. Nothing of where the directory lies."""
+    path = Path(model_dir)
+    parts: list[Any] = []
     if (path / "config.json").is_file():
         parts.append(("config.json", (path / "config.json").read_text()))
     for name in ("training_meta.json", "bootstrap.json"):
@@ -132,4 +139,4 @@ def model_fingerprint(model_dir: str) -> str:
             (p.name, p.stat().st_size) for p in path.iterdir() if p.is_file() and p.suffix in {".safetensors", ".bin"}
         )
     )
-    return f"{path.name}-{stable_id(*parts, length=12)}"
+    return parts

@@ -74,7 +74,10 @@ def context(spark, root: Path, judge: Path, *extra: str, docs: int = DOCS) -> Co
 
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("m0")
+    # A fixed name: the judge's id (and so every score id and seed) has the folder's name in it, and a numbered
+    # temp folder (m00, m01, ...) would make which pairs the fake judge rejects depend on the tests run before.
+    path = tmp_path_factory.mktemp("cascade") / "m0"
+    path.mkdir()
     (path / "config.json").write_text(json.dumps({"model_type": "fake"}))  # the fake engine loads nothing
     return path
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
@@ -12,6 +14,7 @@ from jobs.config import load_pipeline_config
 from jobs.report import build_report, write_report
 from jobs.stages import Context, run_stage
 from jobs.storage import Storage
+from jobs.summary import summarize
 from tests.conftest import ROOT
 from udfs.tables import CANDIDATES, DOCUMENTS, RUNS, SCORES, SEGMENT_ROWS_SCHEMA
 from udfs.ids import model_fingerprint
@@ -123,7 +126,8 @@ def write_tables(spark, storage: Storage, judge: str, iterations: bool = False) 
     )
 
 
-def write_run(spark, storage: Storage, run_id: str, tables: dict) -> None:
+def write_run(spark, storage: Storage, run_id: str, tables: dict, judges: dict[int, str]) -> None:
+    """A ``runs`` row whose summary counted the scores of ``judges`` (iteration -> judge model id)."""
     stages = [
         {
             "stage": "curate_v1",
@@ -145,7 +149,7 @@ def write_run(spark, storage: Storage, run_id: str, tables: dict) -> None:
                     "config": "{}",
                     "stages": json.dumps(stages),
                     "tables": json.dumps(tables),
-                    "curation": "[]",
+                    "curation": json.dumps([{"iteration": i, "judge_model_id": j} for i, j in judges.items()]),
                 }
             ],
         ),
@@ -188,6 +192,7 @@ def test_calibration_and_report_from_the_tables(spark, tmp_path, tiny_model):
         ctx.storage,
         "run-1",
         {t: ctx.storage.version(t) for t in ("documents", "segments", "candidates", "scores")},
+        {1: judge},
     )
     # a later run's candidate: the report of run-1 reads the tables at run-1's versions and must not count it
     ctx.storage.append(
@@ -246,7 +251,13 @@ def test_iterations_and_curated_lineage_table(spark, tmp_path, tiny_model):
     ctx = context(spark, tmp_path, tiny_model, "report.parsed_instructions=0", "report.judge_labels=null")
     write_tables(spark, ctx.storage, "m0-test", iterations=True)
     versions = {t: ctx.storage.version(t) for t in ("documents", "segments", "candidates", "scores", "curated")}
-    write_run(spark, ctx.storage, "run-2", {"read": {"segments": versions["segments"]}, "written": versions})
+    write_run(
+        spark,
+        ctx.storage,
+        "run-2",
+        {"read": {"segments": versions["segments"]}, "written": versions},
+        {1: "m0-test", 2: "m0-test"},
+    )
     data = build_report(ctx)
     assert data.run_id == "run-2" and data.verbs is None and data.calibration == []
     assert data.score_counts == {1: {"5": 1, "none": 1}, 2: {"4": 2}}
@@ -272,6 +283,45 @@ def test_iterations_and_curated_lineage_table(spark, tmp_path, tiny_model):
     }
     assert selection[(1, "longest-k")].jaccard == 1.0 and selection[(2, "judge")].jaccard is None
     assert selection[(1, "judge")].auc is None  # no labels
+
+
+def test_after_a_retrain_the_report_counts_the_scores_the_run_summary_counted(spark, tmp_path, tiny_model):
+    """A corpus drop retrains M1 in place, so iteration 2 holds rows of the M1 before the drop and of the new
+    one. The run used the new M1: its summary and the report count that judge's rows only."""
+    ctx = context(spark, tmp_path, tiny_model, "report.parsed_instructions=0", "report.judge_labels=null")
+    m1 = Path(ctx.cfg.iteration_model(1))
+    m1.mkdir(parents=True)
+    (m1 / "config.json").write_text(json.dumps({"model_type": "llama", "retrained": True}))
+    write_tables(spark, ctx.storage, model_fingerprint(tiny_model))  # iteration 1: g1 scored 5, g2 unparsed
+    before_drop = [("old-1", "g1", "s1", 5), ("old-2", "g2", "s2", 5)]
+    ctx.storage.append(
+        "scores",
+        frame(
+            spark,
+            SCORES.schema,
+            [
+                {"score_id": i, "generation_id": g, "segment_id": s, "score": n, "expected_score": n - 0.2}
+                | {"iteration": 2, "judge_model_id": judge, "prompt_version": "score_v1", "status": "ok"}
+                for judge, rows in (
+                    ("m1-before-the-drop", before_drop),
+                    (model_fingerprint(str(m1)), [("new-1", "g1", "s1", 3)]),
+                )
+                for i, g, s, n in rows
+            ],
+        ),
+    )
+    summary = summarize(ctx, [], datetime.now(timezone.utc))
+    curation = {c["iteration"]: c for c in summary["curation"]}
+    assert [(curation[i]["judged"], curation[i]["curated"]) for i in (1, 2)] == [(2, 1), (1, 0)]
+
+    data = build_report(ctx)
+    assert data.run_id == summary["run_id"]
+    rows = {y.step: y.rows for y in data.yields}
+    for i in (1, 2):
+        assert rows[f"scored (iteration {i})"] == sum(data.score_counts[i].values()) == curation[i]["judged"], i
+        assert rows[f"curated (iteration {i})"] == curation[i]["curated"], i
+    assert data.score_counts[2] == {"3": 1}
+    assert {(s.iteration, s.rule): s.pairs for s in data.selection}[(2, "judge")] == 0
 
 
 def test_spark_baselines_select_what_training_selects(spark):

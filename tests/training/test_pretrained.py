@@ -71,7 +71,6 @@ def test_a_different_gguf_gets_its_own_directory(converted, monkeypatch, tmp_pat
 
 
 def test_vllm_serves_the_converted_model_in_english(converted):
-    pytest.importorskip("vllm")
     from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine
 
     cfg = EngineConfig(

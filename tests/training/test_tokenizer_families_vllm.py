@@ -33,7 +33,6 @@ PAIRS = [
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def engine(request, tmp_path_factory):
-    pytest.importorskip("vllm")
     path = build_tiny_model(request.param, tmp_path_factory.mktemp(request.param))
     yield get_engine(str(path), CFG, model_id=request.param)
     drop_engine()

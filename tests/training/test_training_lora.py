@@ -136,7 +136,6 @@ def test_epochs_scale_the_steps_with_the_data(make_config, tmp_path):
 
 @pytest.mark.slow
 def test_vllm_loads_the_merged_model(lora_run):
-    pytest.importorskip("vllm")
     from udfs.engine import EngineConfig, SamplingConfig, engine_args
     from udfs.vllm_engine import VLLMEngine
 

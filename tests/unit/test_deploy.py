@@ -9,7 +9,6 @@ fields rejected. No Kubernetes API server or Airflow scheduler runs here."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -127,10 +126,6 @@ LOAD_DAG = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("airflow") is None or importlib.util.find_spec("airflow.providers.apache.spark") is None,
-    reason="apache-airflow and apache-airflow-providers-apache-spark are not installed",
-)
 def test_airflow_loads_the_dag_with_one_spark_submit_per_stage_and_iteration(tmp_path):
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "HUMPBACK_PROJECT": str(ROOT)}
     env["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"

@@ -13,13 +13,11 @@ import importlib.metadata
 import inspect
 import tomllib
 
-import pytest
 from packaging.requirements import Requirement
 
 from tests.conftest import ROOT
 from udfs.engine import EngineConfig, engine_args
 
-vllm = pytest.importorskip("vllm")
 ADAPTER = ast.parse((ROOT / "udfs/vllm_engine.py").read_text())
 
 
