@@ -42,6 +42,7 @@ REASONS: tuple[Reason, ...] = (
     Reason("missing_text", "dropped", ("documents",), "a JSONL/Parquet record with neither html nor text"),
     Reason("unreadable_record", "error", ("documents", "segments"), "a record that cannot be parsed at its offset"),
     Reason("invalid_json", "error", ("documents",), "a JSONL line that is not a JSON object"),
+    Reason("invalid_utf8", "error", ("documents",), "a JSONL line that is not UTF-8 (the message names the byte)"),
     Reason("missing_columns", "error", ("documents",), "a Parquet file without the configured columns"),
     # segment: reading the record back
     Reason("source_missing", "error", ("segments",), "the document's file is gone or cannot be read back"),

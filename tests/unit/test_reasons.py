@@ -58,12 +58,12 @@ def test_every_code_the_filters_and_segmenter_write_is_registered():
 
 
 def test_every_code_the_readers_and_llm_rows_write_is_registered():
-    documents = _literals("udfs/readers.py", r'reason=f?"([a-z_0-9]+)')
+    documents = _literals("udfs/readers.py", r'reason\s*=\s*f?"([a-z_0-9]+)')
     assert {"redirect", "not_html", "too_large"} <= documents
     for code in documents:
-        errors = {"unreadable_record", "invalid_json", "missing_columns", "source_missing"}
+        errors = {"unreadable_record", "invalid_json", "invalid_utf8", "missing_columns", "source_missing", "source_changed"}
         status = "error" if code in errors else "dropped"
-        table = "segments" if code == "source_missing" else "documents"
+        table = "segments" if code.startswith("source_") else "documents"
         assert reasons.lookup(table, f"{status}:{code}"), code
     from udfs.rewrite import RewriteFailure
 
