@@ -60,8 +60,9 @@ def test_every_code_the_filters_and_segmenter_write_is_registered():
 def test_every_code_the_readers_and_llm_rows_write_is_registered():
     documents = _literals("udfs/readers.py", r'reason\s*=\s*f?"([a-z_0-9]+)')
     assert {"redirect", "not_html", "too_large"} <= documents
+    errors = {"unreadable_record", "invalid_json", "invalid_utf8", "missing_columns", "source_missing"}
+    errors.add("source_changed")
     for code in documents:
-        errors = {"unreadable_record", "invalid_json", "invalid_utf8", "missing_columns", "source_missing", "source_changed"}
         status = "error" if code in errors else "dropped"
         table = "segments" if code.startswith("source_") else "documents"
         assert reasons.lookup(table, f"{status}:{code}"), code
