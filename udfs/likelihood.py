@@ -91,9 +91,12 @@ def likelihood_batch(engine: LLMEngine, batch: pd.DataFrame, scorer_model_id: st
             "scorer_model_id": scorer_model_id,
             "format_version": FORMAT_VERSION,
             "context_tokens": engine.count_tokens([prompts[i][0]])[0],
-            "answer_tokens": None if cond is None else len(cond),
+            "answer_tokens": len(cond) if isinstance(cond, list) else None,
         }
-        if cond is None or alone is None:
+        failure = next((lp for lp in (cond, alone) if isinstance(lp, str)), None)
+        if failure is not None:  # the engine could not score it (a remote endpoint): the row says why
+            rows.append({**row, "status": "error", "reason": failure})
+        elif cond is None or alone is None:
             rows.append({**row, "status": "dropped", "reason": "prompt_too_long"})
         elif not cond or not alone:
             rows.append({**row, "status": "dropped", "reason": "empty_answer"})
