@@ -161,7 +161,7 @@ class OpenAIClient:
             if wait is None:
                 cap = min(self.cfg.max_backoff_seconds, self.cfg.backoff_seconds * 2 ** (tries - 1))
                 wait = random.uniform(0, cap)
-            log.info("retrying %s in %.2f s (try %d of %d): %s", path, wait, tries, self.cfg.max_retries, failure)
+            log.debug("retrying %s in %.2f s (retry %d of %d): %s", path, wait, tries, self.cfg.max_retries, failure)
             self._sleep(wait)
 
     def map(self, path: str, bodies: Sequence[dict]) -> list[dict | RequestFailed]:
@@ -189,9 +189,20 @@ class OpenAIClient:
             answered.set()
             return answer
 
+        retries = self.retries
         results = list(self._pool.map(one, bodies))
         if fatal:
             raise fatal[0]
+        failed = sum(isinstance(r, RequestFailed) for r in results)
+        if failed or self.retries > retries:
+            log.info(
+                "%s%s: %d requests, %d retries, %d failed for good",
+                self.where,
+                path,
+                len(bodies),
+                self.retries - retries,
+                failed,
+            )
         return results  # type: ignore[return-value]
 
     def healthy(self) -> bool:

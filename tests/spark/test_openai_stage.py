@@ -8,10 +8,14 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from jobs.augment import main
 from jobs.storage import Storage
 from tests.conftest import ROOT, sample_pages, write_warc
 from tests.openai_fault_server import FaultyEndpoint
+
+pytestmark = pytest.mark.slow  # runs the job (ingest, segment, augment) on Spark
 
 
 class Faults:

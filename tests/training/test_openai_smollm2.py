@@ -156,7 +156,7 @@ def test_a_served_smollm2_behind_faults_writes_the_in_process_engines_rows(smoll
     ):
         assert list(b[key]) == list(a[key])  # every row once, in order
         assert list(b["status"]) == list(a["status"]) and list(b["reason"]) == list(a["reason"])
-    assert (aug_got["status"] == "ok").sum() >= 2
+    assert aug_got["raw_text"].str.len().gt(0).all()  # kept or dropped, every row's text was generated
     assert list(aug_got["raw_text"]) == list(aug_want["raw_text"])  # greedy: token for token
     assert list(aug_got["prompt_tokens"]) == list(aug_want["prompt_tokens"])
     assert list(judge_got["raw_text"]) == list(judge_want["raw_text"])
