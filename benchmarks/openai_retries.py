@@ -9,6 +9,11 @@ the client's and the faults' own). Each try of each request meets a fault with p
 of the request's seed and the try, so runs repeat. Expected error rows: rows x rate^(retries + 1).
 A last line times 64 rows whose first try each gets a 429 with Retry-After: 1 (honoured: about 1 s per wave of
 ``--concurrency`` requests).
+
+Measured (2 cores with AVX-512 BF16, shared with other jobs; 2000 rows, concurrency 16, 6 retries):
+fault rate 0.0: 0 error rows, 2000 requests, 7.8 s; 0.1: 0 error rows, 242 retries, 11.0 s; 0.3: 0 error rows
+(0.4 expected), 840 retries, 17.8 s; 0.5: 12 error rows (15.6 expected), 1955 retries, 29.4 s; every row written
+once at every rate. Retry-After: 1 on each first try: 64 rows in 4.3 s (4 waves of 16).
 """
 
 from __future__ import annotations
