@@ -48,6 +48,8 @@ class ParsedScore(NamedTuple):
 ExpectedScoreFailure = Literal[
     "prompt_too_long",  # prompt, reasoning and rating do not fit the judge's context
     "no_rating_mass",  # no rating continuation has a finite log-probability
+    "no_logprobs_from_endpoint",  # a remote endpoint (engine.name: openai) answered without log-probabilities
+    # or endpoint_<kind>: the request for them failed for good (udfs.openai_client: endpoint_http_503, ...)
 ]
 
 
@@ -210,12 +212,15 @@ def score_prompt_suffix(judge_text: str) -> str:
     return (reasoning + "\n" if reasoning else "") + "Score:"
 
 
-def expected_score(logprobs: Mapping[str, float] | None) -> ExpectedScore:
+def expected_score(logprobs: Mapping[str, float] | str | None) -> ExpectedScore:
     """E[score] under the judge's distribution over the ratings 1-5 stated after "Score:", from the
-    log-probabilities of ``SCORE_CONTINUATIONS`` (``LLMEngine.continuation_logprobs``; None: not scored).
+    log-probabilities of ``SCORE_CONTINUATIONS`` (``LLMEngine.continuation_logprobs``; None: too long to score,
+    a string: the engine's failure kind).
     Normalised over the ratings, so only their relative mass counts, however little the judge put on them."""
     if logprobs is None:
         return ExpectedScore(None, "prompt_too_long")
+    if isinstance(logprobs, str):  # the engine's failure kind
+        return ExpectedScore(None, logprobs)  # type: ignore[arg-type]
     finite = [
         (SCORE_CONTINUATIONS[t], lp) for t, lp in logprobs.items() if t in SCORE_CONTINUATIONS and math.isfinite(lp)
     ]

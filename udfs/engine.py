@@ -1,11 +1,12 @@
 """The LLM engine interface the stages program against, the engines by name, and the per-worker engine cache.
 
 ``engine.name`` picks the implementation from ``ENGINES``: ``vllm`` (``udfs.vllm_engine``, the only module
-that imports vLLM) or ``fake`` (``udfs.fake_engine``, deterministic text for fast tests of the row logic in
-``udfs.llm_rows``). Implementations are imported by name when first used, so this module stays importable
-without vLLM and imports neither implementation. A Spark Python worker keeps one engine in ``_CACHE`` and
-reuses it across batches and tasks (Spark reuses Python workers), so the model loads once per worker rather
-than once per batch. A different model replaces the cached one.
+that imports vLLM), ``openai`` (``udfs.openai_engine``: any OpenAI-compatible endpoint, ``engine.endpoint``) or
+``fake`` (``udfs.fake_engine``, deterministic text for fast tests of the row logic in ``udfs.llm_rows``).
+Implementations are imported by name when first used, so this module stays importable without vLLM and
+imports neither implementation. A Spark Python worker keeps one engine in ``_CACHE`` and reuses it across
+batches and tasks (Spark reuses Python workers), so the model loads once per worker rather than once per
+batch. A different model replaces the cached one.
 """
 
 from __future__ import annotations
@@ -16,22 +17,28 @@ import importlib
 import logging
 import threading
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol, Sequence
 
+from udfs.openai_client import EndpointConfig
+from udfs.prompts import chat_prompt, encode_prompt, encode_text
 from udfs.weights import check_weights
 
 log = logging.getLogger(__name__)
 
 # engine.name -> "module:class" of an ``LLMEngine`` whose constructor takes ``engine_args``' dict.
-ENGINES = {"vllm": "udfs.vllm_engine:VLLMEngine", "fake": "udfs.fake_engine:FakeEngine"}
+ENGINES = {
+    "vllm": "udfs.vllm_engine:VLLMEngine",
+    "openai": "udfs.openai_engine:OpenAIEngine",
+    "fake": "udfs.fake_engine:FakeEngine",
+}
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     """LLM engine settings (the same keys on CPU here and on GPU clusters)."""
 
-    name: Literal["vllm", "fake"] = "vllm"  # ENGINES: fake only for tests of the row logic
+    name: Literal["vllm", "openai", "fake"] = "vllm"  # ENGINES: fake only for tests of the row logic
     dtype: str = "auto"
     max_model_len: int = 4096
     tensor_parallel_size: int = 1
@@ -58,6 +65,9 @@ class EngineConfig:
     batch_deadline_seconds: float | None = None
     # Tests of the failure paths only (engine.name: fake): "hang" never returns from generate, "raise" dies in it.
     fake_fault: Literal["none", "hang", "raise"] = "none"
+    # The OpenAI-compatible endpoint of engine.name: openai (udfs.openai_client); the settings above that size a
+    # local engine (dtype, memory, TP) are then the server's business and unused.
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
 
     def __post_init__(self):
         if self.max_model_len < 16:
@@ -71,6 +81,8 @@ class EngineConfig:
             raise ValueError(f"partitions must be >= 1, got {self.partitions}")
         if self.batch_deadline_seconds is not None and not self.batch_deadline_seconds > 0:
             raise ValueError(f"batch_deadline_seconds must be > 0 or null, got {self.batch_deadline_seconds}")
+        if self.name == "openai" and self.endpoint.base_url is None:
+            raise ValueError("endpoint.base_url is required with name: openai")
         if self.fake_fault != "none" and self.name != "fake":
             raise ValueError(f"fake_fault={self.fake_fault!r} is for the fake engine (name: fake), not {self.name!r}")
 
@@ -112,6 +124,9 @@ class Completion:
     prompt_tokens: int
     output_tokens: int
     cached_tokens: int = 0  # prompt tokens served from vLLM's prefix cache
+    # Why there is no completion (a remote request that failed for good, e.g. "endpoint_http_503"); the row is
+    # then an error with this reason. None: a completion.
+    error: str | None = None
 
 
 class LLMEngine(Protocol):
@@ -132,12 +147,14 @@ class LLMEngine(Protocol):
         self, prompts: Sequence[str], continuations: Sequence[str]
     ) -> list[dict[str, float] | None]:
         """log P(text | prompt) of each continuation text after each prompt, whatever the tokenizer makes
-        of the boundary (``continuation_paths``); None for a prompt too long to score."""
+        of the boundary (``continuation_paths``); None for a prompt too long to score, a failure kind (str)
+        for one the engine could not score (``no_logprobs_from_endpoint``, ``endpoint_http_503``)."""
 
     def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[str]) -> list[list[float] | None]:
         """log P of each token of each answer after its prompt, in one prefill per pair (no generation): the
         answer is encoded on its own after the prompt's ids, as training encodes it. [] for an answer with no
-        tokens; None for a pair longer than the context."""
+        tokens; None for a pair longer than the context; a failure kind (str) for a pair the engine could not
+        score."""
 
 
 def continuation_paths(
@@ -161,6 +178,83 @@ def continuation_paths(
             k += 1
         shared = min(shared, k)
     return prompt_ids[:shared], {text: tuple(ids[shared:]) for text, ids in joint.items()}
+
+
+NextLogprobs = Callable[[list[list[int]], list[list[int]]], list["dict[int, float] | str"]]
+
+
+def continuation_logprobs_by_depth(
+    encode: Callable[[str], list[int]],
+    prompts: Sequence[str],
+    continuations: Sequence[str],
+    max_model_len: int,
+    next_logprobs: NextLogprobs,
+) -> list[dict[str, float] | str | None]:
+    """``LLMEngine.continuation_logprobs`` for an engine that can tell the log-probabilities of chosen next tokens:
+    ``next_logprobs(token prefixes, wanted next token ids)`` answers, per prefix, log P of each wanted token it
+    found (by id; a missing one counts as -inf) or a failure kind.
+
+    Each continuation's tokens are asked one position at a time, as next tokens, not as prompt logprobs: vLLM
+    skips the prefix cache for any request that asks for prompt logprobs (SamplingParams.skip_reading_prefix_cache),
+    which would prefill the whole judge prompt once per candidate. Asked depth by depth, shallow first, each
+    request is a cached prefix plus a few tokens."""
+    plans = []
+    for prompt in prompts:
+        root, paths = continuation_paths(encode, prompt, continuations)
+        longest = len(root) + max((len(p) for p in paths.values()), default=0)
+        plans.append((root, paths) if root and paths and longest <= max_model_len else None)
+    asks: dict[tuple[int, tuple[int, ...]], set[int]] = {}  # (prompt, tokens after root) -> next tokens
+    for n, plan in enumerate(plans):
+        for path in plan[1].values() if plan else ():
+            for depth, token in enumerate(path):
+                asks.setdefault((n, path[:depth]), set()).add(token)
+    found: dict[tuple[int, tuple[int, ...]], dict[int, float] | str] = {}
+    for depth in sorted({len(node) for _, node in asks}):
+        keys = [key for key in asks if len(key[1]) == depth]
+        prefixes = [plans[n][0] + list(node) for n, node in keys]  # type: ignore[index]
+        found.update(zip(keys, next_logprobs(prefixes, [sorted(asks[k]) for k in keys])))
+    result: list[dict[str, float] | str | None] = []
+    for n, plan in enumerate(plans):
+        if plan is None:
+            result.append(None)
+            continue
+        answers = [found[(n, path[:d])] for path in plan[1].values() for d in range(len(path))]
+        failures = sorted(answer for answer in answers if isinstance(answer, str))
+        if failures:  # a position the engine could not score: the row says why
+            result.append(failures[0])
+            continue
+        result.append(
+            {
+                text: sum(found[(n, path[:d])].get(t, float("-inf")) for d, t in enumerate(path))  # type: ignore[union-attr]
+                for text, path in plan[1].items()
+            }
+        )
+    return result
+
+
+class TokenizerPrompts:
+    """Prompt rendering, fitting and encoding with the model's own (Hugging Face) tokenizer ``self.tokenizer``:
+    what every engine holding the tokenizer shares, so that all of them send the same token ids."""
+
+    tokenizer: Any
+
+    def render_chat(self, conversation: Sequence[dict[str, str]]) -> str:
+        return chat_prompt(self.tokenizer, conversation, add_generation_prompt=True)
+
+    def encode(self, prompt: str) -> list[int]:
+        return encode_prompt(self.tokenizer, prompt)
+
+    def count_tokens(self, prompts: Sequence[str]) -> list[int]:
+        return [len(self.encode(p)) for p in prompts]  # exactly the ids generate() sends
+
+    def truncate(self, text: str, n_tokens: int) -> str:
+        return self.tokenizer.decode(encode_text(self.tokenizer, text)[:n_tokens])
+
+    def answer_ids(self, prompt: str, answer: str) -> tuple[int, list[int]]:
+        """The prompt's ids followed by the answer encoded on its own (as training encodes it), and where the
+        answer starts: ``answer_logprobs``' tokens."""
+        prompt_ids = self.encode(prompt)
+        return len(prompt_ids), prompt_ids + encode_text(self.tokenizer, answer)
 
 
 _CACHE: dict[str, Any] = {}
@@ -192,6 +286,8 @@ def engine_args(model_path: str, cfg: EngineConfig) -> dict:
         args["enable_chunked_prefill"] = cfg.enable_chunked_prefill
     if cfg.fake_fault != "none":  # only ever set with the fake engine (validated), which takes it
         args["fault"] = cfg.fake_fault
+    if cfg.name == "openai":
+        args["endpoint"] = cfg.endpoint
     return args
 
 

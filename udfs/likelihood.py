@@ -91,10 +91,13 @@ def likelihood_batch(engine: LLMEngine, batch: pd.DataFrame, scorer_model_id: st
             "scorer_model_id": scorer_model_id,
             "format_version": FORMAT_VERSION,
             "context_tokens": engine.count_tokens([prompts[i][0]])[0],
-            "answer_tokens": None if cond is None else len(cond),
+            "answer_tokens": len(cond) if isinstance(cond, list) else None,
         }
         unscored = {**row, "conditional_loss": None, "answer_loss": None, "ifd": None}
-        if cond is None or alone is None:
+        failure = next((lp for lp in (cond, alone) if isinstance(lp, str)), None)
+        if failure is not None:  # the engine could not score it (a remote endpoint): the row says why
+            rows.append({**unscored, "status": "error", "reason": failure})
+        elif cond is None or alone is None:
             rows.append({**unscored, "status": "dropped", "reason": "prompt_too_long"})
         elif not cond or not alone:
             rows.append({**unscored, "status": "dropped", "reason": "empty_answer"})

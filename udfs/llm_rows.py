@@ -3,7 +3,8 @@
 The batch pattern of vLLM's offline examples, over the ``udfs.engine.LLMEngine`` interface only, so the same
 code runs on vLLM in Spark (``udfs.spark_udfs`` wraps these functions) and on ``udfs.fake_engine`` in unit
 tests. Every input row yields exactly one output row, in order, with a status: a prompt that cannot fit the
-context window is ``dropped: prompt_too_long``, never sent and never a failed batch.
+context window is ``dropped: prompt_too_long``, never sent and never a failed batch; a completion the engine
+could not make (a remote request that failed for good) is an ``error`` row with the engine's reason.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ def augment_batch(
             rows.append({**row, **completion_fields(None), "instruction": None, **PROMPT_TOO_LONG})
             continue
         out = completions[i]
+        if out.error is not None:
+            rows.append({**row, "status": "error", "reason": out.error})
+            continue
         cleaned = clean_instruction(out.text, out.finish_reason, max_instruction_chars)
         status, reason = cleaned.status, cleaned.reason
         if status == "ok" and (overlap := decontamination.reason(cleaned.text)):
@@ -122,7 +126,7 @@ def judge_batch(
     seeds = [seed_from_id(s) for s in batch["score_id"]]
     completions = generate(engine, fits, seeds, sampling)
     expected = expected_scores(
-        engine, {i: fits[i].prompt + score_prompt_suffix(c.text) for i, c in completions.items()}
+        engine, {i: fits[i].prompt + score_prompt_suffix(c.text) for i, c in completions.items() if c.error is None}
     )
     rows = []
     for i, (score_id, gen_id, seg_id) in enumerate(zip(batch["score_id"], batch["generation_id"], batch["segment_id"])):
@@ -143,6 +147,9 @@ def judge_batch(
             rows.append({**row, **completion_fields(None), **NOT_SCORED, **PROMPT_TOO_LONG})
             continue
         out = completions[i]
+        if out.error is not None:
+            rows.append({**row, "status": "error", "reason": out.error})
+            continue
         parsed = parse_score(out.text, out.finish_reason, quoted=pairs[i])
         rows.append(
             {
@@ -206,6 +213,9 @@ def rewrite_batch(
             rows.append({**row, **unsent, **PROMPT_TOO_LONG})
             continue
         out = completions[i]
+        if out.error is not None:
+            rows.append({**row, "status": "error", "reason": out.error})
+            continue
         parsed = parse_answer(out.text, out.finish_reason, settings.require_end_marker)
         row |= {**completion_fields(out), "answer": parsed.answer, "answer_end": parsed.end}
         if parsed.failure is not None:
@@ -275,7 +285,8 @@ def generate(engine: LLMEngine, fits: list[Fit], seeds: list[int], sampling: Sam
 
 def expected_scores(engine: LLMEngine, prompts: dict[int, str]) -> dict[int, ExpectedScore]:
     """ExpectedScore by row index: a value, or the failure kind of a row that cannot have one (the engine
-    answers None for a prompt whose rating continuations do not fit its context)."""
+    answers None for a prompt whose rating continuations do not fit its context, a failure kind when it could
+    not score the prompt)."""
     if not prompts:  # every row of the batch was too long: nothing to ask
         return {}
     logprobs = engine.continuation_logprobs(list(prompts.values()), list(SCORE_CONTINUATIONS))

@@ -19,11 +19,16 @@ from vllm.inputs import TokensPrompt  # noqa: E402
 
 from vllm.platforms import current_platform  # noqa: E402
 
-from udfs.engine import Completion, SamplingConfig, continuation_paths, cpu_memory_plan  # noqa: E402
-from udfs.prompts import chat_prompt, encode_prompt, encode_text  # noqa: E402
+from udfs.engine import (  # noqa: E402
+    Completion,
+    SamplingConfig,
+    TokenizerPrompts,
+    continuation_logprobs_by_depth,
+    cpu_memory_plan,
+)
 
 
-class VLLMEngine:
+class VLLMEngine(TokenizerPrompts):
     def __init__(self, args: dict):
         """``args`` from ``udfs.engine.engine_args``: the one mapping from our config to vLLM's arguments."""
         self.model_path = args["model"]
@@ -38,18 +43,6 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
         self.prefix_caching = args["enable_prefix_caching"]
         self.max_model_len = args["max_model_len"]
-
-    def render_chat(self, conversation: Sequence[dict[str, str]]) -> str:
-        return chat_prompt(self.tokenizer, conversation, add_generation_prompt=True)
-
-    def encode(self, prompt: str) -> list[int]:
-        return encode_prompt(self.tokenizer, prompt)
-
-    def count_tokens(self, prompts: Sequence[str]) -> list[int]:
-        return [len(self.encode(p)) for p in prompts]  # exactly the ids generate() sends
-
-    def truncate(self, text: str, n_tokens: int) -> str:
-        return self.tokenizer.decode(encode_text(self.tokenizer, text)[:n_tokens])
 
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]) -> list[Completion]:
         params = [
@@ -84,41 +77,15 @@ class VLLMEngine:
 
     def continuation_logprobs(
         self, prompts: Sequence[str], continuations: Sequence[str]
-    ) -> list[dict[str, float] | None]:
-        # Each continuation's tokens are asked for one position at a time, as next tokens with
-        # logprob_token_ids, not as prompt_logprobs: vLLM skips the prefix cache for any request that asks
-        # for prompt logprobs (SamplingParams.skip_reading_prefix_cache), which would prefill the whole judge
-        # prompt once per candidate. Asked depth by depth, each request is a cached prefix plus a few tokens.
-        plans = []
-        for prompt in prompts:
-            root, paths = continuation_paths(self.encode, prompt, continuations)
-            longest = len(root) + max((len(p) for p in paths.values()), default=0)
-            plans.append((root, paths) if root and paths and longest <= self.max_model_len else None)
-        asks: dict[tuple[int, tuple[int, ...]], set[int]] = {}  # (prompt, tokens after root) -> next tokens
-        for n, plan in enumerate(plans):
-            for path in plan[1].values() if plan else ():
-                for depth, token in enumerate(path):
-                    asks.setdefault((n, path[:depth]), set()).add(token)
-        found: dict[tuple[int, tuple[int, ...]], dict[int, float]] = {}
-        for depth in sorted({len(node) for _, node in asks}):  # shallow first: deeper asks reuse their blocks
-            keys = [key for key in asks if len(key[1]) == depth]
-            inputs = [TokensPrompt(prompt_token_ids=plans[n][0] + list(node)) for n, node in keys]  # type: ignore[index]
-            params = [SamplingParams(temperature=0.0, max_tokens=1, logprob_token_ids=sorted(asks[k])) for k in keys]
-            for key, out in zip(keys, self.llm.generate(inputs, params, use_tqdm=False)):
-                step = out.outputs[0].logprobs[0]  # the position right after the request's tokens
-                found[key] = {t: float(step[t].logprob) for t in asks[key] if t in step}
-        result: list[dict[str, float] | None] = []
-        for n, plan in enumerate(plans):
-            if plan is None:
-                result.append(None)
-                continue
-            result.append(
-                {
-                    text: sum(found[(n, path[:d])].get(t, float("-inf")) for d, t in enumerate(path))
-                    for text, path in plan[1].items()
-                }
-            )
-        return result
+    ) -> list[dict[str, float] | str | None]:
+        return continuation_logprobs_by_depth(self.encode, prompts, continuations, self.max_model_len, self._next)
+
+    def _next(self, prefixes: list[list[int]], wanted: list[list[int]]) -> list[dict[int, float] | str]:
+        inputs = [TokensPrompt(prompt_token_ids=ids) for ids in prefixes]
+        params = [SamplingParams(temperature=0.0, max_tokens=1, logprob_token_ids=tokens) for tokens in wanted]
+        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        steps = [out.outputs[0].logprobs[0] for out in outputs]  # the position right after the request's tokens
+        return [{t: float(step[t].logprob) for t in tokens if t in step} for step, tokens in zip(steps, wanted)]
 
     def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[str]) -> list[list[float] | None]:
         # prompt_logprobs=0: the log-probability of each prompt token as it is, no alternatives. vLLM reads no
@@ -126,9 +93,8 @@ class VLLMEngine:
         # few shared tokens, since every (instruction, answer) is its own text (benchmarks/ifd_scores.py).
         spans: list[tuple[int, list[int]] | None] = []
         for prompt, answer in zip(prompts, answers):
-            prompt_ids = self.encode(prompt)
-            ids = prompt_ids + encode_text(self.tokenizer, answer)
-            spans.append((len(prompt_ids), ids) if len(ids) < self.max_model_len else None)  # + 1 generated
+            start, ids = self.answer_ids(prompt, answer)
+            spans.append((start, ids) if len(ids) < self.max_model_len else None)  # + 1 generated
         asked = [span for span in spans if span is not None and span[0] < len(span[1])]
         params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
         inputs = [TokensPrompt(prompt_token_ids=ids) for _, ids in asked]

@@ -40,7 +40,11 @@ def test_the_engine_is_chosen_by_name_vllm_by_default():
 
     assert load_pipeline_config(str(CONF / "local.yaml")).engine.name == "vllm"
     assert load_pipeline_config(str(CONF / "local.yaml"), ["engine.name=fake"]).engine.name == "fake"
-    assert set(ENGINES) == {"vllm", "fake"}
+    assert set(ENGINES) == {"vllm", "openai", "fake"}
+    remote = ["engine.name=openai", "engine.endpoint.base_url=http://127.0.0.1:8000/v1"]
+    assert load_pipeline_config(str(CONF / "local.yaml"), remote).engine.endpoint.base_url.endswith(":8000/v1")
+    with pytest.raises(ConfigError, match=r"engine: endpoint\.base_url is required with name: openai"):
+        load_pipeline_config(str(CONF / "local.yaml"), remote[:1])
 
 
 def test_overrides_are_typed_and_nested():
