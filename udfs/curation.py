@@ -49,7 +49,7 @@ ExpectedScoreFailure = Literal[
     "prompt_too_long",  # prompt, reasoning and rating do not fit the judge's context
     "no_rating_mass",  # no rating continuation has a finite log-probability
     "no_logprobs_from_endpoint",  # a remote endpoint (engine.name: openai) answered without log-probabilities
-    # or endpoint_<kind>: the request for them failed for good (udfs.openai_client: endpoint_http_503, ...)
+    # or endpoint_<kind>: the request for them failed for good (udfs.openai_client: endpoint_http:503, ...)
 ]
 
 

@@ -124,7 +124,7 @@ class Completion:
     prompt_tokens: int
     output_tokens: int
     cached_tokens: int = 0  # prompt tokens served from vLLM's prefix cache
-    # Why there is no completion (a remote request that failed for good, e.g. "endpoint_http_503"); the row is
+    # Why there is no completion (a remote request that failed for good, e.g. "endpoint_http:503"); the row is
     # then an error with this reason. None: a completion.
     error: str | None = None
 
@@ -148,7 +148,7 @@ class LLMEngine(Protocol):
     ) -> list[dict[str, float] | None]:
         """log P(text | prompt) of each continuation text after each prompt, whatever the tokenizer makes
         of the boundary (``continuation_paths``); None for a prompt too long to score, a failure kind (str)
-        for one the engine could not score (``no_logprobs_from_endpoint``, ``endpoint_http_503``)."""
+        for one the engine could not score (``no_logprobs_from_endpoint``, ``endpoint_http:503``)."""
 
     def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[str]) -> list[list[float] | None]:
         """log P of each token of each answer after its prompt, in one prefill per pair (no generation): the

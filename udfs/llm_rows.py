@@ -92,7 +92,7 @@ def augment_batch(
             continue
         out = completions[i]
         if out.error is not None:
-            rows.append({**row, "status": "error", "reason": out.error})
+            rows.append({**row, **completion_fields(None), "instruction": None, "status": "error", "reason": out.error})
             continue
         cleaned = clean_instruction(out.text, out.finish_reason, max_instruction_chars)
         status, reason = cleaned.status, cleaned.reason
@@ -148,7 +148,7 @@ def judge_batch(
             continue
         out = completions[i]
         if out.error is not None:
-            rows.append({**row, "status": "error", "reason": out.error})
+            rows.append({**row, **completion_fields(None), **NOT_SCORED, "status": "error", "reason": out.error})
             continue
         parsed = parse_score(out.text, out.finish_reason, quoted=pairs[i])
         rows.append(
@@ -214,7 +214,8 @@ def rewrite_batch(
             continue
         out = completions[i]
         if out.error is not None:
-            rows.append({**row, "status": "error", "reason": out.error})
+            unanswered = {**completion_fields(None), "answer": None, "answer_end": None, **NOT_MEASURED}
+            rows.append({**row, **unanswered, "status": "error", "reason": out.error})
             continue
         parsed = parse_answer(out.text, out.finish_reason, settings.require_end_marker)
         row |= {**completion_fields(out), "answer": parsed.answer, "answer_end": parsed.end}

@@ -8,9 +8,9 @@ Failure rules (every request is a seeded, side-effect-free completion, so sendin
 
 - retried with exponential backoff and full jitter, ``Retry-After`` honoured: 408, 429, 5xx, timeouts and dropped
   or refused connections, up to ``max_retries`` times; after that the request has failed for good and its row
-  says why (``endpoint_http_503``, ``endpoint_timeout``, ``endpoint_connection_error``);
+  says why (``endpoint_http:503``, ``endpoint_timeout``, ``endpoint_connection_error``);
 - not retried: any other 4xx is about this one request (a prompt the server will not take): its row says so
-  (``endpoint_http_400``), except 401, 403 and 404, which are about the endpoint (bad key, no such model or
+  (``endpoint_http:400``), except 401, 403 and 404, which are about the endpoint (bad key, no such model or
   path) and fail the batch (``EndpointRejected``) at once;
 - a batch fails (``EndpointUnavailable``, so that Spark retries the task later) when a request fails for good
   before any request of the batch has been answered: the endpoint is down, not the row, and thousands of error
@@ -149,7 +149,7 @@ class OpenAIClient:
                     if status in _ENDPOINT_STATUS:
                         raise EndpointRejected(detail)
                     failure = RequestFailed(
-                        f"endpoint_http_{status}", detail, status in _RETRIED_STATUS or status >= 500
+                        f"endpoint_http:{status}", detail, status in _RETRIED_STATUS or status >= 500
                     )
                     if not failure.transport:
                         raise failure

@@ -64,7 +64,7 @@ def test_augment_on_an_openai_endpoint_writes_every_row_once(spark, tmp_path, ti
     assert len(rows) == rows["generation_id"].nunique() == len(segments) > 5  # every segment once
     assert set(rows["segment_id"]) == set(segments["segment_id"])
     failed = rows[rows["status"] == "error"]
-    assert len(failed) > 0 and set(failed["reason"]) == {"endpoint_http_500"}
+    assert len(failed) > 0 and set(failed["reason"]) == {"endpoint_http:500"}
     assert (failed["seed"] % 5 == 0).all()
     assert rows[rows["status"] != "error"]["raw_text"].str.len().gt(0).all()
     # one try per row, two more for each row that failed for good, one more for each first-try fault

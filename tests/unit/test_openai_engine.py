@@ -82,8 +82,8 @@ def test_faults_are_retried_and_what_still_fails_is_an_error_row(tokenizer_dir):
     assert list(rows["generation_id"]) == list(batch["generation_id"])  # every row once, in order
     errors = dict(zip(rows["seed"], rows["reason"].where(rows["status"] == "error")))
     assert {s: r for s, r in errors.items() if isinstance(r, str)} == {
-        seeds[7]: "endpoint_http_503",
-        seeds[8]: "endpoint_http_400",
+        seeds[7]: "endpoint_http:503",
+        seeds[8]: "endpoint_http:400",
         seeds[9]: "endpoint_connection_error",
         seeds[10]: "endpoint_timeout",
     }
@@ -135,7 +135,7 @@ def test_the_key_is_sent_and_never_shown(tokenizer_dir, monkeypatch, caplog):
     with FaultyEndpoint(plan) as endpoint:
         engine = engine_for(endpoint.url, tokenizer_dir, api_key_env="TEST_ENDPOINT_KEY", **FAST)
         rows = augment(engine, segments(3))
-        assert list(rows["reason"])[0] == "endpoint_http_500" and (rows["status"] != "error").sum() == 2
+        assert list(rows["reason"])[0] == "endpoint_http:500" and (rows["status"] != "error").sum() == 2
         assert {s.authorization for s in endpoint.seen} == {f"Bearer {KEY}"}
     with FaultyEndpoint(lambda body, attempt: "401") as endpoint:
         engine = engine_for(endpoint.url, tokenizer_dir, api_key_env="TEST_ENDPOINT_KEY", **FAST)
@@ -200,8 +200,8 @@ def test_expected_scores_from_the_endpoint_or_the_reason_there_are_none(tokenize
     plan = DoomSecondScoredPrompt(seed_from_id(f"{4:08x}" + "b" * 24))
     with FaultyEndpoint(plan) as endpoint:
         mixed = judge_rows(engine_for(endpoint.url, tokenizer_dir, max_concurrency=1, **FAST), 4)
-    assert list(mixed["status"]) == ["ok", "ok", "ok", "error"] and mixed["reason"][3] == "endpoint_http_503"
-    assert list(mixed["expected_score_failure"][:3]) == [None, "endpoint_http_503", None]
+    assert list(mixed["status"]) == ["ok", "ok", "ok", "error"] and mixed["reason"][3] == "endpoint_http:503"
+    assert list(mixed["expected_score_failure"][:3]) == [None, "endpoint_http:503", None]
     assert mixed["expected_score"][[0, 2]].between(1, 5).all()
 
 
