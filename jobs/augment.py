@@ -20,7 +20,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from jobs import console, preflight, progress
+from jobs import console, fit, preflight, progress
 from jobs.config import job_arguments, load_pipeline_config
 from jobs.report import write_report
 from jobs.run_summary import failure_reason, format_failure, summary_text
@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     try:
         cfg = load_pipeline_config(args.config, args.overrides)
+        # from config.json alone, before inputs and Spark: a laptop's dry run answers it for any cluster
+        fits = fit.stage_fits(cfg, list(dict.fromkeys(name for name, _ in schedule(active(cfg, args.stages), [1]))))
+        if args.dry_run:
+            print(fit.format_fits(cfg, fits), flush=True)
+        elif fit.refusal(fits):
+            raise preflight.UsageError(fit.refusal(fits))
         preflight.check_config(cfg)
     except (ConfigError, preflight.UsageError) as exc:
         sys.exit(f"config error: {exc}" if isinstance(exc, ConfigError) else f"error: {exc}")
