@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from jobs.catalog import parse_catalog_schema
+from jobs.catalog import driver_path, parse_catalog_schema
 from training.config import BaseModelConfig
 from udfs.cascade import CascadeConfig
 from udfs.config import load_config
@@ -244,7 +244,7 @@ class ReportConfig:
 
     after_run: bool = True  # the main job writes the report at its end
     dir: str | None = (
-        None  # where report-<run_id>.html goes; default <storage.root>/reports (a path the driver can write)
+        None  # where report-<run_id>.html goes; null: PipelineConfig.reports_dir (beside the tables where it can)
     )
     judge_labels: str | None = (
         None  # JSONL of (instruction, output, label good|bad) for the calibrate stage; null: none
@@ -282,6 +282,12 @@ class PipelineConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self):
+        if not self.models.dir and not parse_catalog_schema(self.storage.root) and not driver_path(self.storage.root):
+            raise ValueError(
+                f"models.dir: storage.root {self.storage.root} is an object store and models need a filesystem the "
+                "driver and every executor share (training writes them, each engine loads them with file calls): "
+                "set models.dir (e.g. /data/models on a shared volume, /dbfs/..., /Volumes/...)"
+            )
         if uses_likelihoods(self.iterations.judge_rule) and not self.likelihood.enabled:
             raise ValueError(f"iterations rule {self.iterations.judge_rule} needs likelihood.enabled: true")
         for stage in ("augment", "curate", "likelihood", "rewrite"):
@@ -321,10 +327,28 @@ class PipelineConfig:
 
     @property
     def models_dir(self) -> str:
+        """``models.dir``, else beside the tables: a UC schema's ``models`` volume, ``/dbfs/<root>/models`` for a
+        ``dbfs:/`` root. An object store root has no default: models are directories that training writes and
+        every executor's engine loads with file calls, so they need a filesystem all of them share (a driver-local
+        default would leave the executors without them)."""
         if self.models.dir:
             return self.models.dir
         uc = parse_catalog_schema(self.storage.root)  # models are files: a UC schema keeps them in its "models" volume
-        return f"/Volumes/{uc.catalog}/{uc.schema}/models" if uc else f"{self.storage.root.rstrip('/')}/models"
+        if uc:
+            return f"/Volumes/{uc.catalog}/{uc.schema}/models"
+        return f"{driver_path(self.storage.root).rstrip('/')}/models"  # an object store root has models.dir
+
+    @property
+    def reports_dir(self) -> str:
+        """``report.dir``, else beside the tables (``/dbfs/<root>/reports`` for ``dbfs:/``, a UC schema's
+        ``reports`` volume), else for an object store root ``work/reports`` on the driver."""
+        if self.report.dir:
+            return self.report.dir
+        uc = parse_catalog_schema(self.storage.root)
+        if uc:
+            return f"/Volumes/{uc.catalog}/{uc.schema}/reports"
+        local = driver_path(self.storage.root)
+        return "work/reports" if local is None else f"{local.rstrip('/')}/reports"
 
     def model_path(self, role: Literal["base", "backward", "seed_model"]) -> str:
         """The configured directory for ``role``, or where this pipeline builds it. Absolute: on a cluster the

@@ -90,14 +90,13 @@ def engine_fit(cfg: PipelineConfig, stage: str) -> StageFit:
 
 def training_fit(cfg: PipelineConfig, stage: str, name: str, direction: str) -> StageFit:
     base = cfg.model_path("base")
-    train_cfg = recipe(cfg, direction, base)
-    plan = Plan.of(train_cfg, cfg.models.train_processes, bf16=True)  # the GPUs planned for have bf16
+    shape, _, source = model_shape(cfg, base)
+    if shape is None or not cfg.cluster.gpu_memory_gib:
+        return StageFit(stage, f"training {name}", None, unchecked(cfg, base))
+    plan = Plan.of(recipe(cfg, direction, base), cfg.models.train_processes, bf16=True)  # planned GPUs have bf16
     what = f"training {name}: {plan.method}, {plan.precision}, {plan.strategy} x {plan.devices}" + (
         ", gradient checkpointing" if plan.gradient_checkpointing else ""
     )
-    shape, _, source = model_shape(cfg, base)
-    if shape is None or not cfg.cluster.gpu_memory_gib:
-        return StageFit(stage, what, None, unchecked(cfg, base))
     try:
         estimate = check_fits(shape, plan, cfg.cluster.gpu_memory_gib * GiB)
     except DoesNotFit as exc:
