@@ -7,7 +7,9 @@ One command runs the paper's loop M0 -> A(1) -> M1 -> A(2) -> M2 (``iterations.c
 (``rewrite.enabled``) and train stages run once per iteration, in turn. Every stage skips work already in
 its output table and every model already trained on the same data, so the same command resumes after a crash
 or a stop anywhere, and a new corpus drop only costs its new documents (the models then retrain on the grown
-pool). ``--dry-run`` prints what would run and what is already done, and runs nothing. A stage that raises
+pool). ``--dry-run`` prints whether each stage fits the configured GPU (``jobs.fit``, from the models'
+config.json alone, before inputs or Spark are looked at), what would run and what is already done, and runs
+nothing; without it the job refuses, before any Spark work, a config in which a stage does not fit. A stage that raises
 still leaves a ``runs`` row, with status ``failed``, its error and what had been committed; the job then
 exits non-zero.
 """
