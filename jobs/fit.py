@@ -60,6 +60,9 @@ def stage_fits(cfg: PipelineConfig, stages: list[str]) -> list[StageFit]:
 
 def engine_fit(cfg: PipelineConfig, stage: str) -> StageFit:
     engine = cfg.stage_engine(stage)
+    what = f"vLLM {LLM_MODELS[stage]}, tensor parallel {engine.tensor_parallel_size}"
+    if not cfg.cluster.gpu_memory_gib:  # CPU runs: nothing to check, and no model path to work out
+        return StageFit(stage, what, None, unchecked(cfg, ""))
     path = {
         "augment": cfg.model_path("backward"),
         "curate": cfg.model_path("seed_model"),
@@ -67,9 +70,8 @@ def engine_fit(cfg: PipelineConfig, stage: str) -> StageFit:
         "likelihood": cfg.likelihood_model(),
         "rewrite": cfg.rewrite_model(),
     }[stage]
-    what = f"vLLM {LLM_MODELS[stage]}, tensor parallel {engine.tensor_parallel_size}"
     shape, config, source = model_shape(cfg, path)
-    if shape is None or not cfg.cluster.gpu_memory_gib:
+    if shape is None:
         return StageFit(stage, what, None, unchecked(cfg, path))
     dtype_bytes = 4 if resolved_dtype(engine.dtype, config) in ("float32", "float") else 2
     estimate = serving_memory(
@@ -89,9 +91,11 @@ def engine_fit(cfg: PipelineConfig, stage: str) -> StageFit:
 
 
 def training_fit(cfg: PipelineConfig, stage: str, name: str, direction: str) -> StageFit:
+    if not cfg.cluster.gpu_memory_gib:
+        return StageFit(stage, f"training {name}", None, unchecked(cfg, ""))
     base = cfg.model_path("base")
     shape, _, source = model_shape(cfg, base)
-    if shape is None or not cfg.cluster.gpu_memory_gib:
+    if shape is None:
         return StageFit(stage, f"training {name}", None, unchecked(cfg, base))
     plan = Plan.of(recipe(cfg, direction, base), cfg.models.train_processes, bf16=True)  # planned GPUs have bf16
     what = f"training {name}: {plan.method}, {plan.precision}, {plan.strategy} x {plan.devices}" + (
