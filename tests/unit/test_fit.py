@@ -142,3 +142,22 @@ def test_the_job_refuses_a_stage_that_does_not_fit_before_spark_or_inputs(capsys
     assert message.startswith("error: stage models does not fit: training M0: full") and "M_yx" not in message
     assert "; stage train does not fit: training M_i: full" in message
     assert "input.corpus" not in str(exited.value)  # refused before the inputs are even looked at
+
+
+def test_each_stage_runs_with_its_own_engine_settings(monkeypatch):
+    import dataclasses
+
+    from jobs import stages
+
+    seen = {}
+    for name in ("ingest", "augment", "curate", "calibrate"):
+        record = dataclasses.replace(stages.BY_NAME[name], run=lambda ctx, report, n=name: seen.update({n: ctx.cfg}))
+        monkeypatch.setitem(stages.BY_NAME, name, record)
+    cfg = load_pipeline_config(CLUSTER, ["engines.curate.max_model_len=2048", "engines.augment.max_num_seqs=8"])
+    ctx = stages.Context(None, None, cfg)
+    for name, iteration in (("ingest", None), ("augment", None), ("curate", 1), ("calibrate", None)):
+        stages.run_stage(ctx, name, iteration)
+    assert seen["ingest"].engine == cfg.engine and ctx.cfg is cfg  # the caller's context is left as it was
+    assert (seen["augment"].engine.max_num_seqs, seen["augment"].engine.max_model_len) == (8, 4096)
+    assert seen["curate"].engine.max_model_len == seen["calibrate"].engine.max_model_len == 2048
+    assert seen["curate"].engines == cfg.engines and seen["curate"].augment == cfg.augment  # only the engine
