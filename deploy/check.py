@@ -9,15 +9,21 @@ databricks.yml:
   installed); its schedule is the bundle's.
 - ``deploy/k8s/scheduled-spark-application.yaml``: one application running every stage in registry order on
   ``conf/cluster.yaml``, with the bundle's schedule, GPU executors whose Spark resources match their pods,
-  no dynamic allocation (the LLM stages' GPU profile needs it off), Spark >= 4.0, and conf/spark-gpu.conf's
-  settings.
+  no dynamic allocation (the LLM stages' GPU profile needs it off), Spark >= 4.0, conf/spark-gpu.conf's
+  settings, and the Delta artifact built for its Spark version (``DELTA_ARTIFACTS``).
+- ``deploy/k8s/Dockerfile``: the manifest's image: its Spark release, a Python the project and vLLM accept,
+  and the extras the manifest's storage needs (gpu; objectstore for s3:// roots).
+- ``databricks.yml``: a production-mode target sets ``workspace.root_path`` (or ``run_as``), without which
+  ``databricks bundle deploy`` refuses it.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -29,8 +35,12 @@ from jobs.stages.base import PROFILE_MIN_SPARK, version_tuple
 ROOT = Path(__file__).resolve().parent.parent
 DAG = ROOT / "deploy/airflow/humpback_dag.py"
 MANIFEST = ROOT / "deploy/k8s/scheduled-spark-application.yaml"
+DOCKERFILE = ROOT / "deploy/k8s/Dockerfile"
 BUNDLE = ROOT / "databricks.yml"
 SPARK_GPU_CONF = ROOT / "conf/spark-gpu.conf"
+# Delta 4.4.1's Maven artifacts by the Spark (major, minor) they are built for: the unsuffixed one for the newest
+# Spark (4.2), delta-spark_<spark>_2.13 for older ones. A plain Spark cluster loads the one of its own release.
+DELTA_ARTIFACTS = {(4, 0): "io.delta:delta-spark_4.0_2.13:4.4.1", (4, 2): "io.delta:delta-spark_2.13:4.4.1"}
 QUARTZ_DAYS = {"SUN": "0", "MON": "1", "TUE": "2", "WED": "3", "THU": "4", "FRI": "5", "SAT": "6"}
 
 Order = list[tuple[str, int | None]]
@@ -114,9 +124,17 @@ def manifest_problems(text: str) -> list[str]:
     conf = {k: str(v) for k, v in app.get("sparkConf", {}).items()}
     if conf.get("spark.dynamicAllocation.enabled", "false") != "false":
         problems.append(f"{name}: dynamic allocation on: the LLM stages would run without their GPU profile")
+    spark_version = version_tuple(str(app.get("sparkVersion", "0.0")))
+    packages = set(conf.get("spark.jars.packages", "").split(","))
+    delta = DELTA_ARTIFACTS.get(spark_version)
+    if delta is None or delta not in packages:
+        problems.append(
+            f"{name}: spark.jars.packages must load {delta or 'a Delta artifact built for Spark'} "
+            f"{app.get('sparkVersion')}, has {', '.join(sorted(p for p in packages if 'delta' in p)) or 'none'}"
+        )
     for key, value in spark_gpu_conf().items():
-        if key == "spark.jars.packages":
-            absent = set(value.split(",")) - set(conf.get(key, "").split(","))
+        if key == "spark.jars.packages":  # the Delta artifact is the Spark release's, checked above
+            absent = {p for p in value.split(",") if "delta-spark" not in p} - packages
             if absent:
                 problems.append(f"{name}: sparkConf {key} lacks {', '.join(sorted(absent))} (conf/spark-gpu.conf)")
         elif conf.get(key) != value:
@@ -130,11 +148,64 @@ def manifest_problems(text: str) -> list[str]:
     return problems
 
 
-def problems(dag_source: str | None = None, manifest_text: str | None = None) -> list[str]:
-    """Every mismatch of the DAG and the manifest (the files in deploy/ unless given) with the registry."""
+def image_problems(dockerfile: str, manifest_text: str) -> list[str]:
+    """The Dockerfile builds the manifest's image: its Spark release, a Python that the project (and so vLLM,
+    the gpu extra's engine) accepts, and the extras its storage needs."""
+    name, problems = DOCKERFILE.name, []
+    app = yaml.safe_load(manifest_text)["spec"]["template"]
+    base = re.search(r"^FROM\s+apache/spark:(\d+\.\d+\.\d+)\S*", dockerfile, re.M)
+    if base is None or base[1] != str(app.get("sparkVersion")):
+        problems.append(f"{name}: FROM apache/spark:<sparkVersion> of the manifest ({app.get('sparkVersion')})")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    minimum = version_tuple(project["requires-python"].split(">=")[1].split(",")[0])
+    python = re.search(r"^ARG\s+PYTHON=(\d+\.\d+)", dockerfile, re.M)
+    if python is None or version_tuple(python[1]) < minimum:
+        problems.append(
+            f"{name}: ARG PYTHON must be >= {project['requires-python']} (pyproject.toml), got {python and python[1]}"
+        )
+    extras = re.search(r"humpback-spark\[([\w,]+)\]", dockerfile)
+    needed = {"gpu"} | ({"objectstore"} if "://" in " ".join(map(str, app.get("arguments", []))) else set())
+    missing = needed - set(extras[1].split(",") if extras else ())
+    if missing:
+        problems.append(f"{name}: installs the project without the {', '.join(sorted(missing))} extra(s)")
+    return problems
+
+
+def bundle_problems(text: str) -> list[str]:
+    """``databricks bundle deploy`` rejects a ``mode: production`` target that sets neither
+    ``workspace.root_path`` nor ``run_as`` (so that one copy is deployed, as one identity)."""
+    bundle, problems = yaml.safe_load(text), []
+    for target, spec in bundle.get("targets", {}).items():
+        spec = spec or {}
+        if spec.get("mode") != "production":
+            continue
+        root = (spec.get("workspace") or {}).get("root_path") or (bundle.get("workspace") or {}).get("root_path")
+        if not root and not spec.get("run_as") and not bundle.get("run_as"):
+            problems.append(
+                f"{BUNDLE.name}: target {target} (mode: production) sets neither workspace.root_path nor run_as"
+            )
+        elif root and not root.startswith("/Workspace/"):
+            problems.append(f"{BUNDLE.name}: target {target}: workspace.root_path {root!r} is not under /Workspace/")
+    return problems
+
+
+def problems(
+    dag_source: str | None = None,
+    manifest_text: str | None = None,
+    dockerfile: str | None = None,
+    bundle_text: str | None = None,
+) -> list[str]:
+    """Every mismatch of the DAG, the manifest, its image and the bundle (the files unless given)."""
     dag_source = DAG.read_text() if dag_source is None else dag_source
     manifest_text = MANIFEST.read_text() if manifest_text is None else manifest_text
-    return dag_problems(dag_source) + manifest_problems(manifest_text)
+    dockerfile = DOCKERFILE.read_text() if dockerfile is None else dockerfile
+    bundle_text = BUNDLE.read_text() if bundle_text is None else bundle_text
+    return (
+        dag_problems(dag_source)
+        + manifest_problems(manifest_text)
+        + image_problems(dockerfile, manifest_text)
+        + bundle_problems(bundle_text)
+    )
 
 
 def write_dag_tasks() -> None:
@@ -156,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     for problem in found:
         print(problem, file=sys.stderr)
     if not found:
-        print(f"ok: {DAG.relative_to(ROOT)} and {MANIFEST.relative_to(ROOT)} match the stage registry")
+        print(f"ok: {DAG.relative_to(ROOT)}, {MANIFEST.relative_to(ROOT)}, its Dockerfile and {BUNDLE.name} check out")
     return 1 if found else 0
 
 

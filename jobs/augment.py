@@ -7,7 +7,9 @@ One command runs the paper's loop M0 -> A(1) -> M1 -> A(2) -> M2 (``iterations.c
 (``rewrite.enabled``) and train stages run once per iteration, in turn. Every stage skips work already in
 its output table and every model already trained on the same data, so the same command resumes after a crash
 or a stop anywhere, and a new corpus drop only costs its new documents (the models then retrain on the grown
-pool). ``--dry-run`` prints what would run and what is already done, and runs nothing. A stage that raises
+pool). ``--dry-run`` prints whether each stage fits the configured GPU (``jobs.fit``, from the models'
+config.json alone, before inputs or Spark are looked at), what would run and what is already done, and runs
+nothing; without it the job refuses, before any Spark work, a config in which a stage does not fit. A stage that raises
 still leaves a ``runs`` row, with status ``failed``, its error and what had been committed; the job then
 exits non-zero.
 """
@@ -20,7 +22,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from jobs import console, preflight, progress
+from jobs import console, fit, preflight, progress
 from jobs.config import job_arguments, load_pipeline_config
 from jobs.report import write_report
 from jobs.run_summary import RUN_START, RUN_SUMMARY, failure_reason, format_failure, summary_text
@@ -66,6 +68,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     try:
         cfg = load_pipeline_config(args.config, args.overrides)
+        # from config.json alone, before inputs and Spark: a laptop's dry run answers it for any cluster
+        fits = fit.stage_fits(cfg, list(dict.fromkeys(name for name, _ in schedule(active(cfg, args.stages), [1]))))
+        if args.dry_run:
+            print(fit.format_fits(cfg, fits), flush=True)
+        elif fit.refusal(fits):
+            raise preflight.UsageError(fit.refusal(fits))
         preflight.check_config(cfg)
     except (ConfigError, preflight.UsageError) as exc:
         sys.exit(f"config error: {exc}" if isinstance(exc, ConfigError) else f"error: {exc}")

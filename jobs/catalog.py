@@ -94,6 +94,18 @@ def delta_rs_uri(path: str, dbfs_fuse: str = DBFS_FUSE) -> str:
     return os.path.abspath(path.removeprefix("file://"))
 
 
+def driver_path(root: str) -> str | None:
+    """``storage.root`` as a folder this process can write files in with plain file calls (logs, reports,
+    models), or None where there is none: ``dbfs:/x`` is ``/dbfs/x`` (Databricks' FUSE mount; ``open`` would
+    otherwise make a folder named ``dbfs:`` in the working directory), a path (``/Volumes/...`` included) is
+    itself, and an object store URL or a Unity Catalog ``catalog.schema`` has no such folder."""
+    if root.startswith("dbfs:"):
+        return "/dbfs/" + root.removeprefix("dbfs:").lstrip("/")
+    if parse_catalog_schema(root) is not None or "://" in root:
+        return None
+    return root
+
+
 def is_object_store(uri: str) -> bool:
     """Whether ``uri`` (a ``delta_rs_uri``) is in an object store rather than on a (shared) local filesystem."""
     return uri.startswith(OBJECT_STORES)

@@ -9,12 +9,13 @@ names and their order are in ``jobs.stages``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from jobs.catalog import parse_catalog_schema
+from jobs.catalog import driver_path, parse_catalog_schema
 from training.config import BaseModelConfig
 from udfs.cascade import CascadeConfig
 from udfs.config import load_config
@@ -70,10 +71,71 @@ class ModelsConfig:
     # processes per training run: 1 trains on the driver; more start that many through pyspark's TorchDistributor
     # (a cluster's GPUs, one per process; with train_overrides distributed.strategy=fsdp for models that need it)
     train_processes: int = 1
+    # whole GPUs each TorchDistributor task holds (its processes: one per GPU); the CPU stages keep the cluster's
+    # own (fractional) task share, since the training job asks for these through a stage-level profile
+    train_task_gpus: int = 1
 
     def __post_init__(self):
         if self.train_processes < 1:
             raise ValueError(f"train_processes must be >= 1, got {self.train_processes}")
+        if self.train_task_gpus < 1 or self.train_processes % self.train_task_gpus:
+            raise ValueError(
+                f"train_task_gpus must be >= 1 and divide train_processes ({self.train_processes}), "
+                f"got {self.train_task_gpus}"
+            )
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The GPUs the job runs on, as far as planning goes: what ``--dry-run`` checks each stage against and what
+    the job refuses to start without (``jobs.fit``). Null memory: no check (CPU runs)."""
+
+    gpu_memory_gib: float | None = None  # memory of one GPU, e.g. 24 (NVIDIA A10G) or 80 (H100)
+    gpus_per_executor: int = 1  # the most GPUs one task can hold (engines' task_gpus, tensor parallelism)
+
+    def __post_init__(self):
+        if self.gpu_memory_gib is not None and not self.gpu_memory_gib > 0:
+            raise ValueError(f"gpu_memory_gib must be > 0 or null, got {self.gpu_memory_gib}")
+        if self.gpus_per_executor < 1:
+            raise ValueError(f"gpus_per_executor must be >= 1, got {self.gpus_per_executor}")
+
+
+@dataclass(frozen=True)
+class StageEngineConfig:
+    """One LLM stage's own engine settings; a null key takes the shared ``engine`` section's value. The stage's
+    model is set where it is made or named: ``models.backward`` (augment), ``models.seed_model`` and the
+    iterations' M_i (curate), ``likelihood.model``, ``rewrite.model``."""
+
+    tensor_parallel_size: int | None = None
+    task_gpus: float | None = None
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+    max_num_seqs: int | None = None
+    partitions: int | None = None
+
+    def apply(self, engine: EngineConfig) -> EngineConfig:
+        """``engine`` with this stage's settings (validated again by ``EngineConfig``)."""
+        changes = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return dataclasses.replace(engine, **changes) if changes else engine
+
+
+@dataclass(frozen=True)
+class StageEngines:
+    """Per-stage engine settings (``engines.<stage>.<key>``); calibrate runs its judges as curate does."""
+
+    augment: StageEngineConfig = field(default_factory=StageEngineConfig)
+    curate: StageEngineConfig = field(default_factory=StageEngineConfig)
+    likelihood: StageEngineConfig = field(default_factory=StageEngineConfig)
+    rewrite: StageEngineConfig = field(default_factory=StageEngineConfig)
+
+
+LLM_STAGE_ENGINES = {
+    "augment": "augment",
+    "curate": "curate",
+    "likelihood": "likelihood",
+    "rewrite": "rewrite",
+    "calibrate": "curate",
+}  # stage -> its engines.<key>
 
 
 @dataclass(frozen=True)
@@ -182,7 +244,7 @@ class ReportConfig:
 
     after_run: bool = True  # the main job writes the report at its end
     dir: str | None = (
-        None  # where report-<run_id>.html goes; default <storage.root>/reports (a path the driver can write)
+        None  # where report-<run_id>.html goes; null: PipelineConfig.reports_dir (beside the tables where it can)
     )
     judge_labels: str | None = (
         None  # JSONL of (instruction, output, label good|bad) for the calibrate stage; null: none
@@ -209,6 +271,8 @@ class PipelineConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    engines: StageEngines = field(default_factory=StageEngines)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
@@ -218,8 +282,44 @@ class PipelineConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self):
+        if not self.models.dir and not parse_catalog_schema(self.storage.root) and not driver_path(self.storage.root):
+            raise ValueError(
+                f"models.dir: storage.root {self.storage.root} is an object store and models need a filesystem the "
+                "driver and every executor share (training writes them, each engine loads them with file calls): "
+                "set models.dir (e.g. /data/models on a shared volume, /dbfs/..., /Volumes/...)"
+            )
         if uses_likelihoods(self.iterations.judge_rule) and not self.likelihood.enabled:
             raise ValueError(f"iterations rule {self.iterations.judge_rule} needs likelihood.enabled: true")
+        for stage in ("augment", "curate", "likelihood", "rewrite"):
+            if stage not in ("likelihood", "rewrite") or getattr(self, stage).enabled:
+                self.stage_engine(stage)  # every stage that runs: its settings checked now, not mid-run
+
+    def stage_engine(self, stage: str) -> EngineConfig:
+        """The engine settings LLM stage ``stage`` runs with: ``engines.<stage>`` over the shared ``engine``.
+        ``ValueError`` naming the key when they are invalid or cannot be scheduled: tensor parallelism over more
+        GPUs than a task holds, or a task asking for more GPUs than an executor has."""
+        key = LLM_STAGE_ENGINES[stage]
+        own = getattr(self.engines, key)
+        try:
+            engine = own.apply(self.engine)
+        except ValueError as exc:
+            raise ValueError(f"engines.{key}: {exc}") from None
+        where = {
+            name: f"engines.{key}.{name}" if getattr(own, name) is not None else f"engine.{name}"
+            for name in ("tensor_parallel_size", "task_gpus")
+        }
+        tp, gpus = engine.tensor_parallel_size, engine.task_gpus
+        if tp > 1 and (gpus is None or gpus < tp or gpus != int(gpus)):
+            raise ValueError(
+                f"{where['tensor_parallel_size']}={tp} needs whole GPUs per task, at least as many: "
+                f"{where['task_gpus']} is {gpus if gpus is None else format(gpus, 'g')}"
+            )
+        if gpus is not None and gpus > self.cluster.gpus_per_executor:
+            raise ValueError(
+                f"{where['task_gpus']}={gpus:g} is more than an executor has (cluster.gpus_per_executor="
+                f"{self.cluster.gpus_per_executor}): no task of stage {stage} could be scheduled"
+            )
+        return engine
 
     def likelihood_model(self) -> str:
         """The scorer of the likelihood stage: likelihood.model, or the base model (absolute, as above)."""
@@ -227,10 +327,28 @@ class PipelineConfig:
 
     @property
     def models_dir(self) -> str:
+        """``models.dir``, else beside the tables: a UC schema's ``models`` volume, ``/dbfs/<root>/models`` for a
+        ``dbfs:/`` root. An object store root has no default: models are directories that training writes and
+        every executor's engine loads with file calls, so they need a filesystem all of them share (a driver-local
+        default would leave the executors without them)."""
         if self.models.dir:
             return self.models.dir
         uc = parse_catalog_schema(self.storage.root)  # models are files: a UC schema keeps them in its "models" volume
-        return f"/Volumes/{uc.catalog}/{uc.schema}/models" if uc else f"{self.storage.root.rstrip('/')}/models"
+        if uc:
+            return f"/Volumes/{uc.catalog}/{uc.schema}/models"
+        return f"{driver_path(self.storage.root).rstrip('/')}/models"  # an object store root has models.dir
+
+    @property
+    def reports_dir(self) -> str:
+        """``report.dir``, else beside the tables (``/dbfs/<root>/reports`` for ``dbfs:/``, a UC schema's
+        ``reports`` volume), else for an object store root ``work/reports`` on the driver."""
+        if self.report.dir:
+            return self.report.dir
+        uc = parse_catalog_schema(self.storage.root)
+        if uc:
+            return f"/Volumes/{uc.catalog}/{uc.schema}/reports"
+        local = driver_path(self.storage.root)
+        return "work/reports" if local is None else f"{local.rstrip('/')}/reports"
 
     def model_path(self, role: Literal["base", "backward", "seed_model"]) -> str:
         """The configured directory for ``role``, or where this pipeline builds it. Absolute: on a cluster the

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from jobs import progress
-from jobs.storage import parse_catalog_schema
+from jobs.catalog import driver_path
 
 OUR_LOGGERS = ("jobs", "udfs", "training", "__main__")
 FILE_ONLY = {"console": False}  # ``extra=`` of a record meant for the log file only (tracebacks, the full config)
@@ -77,14 +77,15 @@ class RunLogs:
 
 
 def log_folder(storage_root: str, configured: str | None = None, now: datetime | None = None) -> Path:
-    """``<configured or storage.root>/logs/<UTC time>-<short id>``; a Unity Catalog root (not a path) logs
-    under ``./work/logs`` instead."""
+    """``<configured or storage.root>/logs/<UTC time>-<short id>`` (a ``dbfs:/`` root through its /dbfs FUSE
+    path); a Unity Catalog or object store root (no folder to write in) logs under ``./work/logs`` instead."""
+    local = driver_path(storage_root)
     if configured:
         base = Path(configured)
-    elif parse_catalog_schema(storage_root) is not None or "://" in storage_root:
+    elif local is None:
         base = Path("work/logs")
     else:
-        base = Path(storage_root) / "logs"
+        base = Path(local) / "logs"
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     return (base / f"{stamp}-{secrets.token_hex(3)}").absolute()
 

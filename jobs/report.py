@@ -563,7 +563,7 @@ def build_report(ctx: Context, run_id: str | None = None) -> ReportData:
 def write_report(ctx: Context, run_id: str | None = None, out_dir: str | None = None) -> Path:
     """Build the report of ``run_id`` (default: the latest run) and write ``report-<run_id>.html``; its path."""
     data = build_report(ctx, run_id)
-    folder = Path(out_dir or ctx.cfg.report.dir or f"{ctx.storage.root}/reports")
+    folder = Path(out_dir or ctx.cfg.reports_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"report-{data.run_id or 'latest'}.html"
     tmp = path.with_suffix(".html.tmp")

@@ -29,6 +29,7 @@ keys are dropped before committing again (STYLE.md, "keyed, append-only artefact
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import json
 import logging
@@ -199,7 +200,7 @@ class Storage:
             columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
             self.spark.sql(f"ALTER TABLE {_sql_name(self.path(name))} ADD COLUMNS ({columns})")
         else:
-            arrow = to_arrow_schema(StructType(missing), timezone="UTC")
+            arrow = arrow_schema(StructType(missing))
             nullable = pa.schema([f.with_nullable(True) for f in arrow])
             self._delta_rs(name).alter.add_columns(DeltaSchema.from_arrow(nullable).fields)
         latest = self.version(name)
@@ -269,7 +270,7 @@ class Storage:
         """Each non-empty partition of ``df`` as one Parquet file in a fresh folder of table ``name``, written
         by the executors; the add actions that commit them."""
         folder = f"w-{uuid.uuid4().hex}"
-        writer = _file_writer(self.path(name), folder, self.options, to_arrow_schema(df.schema, timezone="UTC"))
+        writer = _file_writer(self.path(name), folder, self.options, arrow_schema(df.schema))
         now = int(time.time() * 1000)
         return [
             AddAction(
@@ -287,7 +288,7 @@ class Storage:
         """Write ``df``'s files, then commit them as version ``read_version + 1`` exactly (0: the table's
         creation). If another run committed first: unkeyed (``key`` None), commit after it; keyed, drop the
         rows whose key its commits added, rewrite and try again."""
-        schema = DeltaSchema.from_arrow(to_arrow_schema(df.schema, timezone="UTC"))
+        schema = DeltaSchema.from_arrow(arrow_schema(df.schema))
         actions = self._write_files(name, df)
         offered = _rows(actions)
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
@@ -479,9 +480,20 @@ def _file_writer(table_uri: str, folder: str, options: dict[str, str], schema: p
     return write
 
 
+def arrow_schema(schema: StructType) -> pa.Schema:
+    """``schema`` in Arrow, timestamps in UTC, by pyspark's own (private) conversion, whose keyword for that
+    changed between releases: ``timestamp_utc=True`` on Spark 4.0 and 4.1, ``timezone="UTC"`` on 4.2."""
+    parameters = inspect.signature(to_arrow_schema).parameters
+    if "timezone" in parameters:
+        return to_arrow_schema(schema, timezone="UTC")
+    if "timestamp_utc" in parameters:
+        return to_arrow_schema(schema, timestamp_utc=True)
+    return to_arrow_schema(schema)  # releases before either keyword: UTC was the only behaviour
+
+
 def _file_reader(root: str, options: dict[str, str], schema: StructType):
     """mapInArrow function: the rows of the table files named in column ``file``, as ``schema``."""
-    arrow = to_arrow_schema(schema, timezone="UTC")
+    arrow = arrow_schema(schema)
 
     def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         fs, _ = arrow_filesystem(root, options)

@@ -17,12 +17,18 @@ from training.train import TrainResult, train
 
 
 def launch(
-    cfg: TrainConfig, num_processes: int = 1, spark: bool = False, use_gpu: bool | None = None, local_mode: bool = True
+    cfg: TrainConfig,
+    num_processes: int = 1,
+    spark: bool = False,
+    use_gpu: bool | None = None,
+    local_mode: bool = True,
+    task_gpus: int = 1,
 ) -> TrainResult:
     """``train(cfg)`` in ``num_processes`` processes, each joining the group as under torchrun; rank 0's result.
 
     ``spark``: started by pyspark's ``TorchDistributor`` on the active Spark session (a cluster's GPUs, e.g.
-    Databricks with ``distributed.strategy: fsdp`` for big models; ``local_mode`` runs them on the driver).
+    Databricks with ``distributed.strategy: fsdp`` for big models; ``local_mode`` runs them on the driver), each
+    Spark task holding ``task_gpus`` whole GPUs of its own (``training.spark_distributor``).
     Otherwise one process runs in this one, and several are started by torchrun's launcher on this machine.
     ``use_gpu`` defaults to whether this machine has CUDA. Every process must see ``cfg``'s paths.
     """
@@ -31,11 +37,10 @@ def launch(
     if use_gpu is None:
         use_gpu = torch.cuda.is_available()
     if spark:
-        from pyspark.ml.torch.distributor import TorchDistributor
+        from training.spark_distributor import GpuTaskDistributor
 
-        return TorchDistributor(num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu).run(
-            train_logged, cfg
-        )
+        distributor = GpuTaskDistributor(num_processes, task_gpus, local_mode=local_mode, use_gpu=use_gpu)
+        return distributor.run(train_logged, cfg)
     if num_processes == 1:
         return train(cfg)
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch

@@ -239,3 +239,42 @@ def applies(plan: Plan, changed: Plan) -> bool:
         and not (changed.strategy == "fsdp" and plan.devices == 1)
         and not (plan.method == "qlora" and changed.method == "lora")
     )
+
+
+@dataclass(frozen=True)
+class ServingEstimate:
+    """Bytes per GPU of a vLLM engine holding one tensor-parallel shard of a model, before its KV cache takes
+    what ``gpu_memory_utilization`` leaves (``serving_memory``)."""
+
+    weights: float
+    kv_cache: float  # one sequence of max_model_len tokens: vLLM refuses to start with less
+    activations: float
+    overhead: float = OVERHEAD
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.kv_cache + self.activations + self.overhead
+
+    def describe(self) -> str:
+        parts = ", ".join(
+            f"{name.replace('_', ' ')} {getattr(self, name) / GiB:.1f}"
+            for name in ("weights", "kv_cache", "activations", "overhead")
+        )
+        return f"{self.total / GiB:.1f} GiB ({parts})"
+
+
+def serving_memory(
+    shape: ModelShape, dtype_bytes: int, tensor_parallel_size: int, max_model_len: int, max_num_seqs: int
+) -> ServingEstimate:
+    """Memory per GPU of a vLLM engine serving ``shape``: the weights split over ``tensor_parallel_size`` GPUs,
+    the KV cache of one sequence of ``max_model_len`` tokens (K and V of every layer's key/value heads, split
+    over the GPUs; vLLM refuses to start when its cache cannot hold one), the profiling pass's activations (one
+    batch of max_model_len tokens through a block, and fp32 logits and their softmax for ``max_num_seqs``
+    sequences) and the CUDA context and graphs (1 GiB). An engine fits when this is at most
+    ``gpu_memory_utilization`` of the GPU; what is left over is KV cache, i.e. concurrency."""
+    tp = tensor_parallel_size
+    weights = shape.parameters * dtype_bytes / tp
+    kv = max_model_len * 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * dtype_bytes / tp
+    block = max_model_len * (4 * shape.hidden_size + 2 * shape.intermediate_size / tp) * dtype_bytes
+    logits = max_num_seqs * shape.vocab_size * 4 * 2
+    return ServingEstimate(weights, kv, block + logits)

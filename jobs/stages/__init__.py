@@ -9,13 +9,14 @@ iteration i-1 trains. Adding a stage is one module and one line in ``STAGES``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from jobs.config import PipelineConfig
+from jobs.config import LLM_STAGE_ENGINES, PipelineConfig
 from jobs.stages import augment, calibrate, curate, ingest, likelihood, models, rewrite, segment, train
 from jobs.stages.base import Context, MissingInput, StageReport
 
@@ -90,6 +91,8 @@ def run_stage(ctx: Context, name: str, iteration: int | None = None) -> StageRep
     label = name if iteration is None else f"{name} (iteration {iteration})"
     log.info("stage %s: start", label)
     report = StageReport(stage.versioned, iteration if stage.iterated else None)
+    if name in LLM_STAGE_ENGINES:  # the stage's own engine settings (engines.<stage>) over the shared ones
+        ctx = dataclasses.replace(ctx, cfg=dataclasses.replace(ctx.cfg, engine=ctx.cfg.stage_engine(name)))
     stage.run(ctx, report)
     report.seconds = round(time.monotonic() - start, 1)
     log.info("stage %s: %d rows in %.1fs", label, report.rows_written, report.seconds)

@@ -149,13 +149,15 @@ def append_in_chunks(
 
 
 def llm_map(ctx: Context, rows: DataFrame, fn, schema: str, order: Sequence[str] = ()) -> DataFrame:
-    """``rows`` through the LLM batch function ``fn`` on ``engine.partitions`` tasks, each holding
-    ``engine.task_gpus`` GPUs. With ``order``, each task's rows are sorted by those columns after the
-    repartition (which would scatter an earlier sort), so the engine batches neighbours in that order."""
-    parts = ctx.cfg.engine.partitions
+    """``rows`` through the LLM batch function ``fn`` on ``engine.partitions`` tasks (null: one per engine
+    slot, ``engine_partitions``), each holding ``engine.task_gpus`` GPUs. With ``order``, each task's rows are
+    sorted by those columns after the repartition (which would scatter an earlier sort), so the engine batches
+    neighbours in that order."""
+    task_gpus = ctx.cfg.engine.task_gpus
+    profile = gpu_profile(ctx.spark, task_gpus)
+    parts = engine_partitions(ctx.spark, ctx.cfg.engine.partitions, task_gpus, capped=profile is None)
     rows = rows.repartition(parts) if parts else rows
     rows = rows.sortWithinPartitions(*order) if order else rows
-    profile = gpu_profile(ctx.spark, ctx.cfg.engine.task_gpus)
     # Without a profile the keyword stays out: pyspark before 4.0 has no profile= at all.
     return rows.mapInPandas(fn, schema, profile=profile) if profile else rows.mapInPandas(fn, schema)
 
@@ -175,10 +177,40 @@ def gpu_profile(spark: SparkSession, task_gpus: float | None) -> ResourceProfile
         if reason not in _profile_warned:
             _profile_warned.add(reason)
             log.warning(
-                "engine.task_gpus=%s not applied (%s): LLM tasks get the default task resources", task_gpus, reason
+                "engine.task_gpus=%s not applied (%s): LLM stages run at most one task per engine slot of the "
+                "cluster's GPUs (engine_partitions)",
+                task_gpus,
+                reason,
             )
         return None
     return ResourceProfileBuilder().require(TaskResourceRequests().resource("gpu", task_gpus)).build
+
+
+def engine_partitions(spark: SparkSession, configured: int | None, task_gpus: float | None, capped: bool) -> int | None:
+    """The LLM map's partitions: ``configured`` (engine.partitions), else one per engine slot (the cluster's
+    GPUs over ``task_gpus``), so that every GPU gets work. ``capped`` (no GPU profile: tasks would inherit the
+    default share, e.g. 16 per GPU at 0.0625) never lets more tasks exist than slots. CPU runs (no
+    ``task_gpus``): as configured, or Spark's default."""
+    if not task_gpus:
+        return configured
+    slots = max(1, int(cluster_gpus(spark) // task_gpus))
+    return min(configured or slots, slots) if capped else configured or slots
+
+
+def cluster_gpus(spark: SparkSession) -> int:
+    """GPUs the cluster has for LLM tasks: executors x ``spark.executor.resource.gpu.amount`` (executors from
+    ``spark.executor.instances``, else those registered now); in local mode the driver's
+    (``spark.driver.resource.gpu.amount``, else 1)."""
+    master = spark.conf.get("spark.master", "")
+    if master == "local" or master.startswith("local["):
+        return max(1, int(float(spark.conf.get("spark.driver.resource.gpu.amount", "1") or 1)))
+    per_executor = float(spark.conf.get("spark.executor.resource.gpu.amount", "0") or 0)
+    instances = spark.conf.get("spark.executor.instances", None)
+    if instances:
+        executors = int(instances)
+    else:  # the driver is among the block managers
+        executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1
+    return max(1, int(per_executor * max(1, executors)))
 
 
 def profile_unavailable(spark: SparkSession) -> str | None:

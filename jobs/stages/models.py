@@ -75,7 +75,7 @@ def plan(ctx: Context, iteration: int | None = None) -> dict:
 def fine_tune(cfg: PipelineConfig, train_cfg: TrainConfig):
     """Train one model: on the driver, or in ``models.train_processes`` processes started by TorchDistributor."""
     n = cfg.models.train_processes
-    return launch(train_cfg, n, spark=n > 1, local_mode=False)
+    return launch(train_cfg, n, spark=n > 1, local_mode=False, task_gpus=cfg.models.train_task_gpus)
 
 
 def memory_estimate(cfg: PipelineConfig, direction: str) -> str | None:

@@ -22,7 +22,11 @@ class FakeSession:
         self.conf = SimpleNamespace(get=lambda key, default=None: conf.get(key, default))
 
 
-CLUSTER = {"spark.master": "spark://10.0.0.1:7077"}
+CLUSTER = {
+    "spark.master": "spark://10.0.0.1:7077",
+    "spark.executor.instances": "3",
+    "spark.executor.resource.gpu.amount": "2",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -111,3 +115,50 @@ def test_version_tuple(text, expected):
     assert base.version_tuple(text) == expected
     with pytest.raises(ValueError, match="not a Spark version"):
         base.version_tuple("unknown")
+
+
+class Rows:
+    """What ``llm_map`` does to its rows: the partitions it asks for, and the profile it maps under."""
+
+    def __init__(self):
+        self.partitions, self.profile = None, "unset"
+
+    def repartition(self, n):
+        self.partitions = n
+        return self
+
+    def mapInPandas(self, fn, schema, profile=None):
+        self.profile = profile
+        return self
+
+
+def mapped(session, partitions, task_gpus) -> Rows:
+    ctx = SimpleNamespace(
+        spark=session, cfg=SimpleNamespace(engine=SimpleNamespace(partitions=partitions, task_gpus=task_gpus))
+    )
+    return base.llm_map(ctx, Rows(), doubler(), "id long")
+
+
+def test_null_partitions_give_one_llm_task_per_engine_slot_of_the_cluster():
+    """3 executors x 2 GPUs: 6 engines of one GPU, 3 of two; before, null left the map on whatever partitions
+    the input had (1-2 after a filter) and most GPUs idle."""
+    assert mapped(FakeSession("4.0.0", **CLUSTER), None, 1).partitions == 6
+    assert mapped(FakeSession("4.0.0", **CLUSTER), None, 2).partitions == 3
+    with_profile = mapped(FakeSession("4.0.0", **CLUSTER), 24, 1)
+    assert with_profile.partitions == 24 and with_profile.profile is not None  # the profile places them
+    assert mapped(FakeSession("4.0.0", **CLUSTER), None, None).partitions is None  # CPU runs: Spark's default
+
+
+@pytest.mark.parametrize(
+    "session, slots",
+    [
+        (FakeSession("4.0.0", **CLUSTER, **{"spark.dynamicAllocation.enabled": "true"}), 6),
+        (FakeSession("4.0.0", **{"spark.master": "local[*, 4]"}), 1),  # single node, one GPU
+        (FakeSession("4.0.0", **{"spark.master": "local[8]", "spark.driver.resource.gpu.amount": "4"}), 4),
+    ],
+)
+def test_without_a_profile_llm_tasks_are_capped_at_one_engine_per_gpu(session, slots):
+    """Without a profile each LLM task would take the default share (0.0625: 16 engines per GPU)."""
+    capped = mapped(session, 64, 1)
+    assert capped.partitions == slots and capped.profile is None
+    assert mapped(session, None, 1).partitions == slots

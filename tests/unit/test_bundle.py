@@ -83,3 +83,21 @@ def test_every_variable_used_is_declared_and_targets_dev_and_prod():
     assert used == set(BUNDLE["variables"]) and {"catalog", "schema"} <= used
     assert set(BUNDLE["targets"]) == {"dev", "prod"}
     assert BUNDLE["targets"]["dev"]["mode"] == "development" and BUNDLE["targets"]["prod"]["mode"] == "production"
+
+
+def test_the_production_target_deploys_as_production_mode_requires():
+    """``databricks bundle deploy -t prod`` refuses a production-mode target with neither workspace.root_path nor
+    run_as; dev (development mode) needs neither."""
+    from deploy.check import bundle_problems
+
+    assert bundle_problems(TEXT) == []
+    prod = resolved("prod")["targets"]["prod"]
+    assert prod["mode"] == "production"
+    root = prod["workspace"]["root_path"]
+    assert root.startswith("/Workspace/Users/${workspace.current_user.userName}/") and "${bundle.target}" in root
+    without = yaml.safe_dump({**BUNDLE, "targets": {**BUNDLE["targets"], "prod": {"mode": "production"}}})
+    assert bundle_problems(without) == [
+        "databricks.yml: target prod (mode: production) sets neither workspace.root_path nor run_as"
+    ]
+    as_principal = {"mode": "production", "run_as": {"service_principal_name": "humpback-sp"}}
+    assert bundle_problems(yaml.safe_dump({**BUNDLE, "targets": {"prod": as_principal}})) == []

@@ -70,7 +70,7 @@ def test_the_checker_catches_a_dag_that_drifted(old, new, expected):
         ("concurrencyPolicy: Forbid", "concurrencyPolicy: Allow", "concurrencyPolicy"),
         ('schedule: "0 3 * * 0"', 'schedule: "0 3 * * *"', "schedule"),
         ('spark.python.worker.reuse: "true"', 'spark.python.worker.reuse: "false"', "spark.python.worker.reuse"),
-        ("io.delta:delta-spark_2.13:4.4.1,", "", "delta-spark"),
+        ("io.delta:delta-spark_4.0_2.13:4.4.1,", "", "delta-spark"),
     ],
 )
 def test_the_checker_catches_a_manifest_that_drifted(old, new, expected):
@@ -235,3 +235,40 @@ def test_the_manifest_is_valid_for_the_crd_schema_of_the_fields_it_uses():
     typo["spec"]["template"]["executor"]["gpus"] = typo["spec"]["template"]["executor"].pop("gpu")
     with pytest.raises(jsonschema.ValidationError, match="gpus"):
         jsonschema.validate(typo, CRD_SUBSET)
+
+
+def test_the_manifest_loads_the_delta_artifact_built_for_its_spark():
+    """delta-spark_2.13:4.4.1 is built for Spark 4.2: on the manifest's Spark 4.0.1 Delta fails to load."""
+    spark_42_delta = MANIFEST_TEXT.replace("delta-spark_4.0_2.13:4.4.1", "delta-spark_2.13:4.4.1")
+    (problem,) = check.manifest_problems(spark_42_delta)
+    assert "must load io.delta:delta-spark_4.0_2.13:4.4.1 4.0.1, has io.delta:delta-spark_2.13:4.4.1" in problem
+    on_42 = spark_42_delta.replace('sparkVersion: "4.0.1"', 'sparkVersion: "4.2.0"')
+    assert check.manifest_problems(on_42) == []
+    unknown = MANIFEST_TEXT.replace('sparkVersion: "4.0.1"', 'sparkVersion: "4.1.0"')
+    assert any("a Delta artifact built for Spark 4.1.0" in p for p in check.manifest_problems(unknown))
+
+
+DOCKERFILE = check.DOCKERFILE.read_text()
+
+
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ("ARG PYTHON=3.11", "ARG PYTHON=3.10", "ARG PYTHON must be >= >=3.11"),  # apache/spark's python3 images
+        ("humpback-spark[gpu,objectstore]", "humpback-spark[gpu]", "without the objectstore extra"),
+        ("apache/spark:4.0.1-scala2.13", "apache/spark:4.2.0-scala2.13", "FROM apache/spark:<sparkVersion>"),
+    ],
+)
+def test_the_image_has_the_manifests_spark_a_python_vllm_accepts_and_the_storage_extra(old, new, expected):
+    assert check.image_problems(DOCKERFILE, MANIFEST_TEXT) == []
+    assert old in DOCKERFILE
+    found = check.image_problems(DOCKERFILE.replace(old, new), MANIFEST_TEXT)
+    assert any(expected in p for p in found), found
+
+
+def test_the_gpu_extra_brings_what_qlora_and_the_engine_import():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {req.split(">")[0].split("=")[0].split("<")[0] for req in extras["gpu"]}
+    assert {"vllm", "accelerate", "bitsandbytes"} <= names
