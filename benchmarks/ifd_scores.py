@@ -36,6 +36,7 @@ from jobs.config import load_pipeline_config  # noqa: E402
 from udfs.calibration import auc, baseline_values, read_labels, signal_values  # noqa: E402
 from udfs.engine import get_engine  # noqa: E402
 from udfs.likelihood import likelihood_batch, likelihood_prompts  # noqa: E402
+from udfs.prompts import encode_text  # noqa: E402
 
 
 def judge_signals(root: str, labels) -> list[tuple[str, list[float | None]]]:
@@ -116,9 +117,7 @@ def main() -> None:
         conditional, alone = likelihood_prompts(engine, p.instruction)
         prompts += [conditional, alone]
         answers += [p.output, p.output]
-    ids = [
-        engine.encode(q) + engine.tokenizer(a, add_special_tokens=False)["input_ids"] for q, a in zip(prompts, answers)
-    ]
+    ids = [engine.encode(q) + encode_text(engine.tokenizer, a) for q, a in zip(prompts, answers)]
     from vllm.inputs import TokensPrompt  # the benchmark times vLLM itself here
 
     from vllm import SamplingParams

@@ -133,7 +133,8 @@ class LLMEngine(Protocol):
     model_path: str
 
     def render_chat(self, conversation: Sequence[dict[str, str]]) -> str:
-        """The conversation as a prompt, ending with the assistant's turn opening."""
+        """The conversation as a prompt, ending with the assistant's turn opening: what the engine's other
+        calls take (vLLM's: ``udfs.prompts.chat_prompt``, whose contents stay text when encoded)."""
 
     def count_tokens(self, prompts: Sequence[str]) -> list[int]: ...
 

@@ -149,7 +149,7 @@ def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     tokenizer that adds bos adds it to a template that does not. Training and the engine both encode prompts
     here, so the model sees the same ids in both."""
     ids = encode_chat(tokenizer, prompt)
-    if tokenizer.bos_token and unfenced(prompt).startswith(tokenizer.bos_token):
+    if tokenizer.bos_token and prompt.startswith(tokenizer.bos_token):  # the template's: a content starts fenced
         return ids
     before, after = _added_ids(tokenizer)
     return before + ids + after

@@ -155,3 +155,13 @@ def test_prompts_quoting_no_control_token_encode_as_their_text_always_did(tokeni
     assert unfenced(fenced) == text
     bos_written = text.startswith(tokenizer.bos_token or "\0")
     assert encode_prompt(tokenizer, fenced) == tokenizer(text, add_special_tokens=not bos_written)["input_ids"]
+
+
+def test_a_content_that_starts_with_the_bos_string_still_gets_the_tokenizers_bos(tokenizer):
+    # the fallback template (base family) puts a system content first: its "<|begin_of_text|>" is the page's
+    ids, plain = (
+        encode_prompt(tokenizer, chat_prompt(tokenizer, messages("q", system=system), True))
+        for system in (f"{tokenizer.bos_token} hi", "hi")
+    )
+    assert ids[0] == plain[0] == tokenizer.bos_token_id
+    assert ids.count(tokenizer.bos_token_id) == plain.count(tokenizer.bos_token_id)
