@@ -3,6 +3,7 @@
 import errno
 import gzip
 import os
+import struct
 
 import pytest
 
@@ -65,6 +66,10 @@ def test_model_directory_missing_weights_or_tokenizer(tmp_path):
     with pytest.raises(UsageError, match=r"lacks a tokenizer \(tokenizer.json"):
         preflight.check_model_dir("models.base", str(model))
     (model / "tokenizer.json").write_text("{}")
+    # every file present, but the weights are one byte: a copy cut short is named, not loaded
+    with pytest.raises(UsageError, match=r"models.base: .*model.safetensors: truncated safetensors file \(1 bytes"):
+        preflight.check_model_dir("models.base", str(model))
+    (model / "model.safetensors").write_bytes(struct.pack("<Q", 2) + b"{}")  # a whole file with no tensors
     preflight.check_model_dir("models.base", str(model))
     with pytest.raises(UsageError, match="no model directory at"):
         preflight.check_model_dir("models.backward", str(tmp_path / "absent"))
