@@ -160,9 +160,9 @@ class Storage:
     ) -> NewRows:
         """The rows of ``df`` whose ``key`` is not in table ``name`` yet, one per key, and the version read.
 
-        ``absent_at``: every key of ``df`` was absent at that version (the caller anti-joined it then), so only
-        the versions committed since are checked, less ``own``: versions whose keys cannot be in ``df`` (a
-        chunked stage's other chunks). With delta-rs the check then reads nothing unless a concurrent run
+        ``absent_at``: every key of ``df`` was absent at that version (-1: before the table existed; the caller
+        anti-joined it then), so only the versions committed since are checked, less ``own``: versions whose
+        keys cannot be in ``df`` (a chunked stage's other chunks). With delta-rs the check then reads nothing unless a concurrent run
         committed; delta-spark's MERGE checks the whole table anyway."""
         version = self.version(name)
         new = df.dropDuplicates([key])
@@ -391,7 +391,7 @@ class Storage:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _files(self, name: str, version: int | None) -> list[str]:
-        return [] if version is None else self._delta_rs(name, version=version).file_uris()
+        return [] if version is None or version < 0 else self._delta_rs(name, version=version).file_uris()
 
     def _remove(self, name: str, actions: list[AddAction]) -> None:
         """Delete the files of a commit that did not happen (unreferenced anyway: this only saves VACUUM work)."""

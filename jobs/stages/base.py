@@ -148,8 +148,9 @@ def append_in_chunks(
     committed chunk; the next run no longer finds those keys to do, so at most the chunk in flight is
     generated again.
     """
-    absent_at = ctx.storage.version(table.name)
-    todo = pending(ctx, table, todo, report, version=absent_at)  # skip before generating: the LLM is the expensive part
+    version = ctx.storage.version(table.name)
+    todo = pending(ctx, table, todo, report, version=version)  # skip before generating: the LLM is the expensive part
+    absent_at = -1 if version is None else version  # -1: no table yet, every version is checked but this stage's
     work = ctx.storage.write_work(todo, table.key, ctx.cfg.engine.commit_rows)
     try:
         report.rows_in = work.rows
