@@ -28,6 +28,7 @@ keys are dropped before committing again (STYLE.md, "keyed, append-only artefact
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -112,20 +113,27 @@ class Storage:
                 "delta-rs, which writes to paths only: run where delta-spark is available (Databricks, or Spark "
                 "with the Delta package, storage.engine=delta-spark) or set storage.root to a path"
             )
-        # delta-rs and pyarrow storage options (delta-rs tables, work files): credentials, so never logged
-        self.options = storage_options(dict(spark.sparkContext.getConf().getAll()))
-        # Stage work files (``write_work``) are written by the executors with pyarrow: beside the tables, or in
-        # the schema's ``work`` volume under Unity Catalog (tables there have no folder).
-        if self.catalog_schema is not None:
-            self.work = f"/Volumes/{self.catalog_schema.catalog}/{self.catalog_schema.schema}/work"
-        else:
-            self.work = f"{delta_rs_uri(root).rstrip('/')}/_work"
+        self.options: dict[str, str] = {}  # delta-rs storage options: credentials, so never logged
         if self.engine == "delta-rs":
             root = delta_rs_uri(root)
+            self.options = storage_options(dict(spark.sparkContext.getConf().getAll()))
             if not is_object_store(root):
                 Path(root).mkdir(parents=True, exist_ok=True)
         self.root = root.rstrip("/")
         log.info("storage: %s tables under %s", self.engine, self.root)
+
+    @functools.cached_property
+    def work(self) -> str:
+        """Where stage work files go (``write_work``), written and read by the executors with pyarrow: beside
+        the tables, or in the schema's ``work`` volume under Unity Catalog (whose tables have no folder)."""
+        if self.catalog_schema is not None:
+            return f"/Volumes/{self.catalog_schema.catalog}/{self.catalog_schema.schema}/work"
+        return f"{delta_rs_uri(self.root)}/_work"
+
+    @functools.cached_property
+    def work_options(self) -> dict[str, str]:
+        """pyarrow storage options of the work files: credentials, so never logged."""
+        return self.options or storage_options(dict(self.spark.sparkContext.getConf().getAll()))
 
     def path(self, name: str) -> str:
         """Where table ``name`` is: the path (or ``uc://`` URI) a reader outside this module opens."""
@@ -162,8 +170,8 @@ class Storage:
 
         ``absent_at``: every key of ``df`` was absent at that version (-1: before the table existed; the caller
         anti-joined it then), so only the versions committed since are checked, less ``own``: versions whose
-        keys cannot be in ``df`` (a chunked stage's other chunks). With delta-rs the check then reads nothing unless a concurrent run
-        committed; delta-spark's MERGE checks the whole table anyway."""
+        keys cannot be in ``df`` (a chunked stage's other chunks). With delta-rs the check then reads nothing
+        unless a concurrent run committed; delta-spark's MERGE checks the whole table anyway."""
         version = self.version(name)
         new = df.dropDuplicates([key])
         if version is None:
@@ -222,7 +230,7 @@ class Storage:
             bucketed.repartition(WORK_CHUNK).sortWithinPartitions(WORK_CHUNK), folder, "chunks", WORK_CHUNK
         ):
             by_chunk.setdefault(f["chunk"], []).append(f"{folder}/{f['path']}")
-        fs, base = arrow_filesystem(folder, self.options)
+        fs, base = arrow_filesystem(folder, self.work_options)
         fs.delete_dir(f"{base}/rows")
         return WorkFiles(folder, schema, by_chunk, rows)
 
@@ -233,7 +241,7 @@ class Storage:
     def drop_work(self, work: WorkFiles) -> None:
         """Delete ``work``'s files. A failure only leaves files no run reads again: logged, not raised."""
         try:
-            fs, base = arrow_filesystem(work.folder, self.options)
+            fs, base = arrow_filesystem(work.folder, self.work_options)
             fs.delete_dir(base)
         except OSError as exc:
             log.warning(
@@ -244,7 +252,7 @@ class Storage:
         """The executors write ``df`` as Parquet files under ``folder/sub`` (one per partition, or per ``split``
         value of a partition sorted by it); the files' rows of ``_FILE_SCHEMA``."""
         schema = to_arrow_schema(df.drop(split).schema if split else df.schema, timezone="UTC")
-        return df.mapInArrow(_file_writer(folder, sub, self.options, schema, split), _FILE_SCHEMA).collect()
+        return df.mapInArrow(_file_writer(folder, sub, self.work_options, schema, split), _FILE_SCHEMA).collect()
 
     def _add_columns(self, name: str, df: DataFrame, read_version: int | None) -> int | None:
         """Add to table ``name`` the columns of ``df`` it lacks (a newer release's columns, e.g. ``runs.status``),
@@ -329,7 +337,8 @@ class Storage:
         # Spark has no connector for the store without Hadoop's jars: the executors read it with pyarrow.
         tasks = min(len(files), self.spark.sparkContext.defaultParallelism)
         listing = self.spark.createDataFrame([(f,) for f in files], "file string").repartition(tasks)
-        return listing.mapInArrow(_file_reader(root, self.options, schema), schema)
+        options = self.options if root == self.root else self.work_options
+        return listing.mapInArrow(_file_reader(root, options, schema), schema)
 
     def _write_files(self, name: str, df: DataFrame) -> list[AddAction]:
         """Each non-empty partition of ``df`` as one Parquet file in a fresh folder of table ``name``, written
