@@ -88,7 +88,12 @@ def status_counts(df: DataFrame) -> dict[str, int]:
 
 
 def append(
-    ctx: Context, table: Table, df: DataFrame, report: StageReport, absent_at: int | None = None, own=frozenset()
+    ctx: Context,
+    table: Table,
+    df: DataFrame,
+    report: StageReport,
+    absent_at: int | None = None,
+    own: frozenset[int] = frozenset(),
 ) -> WriteResult:
     """Append the rows of ``df`` whose key is new, counted by status/reason. The new rows are cached so that
     (possibly LLM-generated) rows are computed once for the counts, the write and, if a concurrent run on the
