@@ -29,6 +29,7 @@ keys are dropped before committing again (STYLE.md, "keyed, append-only artefact
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import itertools
 import json
@@ -41,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -49,6 +51,7 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 
@@ -67,7 +70,9 @@ COMMIT_ATTEMPTS = 10
 _CONFLICTS = ("DELTA_CONCURRENT_", "ConcurrentAppendException", "ConcurrentWriteException", "ProtocolChanged")
 # What delta-spark says when a path holds no Delta table (as opposed to, say, a denied credential).
 _NOT_A_TABLE = ("DELTA_MISSING_DELTA_TABLE", "DELTA_TABLE_NOT_FOUND", "PATH_NOT_FOUND", "is not a Delta table")
-_FILE_SCHEMA = "path string, size long, rows long"  # what an executor returns for each Parquet file it wrote
+# What an executor returns for each Parquet file it wrote (chunk: the work-file chunk it holds, else null).
+_FILE_SCHEMA = "path string, size long, rows long, chunk long"
+WORK_CHUNK = "_chunk"  # the column ``write_work`` splits its files by
 
 
 class BrokenTable(RuntimeError):
@@ -81,6 +86,16 @@ class WriteResult:
     rows: int
     version: int | None  # table version after the write (None: nothing to write and no table yet)
     concurrent: int = 0  # rows not written because a concurrent run committed their keys first
+
+
+@dataclass(frozen=True)
+class WorkFiles:
+    """Rows computed once and written by ``Storage.write_work``: Parquet files under ``folder``, by chunk."""
+
+    folder: str
+    schema: StructType
+    chunks: dict[int, list[str]]  # chunk -> its files (absolute); a chunk with no row has none
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,19 @@ class Storage:
                 Path(root).mkdir(parents=True, exist_ok=True)
         self.root = root.rstrip("/")
         log.info("storage: %s tables under %s", self.engine, self.root)
+
+    @functools.cached_property
+    def work(self) -> str:
+        """Where stage work files go (``write_work``), written and read by the executors with pyarrow: beside
+        the tables, or in the schema's ``work`` volume under Unity Catalog (whose tables have no folder)."""
+        if self.catalog_schema is not None:
+            return f"/Volumes/{self.catalog_schema.catalog}/{self.catalog_schema.schema}/work"
+        return f"{delta_rs_uri(self.root)}/_work"
+
+    @functools.cached_property
+    def work_options(self) -> dict[str, str]:
+        """pyarrow storage options of the work files: credentials, so never logged."""
+        return self.options or storage_options(dict(self.spark.sparkContext.getConf().getAll()))
 
     def path(self, name: str) -> str:
         """Where table ``name`` is: the path (or ``uc://`` URI) a reader outside this module opens."""
@@ -155,12 +183,27 @@ class Storage:
         except Exception as exc:
             raise BrokenTable(f"table {name} at {self.path(name)} {_what_is_wrong(self.path(name), exc)}") from exc
 
-    def new_rows(self, name: str, df: DataFrame, key: str) -> NewRows:
-        """The rows of ``df`` whose ``key`` is not in table ``name`` yet, one per key, and the version read."""
+    def new_rows(
+        self, name: str, df: DataFrame, key: str, absent_at: int | None = None, own: frozenset[int] = frozenset()
+    ) -> NewRows:
+        """The rows of ``df`` whose ``key`` is not in table ``name`` yet, one per key, and the version read.
+
+        ``absent_at``: every key of ``df`` was absent at that version (-1: before the table existed; the caller
+        anti-joined it then), so only the versions committed since are checked, less ``own``: versions whose
+        keys cannot be in ``df`` (a chunked stage's other chunks). With delta-rs the check then reads nothing
+        unless a concurrent run committed; delta-spark's MERGE checks the whole table anyway."""
         version = self.version(name)
         new = df.dropDuplicates([key])
-        if version is not None:
-            new = new.join(self.read(name, version).select(key), on=key, how="left_anti")
+        if version is None:
+            return NewRows(new, key, version)
+        if absent_at is None or self.engine == "delta-spark":
+            return NewRows(new.join(self.read(name, version).select(key), on=key, how="left_anti"), key, version)
+        added: set[str] = set()
+        for v in sorted(set(range(absent_at + 1, version + 1)) - own):
+            added |= set(self._files(name, v)) - set(self._files(name, v - 1))
+        if added:
+            keys = StructType([from_arrow_schema(_arrow_schema(self._delta_rs(name, version=version)))[key]])
+            new = new.join(self._read_files(sorted(added), keys), on=key, how="left_anti")
         return NewRows(new, key, version)
 
     def append_new(self, name: str, df: DataFrame, key: str) -> WriteResult:
@@ -185,13 +228,62 @@ class Storage:
         last = _last_commit(self.spark, self.path(name))
         return WriteResult(name, int((last["operationMetrics"] or {}).get("numOutputRows", 0)), int(last["version"]))
 
+    def write_work(self, df: DataFrame, key: str, chunk_rows: int) -> WorkFiles:
+        """``df`` computed once and written by the executors as work files, in chunks of about ``chunk_rows``
+        rows: chunk ``c`` of ``n = ceil(rows / chunk_rows)`` holds the rows with ``pmod(xxhash64(key), n) == c``
+        (a deterministic split that needs no sort), one file per chunk. ``read_work`` reads a chunk's files
+        only, ``drop_work`` deletes them. Each call writes a fresh folder: a run never reads another's
+        (or a crashed run's) work files, which only take space until deleted."""
+        folder = f"{self.work}/{uuid.uuid4().hex}"
+        schema = df.schema
+        whole = self._write_work_files(df, folder, "rows", None)
+        rows = sum(f["rows"] for f in whole)
+        chunks = max(1, -(-rows // chunk_rows))
+        if chunks == 1:  # the rows as computed are the one chunk
+            return WorkFiles(folder, schema, {0: [f"{folder}/{f['path']}" for f in whole]} if rows else {}, rows)
+        # Split what was written (the input's lineage is not evaluated again): a shuffle by chunk, so each task
+        # holds whole chunks and writes one file per chunk.
+        written = self._read_files([f"{folder}/{f['path']}" for f in whole], schema, folder)
+        bucketed = written.withColumn(WORK_CHUNK, F.pmod(F.xxhash64(key), F.lit(chunks)))
+        by_chunk: dict[int, list[str]] = {}
+        for f in self._write_work_files(
+            bucketed.repartition(WORK_CHUNK).sortWithinPartitions(WORK_CHUNK), folder, "chunks", WORK_CHUNK
+        ):
+            by_chunk.setdefault(f["chunk"], []).append(f"{folder}/{f['path']}")
+        fs, base = arrow_filesystem(folder, self.work_options)
+        fs.delete_dir(f"{base}/rows")
+        return WorkFiles(folder, schema, by_chunk, rows)
+
+    def read_work(self, work: WorkFiles, chunk: int) -> DataFrame:
+        """The rows of chunk ``chunk`` of ``work`` (none for a chunk with no files)."""
+        return self._read_files(work.chunks.get(chunk, []), work.schema, work.folder)
+
+    def drop_work(self, work: WorkFiles) -> None:
+        """Delete ``work``'s files. A failure only leaves files no run reads again: logged, not raised."""
+        try:
+            fs, base = arrow_filesystem(work.folder, self.work_options)
+            fs.delete_dir(base)
+        except OSError as exc:
+            log.warning(
+                "work files %s left behind (%s): no run reads them again; delete them at will", work.folder, exc
+            )
+
+    def _write_work_files(self, df: DataFrame, folder: str, sub: str, split: str | None) -> list:
+        """The executors write ``df`` as Parquet files under ``folder/sub`` (one per partition, or per ``split``
+        value of a partition sorted by it); the files' rows of ``_FILE_SCHEMA``."""
+        schema = arrow_schema(df.drop(split).schema if split else df.schema)
+        return df.mapInArrow(_file_writer(folder, sub, self.work_options, schema, split), _FILE_SCHEMA).collect()
+
     def _add_columns(self, name: str, df: DataFrame, read_version: int | None) -> int | None:
         """Add to table ``name`` the columns of ``df`` it lacks (a newer release's columns, e.g. ``runs.status``),
         as nullable: old rows read them as null. Returns the version to commit after: the ALTER's own when no
         other run committed in between, else ``read_version`` (the commit then finds the concurrent commits)."""
         if read_version is None:
             return None
-        have = set(self.read(name, read_version).columns)
+        if self.engine == "delta-spark":
+            have = set(self.read(name, read_version).columns)
+        else:  # from the log: a DataFrame over the table would stat every file of it at each chunk's commit
+            have = set(_arrow_schema(self._delta_rs(name, version=read_version, without_files=True)).names)
         if set(df.columns) <= have:
             return read_version
         missing = [f for f in df.schema.fields if f.name not in have]
@@ -255,16 +347,18 @@ class Storage:
     def _delta_rs(self, name: str, **kwargs) -> DeltaTable:
         return DeltaTable(self.path(name), storage_options=self.options, **kwargs)
 
-    def _read_files(self, files: list[str], schema: StructType) -> DataFrame:
-        """The Parquet ``files`` of a table as one DataFrame of ``schema``."""
+    def _read_files(self, files: list[str], schema: StructType, root: str | None = None) -> DataFrame:
+        """The Parquet ``files`` of a table (or of work files under ``root``) as one DataFrame of ``schema``."""
+        root = root or self.root
         if not files:
             return self.spark.createDataFrame([], schema)
-        if not is_object_store(self.root):
+        if not is_object_store(root):
             return self.spark.read.schema(schema).parquet(*files)
         # Spark has no connector for the store without Hadoop's jars: the executors read it with pyarrow.
         tasks = min(len(files), self.spark.sparkContext.defaultParallelism)
         listing = self.spark.createDataFrame([(f,) for f in files], "file string").repartition(tasks)
-        return listing.mapInArrow(_file_reader(self.root, self.options, schema), schema)
+        options = self.options if root == self.root else self.work_options
+        return listing.mapInArrow(_file_reader(root, options, schema), schema)
 
     def _write_files(self, name: str, df: DataFrame) -> list[AddAction]:
         """Each non-empty partition of ``df`` as one Parquet file in a fresh folder of table ``name``, written
@@ -326,7 +420,7 @@ class Storage:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _files(self, name: str, version: int | None) -> list[str]:
-        return [] if version is None else self._delta_rs(name, version=version).file_uris()
+        return [] if version is None or version < 0 else self._delta_rs(name, version=version).file_uris()
 
     def _remove(self, name: str, actions: list[AddAction]) -> None:
         """Delete the files of a commit that did not happen (unreferenced anyway: this only saves VACUUM work)."""
@@ -453,29 +547,33 @@ def _arrow_path(uri: str) -> str:
     return uri.removeprefix("file://")
 
 
-def _file_writer(table_uri: str, folder: str, options: dict[str, str], schema: pa.Schema):
+def _file_writer(table_uri: str, folder: str, options: dict[str, str], schema: pa.Schema, split: str | None = None):
     """mapInArrow function: the partition's rows as one Parquet file under ``table_uri/folder`` -> its path
-    (relative to the table), size and rows. An empty partition writes nothing."""
+    (relative to ``table_uri``), size, rows and chunk (null). With ``split``, a partition sorted by that integer
+    column gives one file per value, without the column, and the value as its chunk. An empty partition writes
+    nothing."""
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
 
-        batches = (b for b in batches if b.num_rows)
-        first = next(batches, None)
-        if first is None:
-            return
         fs, base = arrow_filesystem(table_uri, options)
-        # unique per task attempt: a retried or speculative attempt never overwrites a committed file
-        relative = f"{folder}/part-{TaskContext.get().partitionId():05d}-{uuid.uuid4().hex}.parquet"
-        if isinstance(fs, pafs.LocalFileSystem):  # object stores have no folders to make
-            fs.create_dir(f"{base}/{folder}", recursive=True)
-        rows = 0
-        with fs.open_output_stream(f"{base}/{relative}") as out, pq.ParquetWriter(out, schema) as parquet:
-            for batch in itertools.chain([first], batches):
-                parquet.write_batch(batch.cast(schema))
-                rows += batch.num_rows
-        size = fs.get_file_info(f"{base}/{relative}").size
-        yield pa.RecordBatch.from_pylist([{"path": relative, "size": size, "rows": rows}])
+        task = TaskContext.get().partitionId()
+        file = None  # [chunk, relative path, output stream, ParquetWriter, rows] of the file being written
+        for chunk, part in _runs(batches, split):
+            if file is not None and file[0] != chunk:
+                yield _close(fs, base, file)
+                file = None
+            if file is None:
+                if isinstance(fs, pafs.LocalFileSystem):  # object stores have no folders to make
+                    fs.create_dir(f"{base}/{folder}", recursive=True)
+                # unique per task attempt: a retried or speculative attempt never overwrites a committed file
+                relative = f"{folder}/part-{task:05d}-{uuid.uuid4().hex}.parquet"
+                out = fs.open_output_stream(f"{base}/{relative}")
+                file = [chunk, relative, out, pq.ParquetWriter(out, schema), 0]
+            file[3].write_batch(part.cast(schema))
+            file[4] += part.num_rows
+        if file is not None:
+            yield _close(fs, base, file)
 
     return write
 
@@ -489,6 +587,33 @@ def arrow_schema(schema: StructType) -> pa.Schema:
     if "timestamp_utc" in parameters:
         return to_arrow_schema(schema, timestamp_utc=True)
     return to_arrow_schema(schema)  # releases before either keyword: UTC was the only behaviour
+
+
+def _runs(batches: Iterator[pa.RecordBatch], split: str | None) -> Iterator[tuple[int | None, pa.RecordBatch]]:
+    """The non-empty ``batches`` as (value of ``split``, run of rows with that value, without the column);
+    without ``split`` each batch is one run of value None."""
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        if split is None:
+            yield None, batch
+            continue
+        values = batch.column(split).to_numpy()
+        rest = batch.drop_columns([split])
+        starts = [0, *(np.flatnonzero(values[1:] != values[:-1]) + 1).tolist(), len(values)]
+        for start, end in itertools.pairwise(starts):
+            yield int(values[start]), rest.slice(start, end - start)
+
+
+def _close(fs: pafs.FileSystem, base: str, file: list) -> pa.RecordBatch:
+    chunk, relative, out, parquet, rows = file
+    parquet.close()
+    out.close()
+    size = fs.get_file_info(f"{base}/{relative}").size
+    return pa.RecordBatch.from_pylist(
+        [{"path": relative, "size": size, "rows": rows, "chunk": chunk}],
+        schema=pa.schema([("path", pa.string()), ("size", pa.int64()), ("rows", pa.int64()), ("chunk", pa.int64())]),
+    )
 
 
 def _file_reader(root: str, options: dict[str, str], schema: StructType):

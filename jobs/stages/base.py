@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from jobs import progress
 from jobs.config import PipelineConfig
-from jobs.storage import Storage
+from jobs.storage import Storage, WriteResult
 from training.checkpoint import CHECKPOINT, checkpoint_dir
 from udfs import reasons
 from udfs.ids import model_fingerprint
@@ -88,11 +88,19 @@ def status_counts(df: DataFrame) -> dict[str, int]:
     return counts
 
 
-def append(ctx: Context, table: Table, df: DataFrame, report: StageReport) -> None:
+def append(
+    ctx: Context,
+    table: Table,
+    df: DataFrame,
+    report: StageReport,
+    absent_at: int | None = None,
+    own: frozenset[int] = frozenset(),
+) -> WriteResult:
     """Append the rows of ``df`` whose key is new, counted by status/reason. The new rows are cached so that
     (possibly LLM-generated) rows are computed once for the counts, the write and, if a concurrent run on the
-    same root commits some of the keys first, the write again without them (``Storage.insert``)."""
-    new = ctx.storage.new_rows(table.name, df, table.key)
+    same root commits some of the keys first, the write again without them (``Storage.insert``).
+    ``absent_at`` and ``own`` scope the check for present keys (``Storage.new_rows``)."""
+    new = ctx.storage.new_rows(table.name, df, table.key, absent_at, own)
     new = replace(new, df=new.df.cache())
     counts = status_counts(new.df)
     for status, count in counts.items():
@@ -113,15 +121,26 @@ def append(ctx: Context, table: Table, df: DataFrame, report: StageReport) -> No
         concurrent[table.name] = concurrent.get(table.name, 0) + written.concurrent
     report.writes[table.name] = written.version
     new.df.unpersist()
+    return written
 
 
 def pending(
-    ctx: Context, table: Table, rows: DataFrame, report: StageReport | None = None, key: str | None = None
+    ctx: Context,
+    table: Table,
+    rows: DataFrame,
+    report: StageReport | None = None,
+    key: str | None = None,
+    version: int | None = None,
 ) -> DataFrame:
-    """The rows of ``rows`` whose key (``table.key`` unless given) is not in ``table`` yet: what a keyed stage
-    still has to do."""
+    """The rows of ``rows`` whose key (``table.key`` unless given) is not in ``table`` yet (at ``version`` if
+    given): what a keyed stage still has to do."""
     key = key or table.key
-    done = read(ctx, report, table.name)
+    if version is None:
+        done = read(ctx, report, table.name)
+    else:
+        done = ctx.storage.read(table.name, version)
+        if report is not None:
+            report.reads[table.name] = version
     return rows if done is None else rows.join(done.select(key).distinct(), on=key, how="left_anti")
 
 
@@ -131,21 +150,31 @@ def append_in_chunks(
     """Run the LLM batch function ``fn`` over the rows of ``todo`` whose key is not in ``table`` yet,
     committing every ``engine.commit_rows`` rows; each task sees its rows sorted by ``order`` (``llm_map``).
 
-    A job killed mid-generation keeps every committed chunk; the next run no longer finds those keys to do,
-    so at most the chunks in flight are generated again. Chunks are hash buckets of the key: a deterministic
-    split that needs no sort.
+    The rows to do are computed once (one pass over the stage's inputs, whatever the number of chunks) and
+    written as work files by chunk (``Storage.write_work``: hash buckets of the key); each chunk reads its own
+    files, and its commit checks for present keys only what was committed since the rows to do were computed
+    by others than this stage's own chunks (a concurrent run). A job killed mid-generation keeps every
+    committed chunk; the next run no longer finds those keys to do, so at most the chunk in flight is
+    generated again.
     """
-    todo = pending(ctx, table, todo, report)  # skip before generating: the LLM is the expensive part
-    report.rows_in = todo.count()
-    progress.update(table.name, 0, report.rows_in)
-    chunks = max(1, -(-report.rows_in // ctx.cfg.engine.commit_rows))
-    bucketed = todo.withColumn("_chunk", F.pmod(F.xxhash64(table.key), F.lit(chunks)))
-    for chunk in range(chunks):
-        rows = bucketed.where(F.col("_chunk") == chunk).drop("_chunk")
-        append(ctx, table, llm_map(ctx, rows, fn, table.schema, order), report)
-        tokens = report.extra.get("tokens", {}).get("output_tokens")
-        progress.update(table.name, report.rows_written, report.rows_in, tokens=tokens)
-        log.info("%s: chunk %d/%d committed (%d rows so far)", table.name, chunk + 1, chunks, report.rows_written)
+    version = ctx.storage.version(table.name)
+    todo = pending(ctx, table, todo, report, version=version)  # skip before generating: the LLM is the expensive part
+    absent_at = -1 if version is None else version  # -1: no table yet, every version is checked but this stage's
+    work = ctx.storage.write_work(todo, table.key, ctx.cfg.engine.commit_rows)
+    try:
+        report.rows_in = work.rows
+        progress.update(table.name, 0, report.rows_in)
+        own: set[int] = set()  # versions this stage committed: other chunks' keys, none of the next chunk's
+        for n, chunk in enumerate(sorted(work.chunks), 1):
+            rows = ctx.storage.read_work(work, chunk)
+            written = append(ctx, table, llm_map(ctx, rows, fn, table.schema, order), report, absent_at, frozenset(own))
+            if written.rows:
+                own.add(written.version)
+            tokens = report.extra.get("tokens", {}).get("output_tokens")
+            progress.update(table.name, report.rows_written, report.rows_in, tokens=tokens)
+            log.info("%s: chunk %d/%d committed (%d rows so far)", table.name, n, len(work.chunks), report.rows_written)
+    finally:
+        ctx.storage.drop_work(work)
 
 
 def llm_map(ctx: Context, rows: DataFrame, fn, schema: str, order: Sequence[str] = ()) -> DataFrame:
