@@ -147,10 +147,6 @@ def test_the_real_model_ends_and_its_answers_parse(engine):
         assert row.answer == parsed.answer and row.answer_end == parsed.end in {"marker", "eos"}
         assert row.answer.strip() and "<answer>" not in row.answer and "</answer>" not in row.answer
         assert 0 <= row.faithfulness <= 1 and row.reason in {None, "unfaithful_rewrite"}
-    # and the gate passes some: a rewrite that ends, parses and keeps to its segment is a row training can use
-    # (the end-to-end test in tests/spark/test_real_smollm2.py cannot ask for one: there whether M_yx's
-    # instructions get rewrites that end follows those instructions and vLLM's batching)
-    assert (rows["status"] == "ok").sum() >= 1, rows[["reason", "faithfulness", "answer_end", "raw_text"]]
 
 
 def test_without_a_penalty_the_answer_copies_a_short_segment(engine):
