@@ -1,7 +1,13 @@
-"""LLM throughput: the Spark pandas-UDF path vs bare vLLM, vLLM vs Hugging Face generate, and the judge with and
-without prefix caching, on the same model and prompts. Prints one line per figure.
+"""LLM throughput: the Spark pandas-UDF path vs bare vLLM, vLLM vs Hugging Face generate, the judge with and
+without prefix caching, and augment prompts served in bfloat16, float32 and ``engine.dtype: auto``, on the same
+model and prompts. Prints one line per figure.
 
     python benchmarks/llm_throughput.py [--model work/models/myx] [--judge work/models/m0] [--segments 96]
+    python benchmarks/llm_throughput.py --only dtype --model work/models/smollm2-135m-instruct-<sha> --segments 32
+
+``--only dtype`` prints this CPU's bf16 flags, what ``auto`` chooses on it, and augment prompts per second of
+wall clock and per CPU second of this process (the engine runs in it) in each dtype: the CPU seconds compare
+the dtypes on a machine shared with other work.
 
 The models default to those `make demo` builds; on a GPU node pass real model directories and bigger numbers.
 """
@@ -28,6 +34,7 @@ from jobs.config import load_pipeline_config  # noqa: E402
 from udfs.augment import backward_conversation  # noqa: E402
 from udfs.curation import judge_conversation  # noqa: E402
 from udfs.engine import EngineConfig, SamplingConfig, drop_engine, get_engine  # noqa: E402
+from udfs.hardware import NATIVE_BF16_FLAGS, choose_dtype, this_device  # noqa: E402
 from udfs.ids import seed_from_id, stable_id  # noqa: E402
 from udfs.prompts import PromptTemplate  # noqa: E402
 from udfs.readers import read_records  # noqa: E402
@@ -152,6 +159,31 @@ def judge_prefix_caching(model: str, engine: EngineConfig, texts: list[str]) -> 
     print(f"judge with / without prefix caching: {rates[True] / rates[False]:.2f}x (target >= 1.5x)")
 
 
+def dtype_comparison(model: str, engine: EngineConfig, texts: list[str], sampling: SamplingConfig) -> None:
+    """Augment prompts per second in bfloat16, float32 and auto (what ``choose_dtype`` picks on this CPU)."""
+    device = this_device("cpu")
+    flags = sorted(device.cpu_flags & (NATIVE_BF16_FLAGS | {"avx2", "avx512f", "amx_tile"}))
+    print(
+        f"CPU flags: {' '.join(flags) or 'none of avx2/avx512f/avx512_bf16/amx'}; auto: "
+        f"{choose_dtype('auto', device).describe()}"
+    )
+    template = PromptTemplate.load(ROOT / "conf/prompts/backtranslate_v1.txt")
+    seeds = [seed_from_id(stable_id("bench", i)) for i in range(len(texts))]
+    for dtype in ("bfloat16", "float32", "auto"):
+        llm = get_engine(model, dataclasses.replace(engine, dtype=dtype))
+        prompts = [llm.render_chat(backward_conversation(template, t)) for t in texts]
+        llm.generate(prompts[:2], sampling, seeds[:2])  # warm-up
+        cpu = time.process_time()
+        outs, seconds = timed(lambda: llm.generate(prompts, sampling, seeds))
+        cpu = time.process_time() - cpu
+        tokens = sum(o.output_tokens for o in outs)
+        print(
+            f"augment, dtype {dtype:<8} ({llm.dtype.dtype}): {len(prompts) / seconds:.2f} prompts/s wall "
+            f"({seconds:.1f} s), {len(prompts) / cpu:.3f} prompts per CPU second ({cpu:.1f} CPU s), {tokens} tokens"
+        )
+        drop_engine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "work/models/myx"))
@@ -159,11 +191,17 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=480, help="prompts per comparison (HF generate gets a fifth)")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--config", default=str(ROOT / "conf/local.yaml"), help="the engine settings of this config")
+    parser.add_argument("--only", choices=["dtype"], help="only the dtype comparison (needs --model only)")
     args = parser.parse_args()
+    engine = dataclasses.replace(load_pipeline_config(args.config).engine, partitions=None, commit_rows=20000)
+    if args.only == "dtype":
+        if not (Path(args.model) / "config.json").is_file():
+            sys.exit(f"no model at {args.model}: pass --model")
+        dtype_comparison(args.model, engine, sample_segments(args.segments), SamplingConfig(0.7, 0.9, args.max_tokens))
+        return
     for path in (args.model, args.judge):
         if not (Path(path) / "config.json").is_file():
             sys.exit(f"no model at {path}: run `make demo` first, or pass --model/--judge")
-    engine = dataclasses.replace(load_pipeline_config(args.config).engine, partitions=None, commit_rows=20000)
     texts = sample_segments(args.segments)
     print(f"{len(texts)} segments; model {args.model}; judge {args.judge}")
     spark_vs_bare(args.model, engine, texts, SamplingConfig(0.7, 0.9, args.max_tokens))

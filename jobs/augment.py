@@ -25,14 +25,16 @@ from datetime import datetime, timezone
 from jobs import console, fit, preflight, progress
 from jobs.config import job_arguments, load_pipeline_config
 from jobs.report import write_report
-from jobs.run_summary import RUN_START, RUN_SUMMARY, failure_reason, format_failure, summary_text
+from jobs.run_summary import RUN_START, RUN_SUMMARY, dtype_line, failure_reason, format_failure, summary_text
 from jobs.session import get_session
 from jobs.stages import BY_NAME, STAGE_NAMES, Context, MissingInput, active, format_plan, make_plan, run_stage, schedule
 from jobs.storage import Storage
 from jobs.summary import record_failure, summarize, table_versions
 from udfs.config import ConfigError, to_dict
+from udfs.hardware import this_device
 from udfs.redact import redact
 
+CORPUS_STAGES = frozenset({"ingest", "segment"})  # the stages that use no model
 log = logging.getLogger(__name__)
 
 
@@ -102,6 +104,13 @@ def run(args: argparse.Namespace, cfg, iterations: list[int], logs: console.RunL
     for name in sorted(set(args.stages) - set(stages)):  # e.g. a bundle task of an optional stage that is off
         log.info("stage %s: off in this config, not run", name)
     order = schedule(stages, iterations)
+    dtype = None
+    if set(stages) - CORPUS_STAGES:  # a stage that serves or trains a model
+        import torch  # the driver has it already (training); only to tell a GPU machine from a CPU one
+
+        device = this_device("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = dtype_line(cfg.engine.dtype, spark.sparkContext.master, device)
+        log.info(dtype)
     if args.dry_run:
         plan = redact(make_plan(ctx, order))
         print(format_plan(plan), flush=True)
@@ -122,6 +131,7 @@ def run(args: argparse.Namespace, cfg, iterations: list[int], logs: console.RunL
     except Exception as exc:
         record_failed_run(ctx, reports, started_at, before, where, exc)
         raise
+    summary["engine_dtype"] = dtype
     report = write_report(ctx, summary["run_id"]) if cfg.report.after_run else None
     print(summary_text(ctx, summary, str(logs.dir), report and str(report), args.config, args.overrides), flush=True)
     return summary

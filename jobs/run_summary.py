@@ -15,6 +15,7 @@ import re
 import shlex
 from typing import Mapping, Sequence
 
+from udfs.hardware import Device, choose_dtype
 from udfs.redact import redact
 
 TOP_REASONS = 3
@@ -189,6 +190,17 @@ def calibration_lines(calibration: Sequence) -> list[str]:
     return lines
 
 
+def dtype_line(requested: str, master: str, device: Device) -> str:
+    """What the run says about the engine's dtype (``engine.dtype``, ``udfs.hardware.choose_dtype``). Under a local
+    master the engine runs on this machine (``device``), so its choice and why are known here; on a cluster each
+    executor decides for its own device, and its log says what it chose."""
+    if master.startswith("local"):
+        return f"engine {choose_dtype(requested, device).describe()}"
+    if requested == "auto":
+        return "engine dtype auto: chosen by each executor for its device (its log says which and why)"
+    return f"engine dtype {requested}: set in the config"
+
+
 def next_command(config_path: str, overrides: Sequence[str]) -> str:
     """The export of this run's data, with the run's overrides (credentials masked: the line is printed)."""
     sets = "".join(f" --set {shlex.quote(o)}" for o in redact(list(overrides)))
@@ -202,6 +214,8 @@ def format_run(summary: Mapping, calibration: Sequence, places: Mapping[str, str
     """The whole end-of-run text."""
     lines = [f"run {summary['run_id']}" + ("" if summary.get("runs_row_written", True) else " (nothing new)")]
     lines += stage_table(summary)
+    if summary.get("engine_dtype"):
+        lines.append(summary["engine_dtype"])
     excluded = seed_excluded(summary)
     if excluded:
         detail = ", ".join(f"{reason} {n:,}" for reason, n in sorted(excluded.items()))

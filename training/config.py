@@ -192,7 +192,8 @@ class OptimConfig:
     seed: int = 0
     # Steps between checkpoints in <output_dir>.ckpt/ (0: none); a killed run resumes from the last one.
     checkpoint_every: int = 50
-    # auto: bf16 autocast on a CUDA device that supports it, else fp32 (CPUs here); weights stay fp32.
+    # auto: bf16 autocast where the device computes bf16 natively (Ampere+ GPUs; CPUs with AVX-512 BF16 or AMX),
+    # else fp32 (training.train.resolve_precision); weights stay fp32.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # Recompute each block's activations in the backward pass instead of keeping them: activation memory
     # from one per layer to one block's, for about a third more compute (long sequences, big models).

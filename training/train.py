@@ -5,12 +5,12 @@
 
 One function, ``train(cfg)``: load data, set up model and optimiser, run the loop (gradient accumulation,
 AdamW, lr decaying linearly from ``lr`` to ``final_lr``, gradient clipping, batches of similar lengths, bf16
-autocast where the hardware has it), checkpoint every ``optim.checkpoint_every`` steps so that a killed run
-resumes (``training.checkpoint``), save atomically with ``training_meta.json``, and record the run in MLflow
-(``training.tracking``). The loss is on answer tokens only (see ``training.data``). A re-run with the same
-config and the same data returns the finished model without training again. With ``lora.enabled`` only
-low-rank adapters train and are merged into the saved model (``training.lora``); ``optim.epochs`` makes
-the number of steps follow the data size (``OptimConfig.steps_for``).
+autocast where the hardware computes it natively, ``udfs.hardware.choose_dtype``), checkpoint every
+``optim.checkpoint_every`` steps so that a killed run resumes (``training.checkpoint``), save atomically with
+``training_meta.json``, and record the run in MLflow (``training.tracking``). The loss is on answer tokens only
+(see ``training.data``). A re-run with the same config and the same data returns the finished model without
+training again. With ``lora.enabled`` only low-rank adapters train and are merged into the saved model
+(``training.lora``); ``optim.epochs`` makes the number of steps follow the data size (``OptimConfig.steps_for``).
 
 Padding: a batch holds examples of similar lengths (``length_grouped_batches``), which keeps padding to
 2-4 % of the tokens trained on data/sample/seed.jsonl, against ~40 % for random batches
@@ -47,6 +47,7 @@ from training.memory import ModelShape, Plan, check_fits
 from training.tracking import Tracker
 from udfs.config import to_dict
 from udfs.curation import BASELINE_RULES, uses_likelihoods
+from udfs.hardware import Device, choose_dtype, this_device
 from udfs.ids import model_fingerprint
 from udfs.redact import redact
 from udfs.weights import check_weights
@@ -73,6 +74,10 @@ class TrainResult:
 def train(cfg: TrainConfig) -> TrainResult:
     """Fine-tune ``cfg.base_model`` on the configured examples and save it to ``cfg.output_dir``."""
     lora.check_supported(cfg.lora)
+    # auto becomes what this machine computes in before anything hashes the config: the model's id then says
+    # how it was trained, and is the same from any machine that trains it the same way.
+    precision = resolve_precision(cfg.optim.precision, this_device("cuda" if torch.cuda.is_available() else "cpu"))
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, precision=precision))
     examples, provenance = load_examples(cfg)
     curated = tuple(e.score_id for e in examples if e.score_id is not None)
     rewrites = tuple(e.rewrite_id for e in examples if e.score_id is not None)
@@ -165,7 +170,7 @@ def run(
             f"{cfg.optim.micro_batch_size} over {rt.world_size} processes"
         )
     optim = dataclasses.replace(cfg.optim, max_steps=cfg.optim.steps_for(len(encoded), batch_size))
-    autocast = autocast_dtype(cfg.optim.precision, rt.device)
+    autocast = torch.bfloat16 if cfg.optim.precision == "bf16" else None
     if rt.device.type == "cuda":  # fail before loading gigabytes, naming what to change
         check_memory(cfg, rt, autocast is not None)
     model = wrap(trainable_model(cfg, rt.device, autocast), rt, cfg.distributed.strategy)
@@ -322,11 +327,15 @@ def load_model(cfg: TrainConfig, device: torch.device, dtype: torch.dtype) -> to
     ).to(device)
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 when asked, or under ``auto`` on a CUDA device that has it; None means plain fp32."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return None
+def resolve_precision(precision: str, device: Device) -> str:
+    """``optim.precision`` for ``device``: auto is bf16 autocast where the device computes bf16 natively (on an
+    AVX-512 BF16 CPU a bf16 matmul does 2.2x the fp32 FLOPs per CPU second), else fp32: an emulated bf16 is
+    several times slower, and fp16 autocast would need a loss scaler this recipe does not have."""
+    if precision != "auto":
+        return precision
+    choice = choose_dtype("auto", device)
+    log.info("training precision auto: %s", choice.describe())
+    return "bf16" if choice.dtype == "bfloat16" else "fp32"
 
 
 def precision_name(autocast: torch.dtype | None) -> str:

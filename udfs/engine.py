@@ -14,12 +14,14 @@ from __future__ import annotations
 import dataclasses
 import gc
 import importlib
+import json
 import logging
 import threading
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol, Sequence
 
+from udfs.hardware import VALUE_BYTES
 from udfs.openai_client import EndpointConfig
 from udfs.prompts import chat_prompt, encode_prompt, encode_text
 from udfs.weights import check_weights
@@ -39,12 +41,15 @@ class EngineConfig:
     """LLM engine settings (the same keys on CPU here and on GPU clusters)."""
 
     name: Literal["vllm", "openai", "fake"] = "vllm"  # ENGINES: fake only for tests of the row logic
-    dtype: str = "auto"
+    # auto: bfloat16 where the device computes it natively, else float32 on CPU, float16 on older GPUs
+    # (udfs.hardware.choose_dtype, decided on the machine that serves).
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     max_model_len: int = 4096
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
-    # The KV cache on CPU (null: CPU_DEFAULT_KV_BYTES; vLLM would otherwise reserve most of RAM); on GPUs the
-    # cache is what gpu_memory_utilization leaves after the weights, and this stays null.
+    # The KV cache on CPU (null: cpu_memory_plan's, the same tokens whatever the dtype; vLLM would otherwise
+    # reserve most of RAM); on GPUs the cache is what gpu_memory_utilization leaves after the weights, and this
+    # stays null.
     kv_cache_memory_bytes: int | None = None
     enforce_eager: bool = False
     enable_prefix_caching: bool = True
@@ -292,23 +297,38 @@ def engine_args(model_path: str, cfg: EngineConfig) -> dict:
     return args
 
 
+# The default KV cache holds as many tokens as 1 GiB does in bfloat16 (SmolLM2: ~45k, 64 judge or augment
+# prompts at once): in float32 that takes 2 GiB, so a CPU that serves in float32 batches as many requests.
 CPU_DEFAULT_KV_BYTES = 1 << 30
+CPU_DEFAULT_KV_DTYPE = "bfloat16"
 
 
 def cpu_memory_plan(model_path: str, cfg_kv_bytes: int | None, dtype: str, available_bytes: int) -> int:
-    """The KV-cache bytes of an engine on CPU, after checking that weights plus cache fit the memory this
-    machine has free: a model that cannot fit fails before any work, saying what to change."""
-    kv = cfg_kv_bytes or CPU_DEFAULT_KV_BYTES
+    """The KV-cache bytes of an engine serving in ``dtype`` on CPU, after checking that weights plus cache fit the
+    memory this machine has free: a model that cannot fit fails before any work, saying what to change. Where the
+    default cache (``cfg_kv_bytes`` None) would not fit, it shrinks to half of what the weights leave free."""
     stored = sum(p.stat().st_size for p in Path(model_path).glob("*.safetensors"))
-    weights = stored * 2 if dtype in ("float32", "float") else stored  # bf16/fp16 files are upcast to fp32
+    weights = stored * VALUE_BYTES[dtype] // stored_value_bytes(model_path)  # files are cast to dtype on load
+    kv = cfg_kv_bytes
+    if kv is None:
+        kv = CPU_DEFAULT_KV_BYTES * VALUE_BYTES[dtype] // VALUE_BYTES[CPU_DEFAULT_KV_DTYPE]
+        if weights < available_bytes < weights + kv:  # half of what is left, the rest for activations
+            kv = (available_bytes - weights) // 2
     if weights + kv > available_bytes:
         gib = 1 << 30
         raise ValueError(
-            f"engine: {model_path} needs about {(weights + kv) / gib:.1f} GiB on CPU (weights {weights / gib:.1f} "
-            f"GiB + KV cache {kv / gib:.1f} GiB) but {available_bytes / gib:.1f} GiB is free: lower "
-            "engine.kv_cache_memory_bytes, set engine.dtype=bfloat16, or use a smaller model"
+            f"engine: {model_path} needs about {(weights + kv) / gib:.1f} GiB on CPU in {dtype} (weights "
+            f"{weights / gib:.1f} GiB + KV cache {kv / gib:.1f} GiB) but {available_bytes / gib:.1f} GiB is free: "
+            "lower engine.kv_cache_memory_bytes, or use a smaller model"
         )
     return kv
+
+
+def stored_value_bytes(model_path: str) -> int:
+    """Bytes per weight in the model directory's files, from its config.json (2 when it does not say)."""
+    config = Path(model_path) / "config.json"
+    meta = json.loads(config.read_text()) if config.is_file() else {}
+    return VALUE_BYTES.get(str(meta.get("dtype") or meta.get("torch_dtype")), 2)
 
 
 def get_engine(model_path: str, cfg: EngineConfig, model_id: str | None = None) -> LLMEngine:

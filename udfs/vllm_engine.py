@@ -6,6 +6,7 @@ and every call into it is in this file.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Sequence
 
@@ -26,19 +27,23 @@ from udfs.engine import (  # noqa: E402
     continuation_logprobs_by_depth,
     cpu_memory_plan,
 )
+from udfs.hardware import choose_dtype, this_device  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 class VLLMEngine(TokenizerPrompts):
     def __init__(self, args: dict):
         """``args`` from ``udfs.engine.engine_args``: the one mapping from our config to vLLM's arguments."""
         self.model_path = args["model"]
+        # Decided here, on the machine that serves: a driver without the executors' GPUs cannot tell.
+        self.dtype = choose_dtype(args["dtype"], this_device("cpu" if current_platform.is_cpu() else "cuda"))
+        log.info("engine %s", self.dtype.describe())
+        args = {**args, "dtype": self.dtype.dtype}
         if current_platform.is_cpu():
-            args = {
-                **args,
-                "kv_cache_memory_bytes": cpu_memory_plan(
-                    args["model"], args["kv_cache_memory_bytes"], args["dtype"], available_memory()
-                ),
-            }
+            args["kv_cache_memory_bytes"] = cpu_memory_plan(
+                args["model"], args["kv_cache_memory_bytes"], args["dtype"], available_memory()
+            )
         self.llm = LLM(**args)
         self.tokenizer = self.llm.get_tokenizer()
         self.prefix_caching = args["enable_prefix_caching"]

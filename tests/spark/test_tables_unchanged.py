@@ -5,7 +5,9 @@ purpose twice since: when the expected score became the judge's mass on rating c
 training recorded its steps rule (both change the scores and the model ids), and when issues 12, 13 and 15
 added config keys (model ids hash the whole training config) and columns (documents.length without html,
 scores.cascade_probability, curated.rewrite_id). Re-recorded once more when the run moved to a process of its own
-with one torch thread (below), and when model ids came to hash only the recipe in training_meta.json (below).
+with one torch thread (below), and when model ids came to hash only the recipe in training_meta.json (below); and
+when ``optim.precision: auto`` came to follow the CPU (issue 23): this AVX-512 BF16 CPU now trains in bf16 autocast,
+and a model id hashes the resolved precision (only the model tables changed).
 
 The run: four sample pages through ingest, segment, models, augment, curate and train (one iteration), into a
 fixed directory, so that the documents' source paths are the same on every run. Per table the digest holds

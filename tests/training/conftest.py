@@ -102,7 +102,8 @@ def seed_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def make_config(tiny_base, seed_file):
-    """A TrainConfig for the tiny model: local_forward.yaml plus overrides, MLflow off unless turned on."""
+    """A TrainConfig for the tiny model: local_forward.yaml plus overrides, MLflow off unless turned on. fp32 unless
+    an override says otherwise: under ``auto`` the precision would follow the test machine's CPU."""
 
     def make(output_dir: str | Path, *overrides: str, config: str = "conf/train/local_forward.yaml") -> TrainConfig:
         base = [
@@ -110,6 +111,7 @@ def make_config(tiny_base, seed_file):
             f"output_dir={output_dir}",
             f"seed.path={seed_file}",
             "tracking.enabled=false",
+            "optim.precision=fp32",
         ]
         return load_config(TrainConfig, Path(__file__).parents[2] / config, [*base, *overrides])
 

@@ -15,8 +15,9 @@ from training.__main__ import main
 from training.bootstrap import BaseModelConfig, build_base_model
 from training.config import DistributedConfig, TrackingConfig
 from training.data import IGNORE_INDEX, encode_examples, load_examples
-from training.train import autocast_dtype, collate, length_grouped_batches, token_loss, train
+from training.train import collate, length_grouped_batches, resolve_precision, token_loss, train
 from udfs.config import to_dict
+from udfs.hardware import Device
 
 pytestmark = pytest.mark.slow
 
@@ -68,10 +69,27 @@ def test_batches_are_always_full_and_the_left_over_examples_change_every_epoch()
         next(length_grouped_batches([1, 2], batch_size=3, seed=0))
 
 
-def test_precision_auto_is_fp32_on_cpu_and_bf16_when_asked():
-    cpu = torch.device("cpu")
-    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cpu) is None
-    assert autocast_dtype("bf16", cpu) is torch.bfloat16
+def test_precision_auto_is_bf16_only_where_the_device_has_it_natively():
+    avx2 = Device("cpu", frozenset({"avx2", "fma", "avx512f"}))
+    assert resolve_precision("auto", avx2) == "fp32" and resolve_precision("bf16", avx2) == "bf16"
+    assert resolve_precision("auto", Device("cpu", frozenset({"avx2", "avx512_bf16"}))) == "bf16"
+    assert resolve_precision("auto", Device("cpu", frozenset({"amx_bf16", "amx_tile"}))) == "bf16"
+    assert resolve_precision("fp32", Device("cpu", frozenset({"amx_bf16"}))) == "fp32"
+    assert resolve_precision("auto", Device("cuda", cuda_capability=(8, 0))) == "bf16"
+    assert resolve_precision("auto", Device("cuda", cuda_capability=(7, 5))) == "fp32"  # no fp16 loss scaler
+
+
+def test_auto_precision_is_resolved_before_the_model_id_is_made(make_config, tmp_path, monkeypatch):
+    import training.train as train_module
+
+    monkeypatch.setattr(train_module, "this_device", lambda kind: Device("cpu", frozenset({"avx2"})))
+    auto = train(make_config(tmp_path / "auto", "optim.max_steps=1", "optim.precision=auto", "optim.max_seq_len=256"))
+    meta = json.loads((Path(auto.output_dir) / "training_meta.json").read_text())
+    assert meta["precision"] == "fp32" and meta["fingerprint"]["config"]["optim"]["precision"] == "fp32"
+    # The same recipe asked for explicitly is the same model: the finished one is not trained again.
+    saved = {p.name: p.stat().st_mtime_ns for p in Path(auto.output_dir).iterdir()}
+    train(make_config(tmp_path / "auto", "optim.max_steps=1", "optim.max_seq_len=256"))
+    assert {p.name: p.stat().st_mtime_ns for p in Path(auto.output_dir).iterdir()} == saved
 
 
 def test_training_lowers_the_loss_and_saves_a_loadable_model(trained, tiny_base):
