@@ -5,7 +5,9 @@ boxes and bylines next to the article, often under headers of their own ("10 tho
 Stories"). ``udfs.segment`` walks the page once; on entering a block-level element it asks ``Regions.label``
 whether the element's ``class``/``id`` words name one of these regions, and every block of text inside it
 carries that label (the innermost label wins). A label is a reason code (``MAIN_CONTENT_REASONS``) and the
-evidence: the attribute and the word that matched (``class~=comments``).
+evidence: the attribute and the word that matched (``class~=comments``). An id whose matched word is a word of
+the element's first heading is a section anchor named after the title (documentation generators write ``<section
+id="cookie-objects"><h2>Cookie Objects``) and gives no label.
 
 Two guards keep the article: the element that holds the main content (``<main>``, ``role="main"``,
 ``itemprop="articleBody"``, the page's first ``<article>`` and first ``<h1>``) and its ancestors are never
@@ -59,6 +61,7 @@ FIRST_OF = ("article", "h1")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _WORD = re.compile(r"[a-z0-9]+")
+_HEADINGS = "h1, h2, h3, h4, h5, h6"
 
 Label = tuple[str, str]  # (reason, evidence such as "class~=comments")
 
@@ -167,17 +170,28 @@ class Regions:
         main = mains[0].mem_id if len(mains) == 1 and self.cfg.outside_main else None
         return main, frozenset(protected)
 
-    def label(self, attrs) -> Label | None:
+    def label(self, node) -> Label | None:
         """The label the element's class or id words give, or None."""
+        attrs = node.attrs  # looks attributes up one by one, without building the whole dict
         for name in ("class", "id"):
             value = attrs.get(name)
             if not value:
                 continue
-            for word in _NON_WORD.split(_CAMEL.sub(" ", value).lower()):
+            words = _NON_WORD.split(_CAMEL.sub(" ", value).lower())
+            for word in words:
                 reason = self._reason_of.get(word)
                 if reason:
+                    if name == "id" and _anchors_its_heading(node, word):
+                        break
                     return reason, f"{name}~={word}"
         return None
+
+
+def _anchors_its_heading(node, word: str) -> bool:
+    """Whether the id's matched word is a word of the element's first heading: a section anchor named after its
+    title (Sphinx's ``<section id="cookie-objects"><h2>Cookie Objects``), which says nothing of its role."""
+    heading = node.css_first(_HEADINGS)
+    return heading is not None and word in _WORD.findall(heading.text().lower())
 
 
 @functools.lru_cache(maxsize=8)

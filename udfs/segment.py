@@ -585,7 +585,7 @@ def _blocks(html: str, cfg: SegmentConfig, deadline: float) -> list[_Block]:
                 if mem_id == main:
                     own = None
                 elif mem_id not in protected:
-                    own = labels.label(node.attrs) or label
+                    own = labels.label(node) or label
                 writer.label(own)
             writer.open(tag)
             stack.append((tag, True, in_sectioning, depth, label))

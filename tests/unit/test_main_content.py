@@ -137,3 +137,11 @@ def test_bad_main_content_settings_are_errors_naming_the_key(raw, message):
 def test_unknown_main_content_key_is_an_error_naming_it():
     with pytest.raises(ConfigError, match="main_content.comment_words"):
         build(SegmentConfig, {"main_content": {"comment_words": []}})
+
+
+def test_an_id_named_after_its_heading_is_an_anchor_not_a_region():
+    # Sphinx writes <section id="cookie-objects"><h2>Cookie Objects</h2>: the Python docs' http.cookies page.
+    docs = f'<section id="cookie-objects"><h2>Cookie Objects</h2><p>{PROSE}</p></section>'
+    assert rows(docs)["Cookie Objects"][:2] == ("ok", None)
+    thread = f'<div id="comments"><h2>12 thoughts on Heaps</h2><p>{COMMENT}</p></div>'
+    assert rows(thread)["12 thoughts on Heaps"][:2] == ("dropped", "comments")
