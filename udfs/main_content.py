@@ -8,6 +8,12 @@ carries that label (the innermost label wins). A label is a reason code (``MAIN_
 evidence: the attribute and the word that matched (``class~=comments``). An id whose matched word is a word of
 the element's first heading is a section anchor named after the title (documentation generators write ``<section
 id="cookie-objects"><h2>Cookie Objects``) and gives no label.
+A ``<figcaption>`` (``caption_tags``) is a ``caption`` whatever its class.
+
+Two block rules in the jusText tradition label a block by its own text, wherever it stands, and leave only that
+block out (a section of prose around it keeps its prose): a block of several lines that is mostly link text is
+``related_links`` (``max_block_link_density``), and a short block (``max_promo_chars``) holding a call to action
+(``promo_phrases``: "Do you want to be informed of our actions? Sign up here") is ``signup_or_consent``.
 
 Two guards keep the article: the element that holds the main content (``<main>``, ``role="main"``,
 ``itemprop="articleBody"``, the page's first ``<article>`` and first ``<h1>``) and its ancestors are never
@@ -46,13 +52,34 @@ MAIN_CONTENT_REASONS = (
     "signup_or_consent",
     "page_metadata",
     "advertising",
+    "caption",
     "not_main_content",
 )
 NOT_MAIN_CONTENT = "not_main_content"
-LINK_LIST = "block link_density="  # the evidence of a block left out for its links (max_block_link_density)
+# The evidence of a block labelled by its own text, not by an element around it, starts with BLOCK_RULE: such a
+# block is left out on its own and does not take its section with it (udfs.segment._left_out_sections).
+BLOCK_RULE = "block "
+LINK_LIST = BLOCK_RULE + "link_density="  # a block left out for its links (max_block_link_density)
+PROMO = BLOCK_RULE + "phrase="  # a short block left out for a call to action in it (promo_phrases)
 # Elements that can start a region: block-level ones, so that a label never cuts a paragraph in two.
 REGION_TAGS = frozenset(
-    {"article", "aside", "div", "dl", "figure", "footer", "header", "li", "main", "ol", "p", "section", "table", "ul"}
+    {
+        "article",
+        "aside",
+        "div",
+        "dl",
+        "figcaption",
+        "figure",
+        "footer",
+        "header",
+        "li",
+        "main",
+        "ol",
+        "p",
+        "section",
+        "table",
+        "ul",
+    }
 )
 # Holders of the main content; they and their ancestors are never labelled. The first <article> and the first
 # <h1> (the page title: what surrounds it is the page's subject, not a sidebar) count too.
@@ -110,7 +137,16 @@ class MainContentConfig:
     page_footer: tuple[str, ...] = ("footer", "prefooter", "subfooter", "colophon", "copyright")
     # not "widget": Blogger and Elementor wrap the post itself in "widget" elements
     sidebar: tuple[str, ...] = ("sidebar", "widgets", "widgetcontainer", "widgetarea", "rail", "aside")
-    advertising: tuple[str, ...] = ("ad", "ads", "advert", "advertisement", "advertising", "sponsored")
+    advertising: tuple[str, ...] = (
+        "ad",
+        "ads",
+        "advert",
+        "advertisement",
+        "advertising",
+        "sponsored",
+        "disclosure",
+        "affiliate",
+    )
     signup_or_consent: tuple[str, ...] = (
         "newsletter",
         "subscribe",
@@ -126,7 +162,37 @@ class MainContentConfig:
         "cta",
         "promo",
     )
-    page_metadata: tuple[str, ...] = ("byline", "author", "authors", "meta", "postmeta", "utility", "tags", "tagcloud")
+    page_metadata: tuple[str, ...] = (
+        "byline",
+        "author",
+        "authors",
+        "meta",
+        "postmeta",
+        "metaline",
+        "utility",
+        "tags",
+        "tagcloud",
+        "dateline",
+        "timestamp",
+    )
+    # photo captions and credits ("Mike Blake/Reuters files") and the title a video player shows over its frame;
+    # caption_tags: the elements that are a caption whatever their class
+    caption: tuple[str, ...] = ("caption", "captions", "figcaption", "credit", "credits", "player")
+    caption_tags: tuple[str, ...] = ("figcaption",)
+    # A block of at most max_promo_chars characters holding one of these phrases (lower case) is a call to
+    # action ("Do you want to be informed of our actions? Sign up here"): signup_or_consent, left out on its own.
+    # An empty list turns the rule off.
+    max_promo_chars: int = 160
+    promo_phrases: tuple[str, ...] = (
+        "sign up",
+        "subscribe to our",
+        "our newsletter",
+        "push notifications",
+        "download our app",
+        "follow us on",
+        "the latest news",
+        "straight to your",
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_left_out_share < 1:
@@ -135,6 +201,14 @@ class MainContentConfig:
             raise ValueError(
                 f"main_content.max_block_link_density must be in [0, 1] or null, got {self.max_block_link_density}"
             )
+        if self.max_promo_chars < 1:
+            raise ValueError(f"main_content.max_promo_chars must be >= 1, got {self.max_promo_chars}")
+        for phrase in self.promo_phrases:
+            if phrase != phrase.lower() or not phrase.strip():
+                raise ValueError(f"main_content.promo_phrases: {phrase!r} must be non-empty lower-case text")
+        for tag in self.caption_tags:
+            if tag not in REGION_TAGS:
+                raise ValueError(f"main_content.caption_tags: {tag!r} is not one of {sorted(REGION_TAGS)}")
         seen: dict[str, str] = {}
         for reason in _WORD_REASONS:
             for word in getattr(self, reason):
@@ -171,7 +245,9 @@ class Regions:
         return main, frozenset(protected)
 
     def label(self, node) -> Label | None:
-        """The label the element's class or id words give, or None."""
+        """The label the element's tag (``caption_tags``) or class or id words give, or None."""
+        if node.tag in self.cfg.caption_tags:
+            return "caption", f"<{node.tag}>"
         attrs = node.attrs  # looks attributes up one by one, without building the whole dict
         for name in ("class", "id"):
             value = attrs.get(name)

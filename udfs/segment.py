@@ -54,7 +54,17 @@ from selectolax.lexbor import LexborHTMLParser
 from udfs import ids
 from udfs.decontam import Decontamination, EvalSet
 from udfs.filters import BoilerplateConfig, GopherConfig, SegmentView, language_codes, load_resources, measure
-from udfs.main_content import LINK_LIST, NOT_MAIN_CONTENT, REGION_TAGS, Label, MainContentConfig, regions, verdict
+from udfs.main_content import (
+    BLOCK_RULE,
+    LINK_LIST,
+    NOT_MAIN_CONTENT,
+    PROMO,
+    REGION_TAGS,
+    Label,
+    MainContentConfig,
+    regions,
+    verdict,
+)
 from udfs.pii import PLACEHOLDERS, mask_pii
 from udfs.text import REPLACEMENT_CHAR, clean_text, normalize_for_dedup
 
@@ -386,9 +396,9 @@ def _left_out_sections(nodes: list[_Node], blocks: list[_Block], cfg: SegmentCon
         if not node.level:
             continue
         span = [b for i, b in enumerate(blocks[node.start + 1 : node.end], node.start + 1) if not taken[i]]
-        # A link list only leaves its own block out: a section of prose and a list keeps its prose (a section
-        # of nothing but link lists is one).
-        judged = [b for b in span if not (b.region and b.region[1].startswith(LINK_LIST))]
+        # A link list or a call to action only leaves its own block out: a section of prose and a list keeps
+        # its prose (a section of nothing but link lists is one).
+        judged = [b for b in span if not (b.region and b.region[1].startswith(BLOCK_RULE))]
         if not any(b.region is None and b.text for b in judged):
             judged = span
         chars: dict[str | None, int] = {
@@ -597,6 +607,22 @@ def _blocks(html: str, cfg: SegmentConfig, deadline: float) -> list[_Block]:
     return writer.blocks
 
 
+def _block_label(text: str, link_chars: int, mc: MainContentConfig) -> Label | None:
+    """The label a block's own text gives (jusText-style block rules), or None."""
+    # A list of links to elsewhere, whatever its markup; one line ("Source code: Lib/json.py") is not a list.
+    if link_chars and mc.max_block_link_density is not None and "\n" in text:
+        density = link_chars / max(1, len(text) - sum(map(text.count, " \n")))
+        if density > mc.max_block_link_density:
+            return "related_links", f"{LINK_LIST}{min(1.0, density):.2f}"
+    # A short call to action ("Do you want to be informed of our actions? Sign up here") inside the article.
+    if len(text) <= mc.max_promo_chars and mc.promo_phrases:
+        lower = text.lower()
+        for phrase in mc.promo_phrases:
+            if phrase in lower:
+                return "signup_or_consent", PROMO + phrase
+    return None
+
+
 def _is_boilerplate(node, tag: str, in_sectioning: bool) -> bool:
     if tag in _SKIP_TAGS or (tag in _PAGE_CHROME_TAGS and not in_sectioning):
         return True
@@ -695,10 +721,7 @@ class _BlockWriter:
         link_chars = self._link_chars if not level else 0
         label = self._label
         mc = self._cfg.main_content
-        # A list of links to elsewhere, whatever its markup; one line ("Source code: Lib/json.py") is not a list.
-        if label is None and link_chars and mc.enabled and mc.max_block_link_density is not None and "\n" in text:
-            density = link_chars / max(1, len(text) - sum(map(text.count, " \n")))
-            if density > mc.max_block_link_density:
-                label = ("related_links", f"{LINK_LIST}{min(1.0, density):.2f}")
+        if label is None and not level and mc.enabled:
+            label = _block_label(text, link_chars, mc)
         self.blocks.append(_Block(level, text, link_chars, pii, replacement_chars, label))
         self._link_chars = 0

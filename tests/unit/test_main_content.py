@@ -127,6 +127,9 @@ def test_every_reason_is_registered_and_each_list_is_tunable():
         ({"sidebar": ["share"]}, "listed under share_bar"),
         ({"max_left_out_share": 1.0}, "max_left_out_share"),
         ({"max_block_link_density": 1.5}, "max_block_link_density"),
+        ({"max_promo_chars": 0}, "max_promo_chars"),
+        ({"promo_phrases": ["Sign up"]}, "promo_phrases"),
+        ({"caption_tags": ["span"]}, "caption_tags"),
     ],
 )
 def test_bad_main_content_settings_are_errors_naming_the_key(raw, message):
@@ -145,3 +148,48 @@ def test_an_id_named_after_its_heading_is_an_anchor_not_a_region():
     assert rows(docs)["Cookie Objects"][:2] == ("ok", None)
     thread = f'<div id="comments"><h2>12 thoughts on Heaps</h2><p>{COMMENT}</p></div>'
     assert rows(thread)["12 thoughts on Heaps"][:2] == ("dropped", "comments")
+
+
+def test_a_figcaption_or_credit_in_the_article_is_left_out_as_caption_and_the_prose_stays():
+    credit = "Mike Blake/Reuters files"
+    for markup, matched in (
+        (f"<figure><img src=x.jpg><figcaption>{credit}</figcaption></figure>", "<figcaption>"),
+        (f'<div class="summary-credit"><p>{credit}</p></div>', "class~=credit"),
+    ):
+        (c,) = [c for c in segment_document(article(markup), CFG) if c.header == "Pushing"]
+        assert (c.status, c.text) == ("ok", PUSH)
+        assert c.measurements["main_content_v1"] == {"left_out_chars": {"caption": len(credit)}}
+        (row,) = [c for c in segment_document(f"<h2>Photo</h2>{markup}", CFG) if c.header == "Photo"]
+        assert (row.status, row.reason) == ("dropped", "caption")
+        assert row.measurements["main_content_v1"]["matched"] == matched
+
+
+def test_dates_and_disclosures_get_their_reasons():
+    page = article(
+        '<div class="metaline"><p>11 Jan 2019</p></div>'
+        '<section class="editorial-disclosure"><p>This post contains references to products.</p></section>'
+    )
+    (c,) = [c for c in segment_document(page, CFG) if c.header == "Pushing"]
+    assert (c.status, c.text) == ("ok", PUSH)
+    assert set(c.measurements["main_content_v1"]["left_out_chars"]) == {"page_metadata", "advertising"}
+
+
+def test_a_short_call_to_action_block_is_left_out_on_its_own():
+    promo = "Do you want to be informed of our actions? Sign up here"
+    page = article(f"<p><i>{promo}</i></p><p>{PROSE}</p>")
+    (c,) = [c for c in segment_document(page, CFG) if c.header == "Pushing"]
+    assert c.status == "ok" and promo not in c.text and c.text.endswith(PROSE)
+    assert c.measurements["main_content_v1"] == {"left_out_chars": {"signup_or_consent": len(promo)}}
+    # A section of nothing else is dropped with the block's reason and evidence.
+    (row,) = segment_document(f"<h2>Stay informed</h2><p>{promo}</p>", CFG)
+    assert (row.status, row.reason) == ("dropped", "signup_or_consent")
+    assert row.measurements["main_content_v1"]["matched"] == "block phrase=sign up"
+    # A long paragraph that mentions signing up is prose, not a call to action.
+    long = PROSE + " Users sign up with an email address and then " + PUSH
+    (kept,) = [c for c in segment_document(article(f"<p>{long}</p>"), CFG) if c.header == "Pushing"]
+    assert long in kept.text and "main_content_v1" not in kept.measurements
+    # Nor is a short line that only shares a word with one (the Python docs' imaplib: IMAP4.subscribe).
+    docs = f"<h2>IMAP4.subscribe(mailbox)</h2><p>Subscribe to new mailbox.</p><p>{PROSE}</p>"
+    assert rows(docs)["IMAP4.subscribe(mailbox)"] == ("ok", None, None)
+    off = dataclasses.replace(CFG, main_content=MainContentConfig(promo_phrases=()))
+    assert rows(f"<h2>Stay informed</h2><p>{promo}</p>", off)["Stay informed"][:2] == ("ok", None)
