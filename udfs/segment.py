@@ -6,7 +6,11 @@ subtrees of lower-level headers. So:
 1. the page body is flattened into blocks (paragraphs, list items, ``<pre>`` code, headers),
    dropping boilerplate such as scripts, navigation, banners, sidebars and forms. Every block's
    text is normalised (``udfs.text.clean_text``) and has its personal data masked
-   (``udfs.pii.mask_pii``), so all later steps see the text that is kept;
+   (``udfs.pii.mask_pii``), so all later steps see the text that is kept. Blocks outside the page's main
+   content (comment threads, related links, share bars, footers, sidebars, ...) carry a label
+   (``udfs.main_content``): a section that is mostly such blocks becomes one ``dropped`` row with the label's
+   reason (``comments``, ``related_links``, ...) and its ``main_content_v1`` measurements, and no kept text
+   holds a labelled block;
 2. each header h<k> owns every block up to the next header of level <= k (``html_to_sections``);
 3. each section becomes one ``SegmentCandidate`` whose ``text`` is the section *body*: everything
    under the header, including sub-header lines, but not the header line itself (the header is a
@@ -40,7 +44,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import repeat
 from typing import Any, Literal
 
@@ -50,6 +54,17 @@ from selectolax.lexbor import LexborHTMLParser
 from udfs import ids
 from udfs.decontam import Decontamination, EvalSet
 from udfs.filters import BoilerplateConfig, GopherConfig, SegmentView, language_codes, load_resources, measure
+from udfs.main_content import (
+    BLOCK_RULE,
+    LINK_LIST,
+    NOT_MAIN_CONTENT,
+    PROMO,
+    REGION_TAGS,
+    Label,
+    MainContentConfig,
+    regions,
+    verdict,
+)
 from udfs.pii import PLACEHOLDERS, mask_pii
 from udfs.text import REPLACEMENT_CHAR, clean_text, normalize_for_dedup
 
@@ -85,6 +100,7 @@ class SegmentConfig:
     language_threshold: float = 0.5  # py3langid probability of a kept language
     gopher: GopherConfig = field(default_factory=GopherConfig)
     boilerplate: BoilerplateConfig = field(default_factory=BoilerplateConfig)
+    main_content: MainContentConfig = field(default_factory=MainContentConfig)  # see udfs.main_content
     mask_pii: bool = True
     phone_region: str = "US"  # how phone numbers without a +country prefix are read
     decontamination: tuple[EvalSet, ...] = ()
@@ -170,15 +186,21 @@ class DocumentTooComplex(Exception):
 def extract_blocks(html: str, cfg: SegmentConfig | None = None) -> list[tuple[int, str]]:
     """The page's main content as (level, text) blocks: 1..6 for headers, 0 for other text (step 1 above)."""
     cfg = cfg or SegmentConfig()
-    return [(b.level, b.text) for b in _blocks(html, cfg, time.monotonic() + cfg.parse_timeout_s)]
+    blocks = _blocks(html, cfg, time.monotonic() + cfg.parse_timeout_s)
+    _left_out_sections(_section_tree(blocks), blocks, cfg)
+    return [(b.level, b.text) for b in blocks if b.region is None]
 
 
 def html_to_sections(html: str, cfg: SegmentConfig | None = None) -> list[Section]:
-    """Split a document into one section per header (see the module docstring)."""
+    """Split a document's main content into one section per header (see the module docstring)."""
     cfg = cfg or SegmentConfig()
     blocks = _blocks(html, cfg, time.monotonic() + cfg.parse_timeout_s)
+    nodes = _section_tree(blocks)
+    left_out = _left_out_sections(nodes, blocks, cfg)
     sections = []
-    for node in _section_tree(blocks):
+    for node in nodes:
+        if node.index in left_out:
+            continue
         body = _join(blocks[node.start + 1 : node.end]).text
         sections.append(
             Section(
@@ -206,10 +228,14 @@ def segment_document(html: str, cfg: SegmentConfig) -> list[SegmentCandidate]:
         if bad > cfg.max_replacement_fraction * max(1, sum(len(b.text) + b.replacement_chars for b in blocks)):
             return [_document_dropped("too_many_replacement_chars")]
         nodes = _section_tree(blocks)
+        left_out = _left_out_sections(nodes, blocks, cfg)
         bodies = [_join(blocks[n.start + 1 : n.end]) for n in nodes]
         candidates = []
         for node, body in zip(nodes, bodies):
             _check_deadline(deadline)
+            if node.index in left_out:
+                candidates.append(left_out[node.index])
+                continue
             parts = [body]
             if len(body.text) > cfg.max_chars and cfg.split_long != "off" and node.level:
                 parts = [_join(p) for p in _split(node, nodes, bodies, blocks, cfg)] or parts
@@ -261,6 +287,8 @@ def _row(doc_id: str, url: str, c: SegmentCandidate) -> dict[str, Any]:
 def _judge(node: _Node, part: int, body: _Text, cfg: SegmentConfig) -> SegmentCandidate:
     reason, measurements = measure(SegmentView(node.header, body.text, body.link_chars), cfg)
     measurements["pii_v1"] = dict(zip(PLACEHOLDERS, body.pii))
+    if body.left_out:  # only then: a section with nothing left out keeps the measurements it always had
+        measurements["main_content_v1"] = {"left_out_chars": body.left_out}
     if node.level == 0:
         reason = "no_header"
     return SegmentCandidate(
@@ -287,6 +315,7 @@ class _Block:
     link_chars: int = 0  # non-space characters inside <a> elements
     pii: tuple[int, ...] = (0, 0, 0, 0)  # masked items per PLACEHOLDERS kind
     replacement_chars: int = 0  # U+FFFD removed by cleaning
+    region: Label | None = None  # set when outside the main content (udfs.main_content): left out of every text
 
 
 @dataclass(frozen=True)
@@ -296,6 +325,7 @@ class _Text:
     text: str
     link_chars: int
     pii: tuple[int, ...]
+    left_out: dict[str, int]  # characters of the blocks outside the main content, by reason; not in ``text``
 
 
 @dataclass(frozen=True)
@@ -333,10 +363,76 @@ def _section_tree(blocks: list[_Block]) -> list[_Node]:
     ]
 
 
-def _join(blocks: list[_Block]) -> _Text:
+def _join(blocks: list[_Block], left_out_too: bool = False) -> _Text:
+    """The main-content blocks (or, ``left_out_too``, all) joined by blank lines."""
+    left_out = {} if left_out_too else _left_out_chars(blocks)
+    blocks = [b for b in blocks if left_out_too or b.region is None]
     texts = [b.text for b in blocks if b.text]
     pii = tuple(map(sum, zip(*(b.pii for b in blocks)))) if blocks else (0,) * len(PLACEHOLDERS)
-    return _Text("\n\n".join(texts), sum(b.link_chars for b in blocks), pii)
+    return _Text("\n\n".join(texts), sum(b.link_chars for b in blocks), pii, left_out)
+
+
+def _left_out_chars(blocks: list[_Block]) -> dict[str, int]:
+    """Characters of the blocks outside the main content, by reason."""
+    chars: dict[str, int] = {}
+    for b in blocks:
+        if b.region is not None:
+            chars[b.region[0]] = chars.get(b.region[0], 0) + len(b.text)
+    return chars
+
+
+def _left_out_sections(nodes: list[_Node], blocks: list[_Block], cfg: SegmentConfig) -> dict[int, SegmentCandidate]:
+    """The dropped candidate of each section outside the main content (``udfs.main_content.verdict``), by index.
+
+    Sub-sections are judged before their parents, and a left-out one's blocks all get its label (in
+    ``blocks``, in place) so that no parent's text keeps them and a parent is judged on the rest.
+    """
+    left_out: dict[int, SegmentCandidate] = {}
+    mc = cfg.main_content
+    if not mc.enabled:
+        return left_out
+    taken = [False] * len(blocks)  # in a left-out sub-section: judged there, not again in its parents
+    for node in reversed(nodes):
+        if not node.level:
+            continue
+        span = [b for i, b in enumerate(blocks[node.start + 1 : node.end], node.start + 1) if not taken[i]]
+        # A link list or a call to action only leaves its own block out: a section of prose and a list keeps
+        # its prose (a section of nothing but link lists is one).
+        judged = [b for b in span if not (b.region and b.region[1].startswith(BLOCK_RULE))]
+        if not any(b.region is None and b.text for b in judged):
+            judged = span
+        chars: dict[str | None, int] = {
+            **_left_out_chars(judged),
+            None: sum(len(b.text) for b in judged if not b.region),
+        }
+        header = blocks[node.start].region
+        reason = verdict(chars, header, mc.max_left_out_share)
+        if reason is None:
+            continue
+        body = _join(span, left_out_too=True)
+        evidence = (
+            header
+            if header and header[0] == reason
+            else next(b.region for b in span if b.region and b.region[0] == reason)
+        )
+        visible = len(body.text) - sum(map(body.text.count, " \n"))
+        measurements = {
+            "main_content_v1": {
+                "matched": evidence[1],
+                "main_chars": chars.pop(None),
+                "left_out_chars": chars,
+                "link_density": round(min(1.0, body.link_chars / visible), 4) if visible else 0.0,
+            }
+        }
+        left_out[node.index] = SegmentCandidate(
+            node.index, 0, node.level, node.header, body.text, "dropped", reason, measurements
+        )
+        label = (reason, evidence[1])
+        for i in range(node.start, node.end):
+            taken[i] = True
+            if blocks[i].region is None:
+                blocks[i] = replace(blocks[i], region=label)
+    return left_out
 
 
 def _split(
@@ -370,8 +466,8 @@ def _split(
 
 
 def _size(blocks: list[_Block]) -> int:
-    """len() of the blocks joined by blank lines."""
-    texts = [len(b.text) for b in blocks if b.text]
+    """len() of the main-content blocks joined by blank lines."""
+    texts = [len(b.text) for b in blocks if b.text and b.region is None]
     return sum(texts) + 2 * (len(texts) - 1) if texts else 0
 
 
@@ -461,19 +557,27 @@ def _blocks(html: str, cfg: SegmentConfig, deadline: float) -> list[_Block]:
     """Flatten the body into blocks: level 1..6 for headers, 0 for other text."""
     if _estimated_depth(html, cfg.max_depth * _ESTIMATE_SLACK) > cfg.max_depth * _ESTIMATE_SLACK:
         raise DocumentTooComplex("too_deep")
-    body = LexborHTMLParser(html).body
+    tree = LexborHTMLParser(html)
+    body = tree.body
     writer = _BlockWriter(cfg)
+    labels = regions(cfg.main_content) if cfg.main_content.enabled else None
+    main, protected = labels.anchors(tree) if labels and body is not None else (None, frozenset())
+    outside: Label | None = (NOT_MAIN_CONTENT, "outside <main>") if main is not None else None
     # Iterative depth-first walk: malformed pages nest deeper than Python's recursion limit. An element
-    # is pushed twice: to enter it (its node) and to leave it (its tag, read once on entering).
-    stack = [(body, False, False, 0)] if body is not None else []  # (node or tag, leaving, in_sectioning, depth)
+    # is pushed twice: to enter it (its node) and to leave it (its tag, read once on entering; with the
+    # label around it, given back on leaving).
+    # (node or tag, leaving, in_sectioning, depth, label)
+    stack = [(body, False, False, 0, outside)] if body is not None else []
+    writer.label(outside)
     walked = 0
     while stack:
-        node, leaving, in_sectioning, depth = stack.pop()
+        node, leaving, in_sectioning, depth, label = stack.pop()
         walked += 1
         if walked % _DEADLINE_EVERY == 0:
             _check_deadline(deadline)
         if leaving:
             writer.close(node)
+            writer.label(label)
             continue
         tag = node.tag
         if tag == "-text":
@@ -485,14 +589,38 @@ def _blocks(html: str, cfg: SegmentConfig, deadline: float) -> list[_Block]:
         else:
             if depth >= cfg.max_depth:
                 raise DocumentTooComplex("too_deep")
+            own = label
+            if labels is not None and tag in REGION_TAGS and depth:  # <body> holds everything
+                mem_id = node.mem_id
+                if mem_id == main:
+                    own = None
+                elif mem_id not in protected:
+                    own = labels.label(node) or label
+                writer.label(own)
             writer.open(tag)
-            stack.append((tag, True, in_sectioning, depth))
+            stack.append((tag, True, in_sectioning, depth, label))
             children = list(node.iter(include_text=True))
             children.reverse()
             inner = in_sectioning or tag in _SECTIONING_TAGS
-            stack.extend(zip(children, repeat(False), repeat(inner), repeat(depth + 1)))
+            stack.extend(zip(children, repeat(False), repeat(inner), repeat(depth + 1), repeat(own)))
     writer.paragraph()
     return writer.blocks
+
+
+def _block_label(text: str, link_chars: int, mc: MainContentConfig) -> Label | None:
+    """The label a block's own text gives (jusText-style block rules), or None."""
+    # A list of links to elsewhere, whatever its markup; one line ("Source code: Lib/json.py") is not a list.
+    if link_chars and mc.max_block_link_density is not None and "\n" in text:
+        density = link_chars / max(1, len(text) - sum(map(text.count, " \n")))
+        if density > mc.max_block_link_density:
+            return "related_links", f"{LINK_LIST}{min(1.0, density):.2f}"
+    # A short call to action ("Do you want to be informed of our actions? Sign up here") inside the article.
+    if len(text) <= mc.max_promo_chars and mc.promo_phrases:
+        lower = text.lower()
+        for phrase in mc.promo_phrases:
+            if phrase in lower:
+                return "signup_or_consent", PROMO + phrase
+    return None
 
 
 def _is_boilerplate(node, tag: str, in_sectioning: bool) -> bool:
@@ -514,6 +642,13 @@ class _BlockWriter:
         self._heading_depth = 0  # a heading can contain another one (<h2><div><h3>); the outer wins
         self._link_depth = 0
         self._link_chars = 0  # in the block being built
+        self._label: Label | None = None  # of the text being collected (udfs.main_content)
+
+    def label(self, label: Label | None) -> None:
+        """Text from here on is outside the main content (a label) or in it (None); a change ends the block."""
+        if label != self._label:
+            self.paragraph()
+            self._label = label
 
     def text(self, value: str) -> None:
         self._inline.append(value)
@@ -583,5 +718,10 @@ class _BlockWriter:
         if self._cfg.mask_pii:
             masked = mask_pii(text, self._cfg.phone_region)
             text, pii = masked.text, tuple(masked.counts.values())
-        self.blocks.append(_Block(level, text, self._link_chars if not level else 0, pii, replacement_chars))
+        link_chars = self._link_chars if not level else 0
+        label = self._label
+        mc = self._cfg.main_content
+        if label is None and not level and mc.enabled:
+            label = _block_label(text, link_chars, mc)
+        self.blocks.append(_Block(level, text, link_chars, pii, replacement_chars, label))
         self._link_chars = 0

@@ -16,6 +16,7 @@ from deltalake import DeltaTable
 from jobs.augment import main
 from tests.conftest import ROOT, SAMPLE_PAGES as PAGES, SAMPLE_SEED, sample_pages, write_warc
 from training.data import Example, examples_sha256, read_seed
+from udfs.main_content import MAIN_CONTENT_REASONS
 
 pytestmark = pytest.mark.slow
 
@@ -116,6 +117,7 @@ def test_segments_follow_the_papers_rules(first_run):
         "wrong_language",
         "high_link_density",
         "boilerplate_lines",
+        *MAIN_CONTENT_REASONS,
     }
     assert ok["measurements"].map(json.loads).map(bool).all() and set(ok["lang"]) == {"en"}
     assert ok["text_hash"].is_unique  # exact dedup

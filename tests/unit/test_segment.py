@@ -385,7 +385,8 @@ def test_non_english_page_is_dropped():
 def test_navigation_only_page_is_dropped():
     links = "".join(f'<li><a href="/p/{i}">Product number {i} in the catalogue</a></li>' for i in range(40))
     (c,) = segment_document(f"<h2>Our products</h2><ul>{links}</ul>", SegmentConfig())
-    assert c.reason == "high_link_density" and c.measurements["boilerplate_v1"]["link_density"] == 1.0
+    # A list of links and nothing else is outside the main content (udfs.main_content's link lists).
+    assert c.reason == "related_links" and c.measurements["main_content_v1"]["link_density"] == 1.0
 
 
 def test_repeated_sentences_page_is_dropped():
