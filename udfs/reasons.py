@@ -58,6 +58,18 @@ REASONS: tuple[Reason, ...] = (
         "more than segment.max_replacement_fraction of the text is U+FFFD (undecodable bytes)",
     ),
     Reason("no_header", "dropped", ("segments",), "text under no header (a page without headers: its one row)"),
+    # segment: outside the main content (udfs.main_content; a section mostly made of such blocks, with the
+    # matched class/id word or block rule in measurements.main_content_v1)
+    Reason("comments", "dropped", ("segments",), "a comment thread"),
+    Reason("related_links", "dropped", ("segments",), "related or recommended links, or a block mostly of link text"),
+    Reason("share_bar", "dropped", ("segments",), "social sharing buttons"),
+    Reason("page_footer", "dropped", ("segments",), "the page's footer"),
+    Reason("sidebar", "dropped", ("segments",), "a sidebar or widget area"),
+    Reason("signup_or_consent", "dropped", ("segments",), "newsletter, registration, cookie or call-to-action box"),
+    Reason("page_metadata", "dropped", ("segments",), "byline, author box, dates, tags"),
+    Reason("advertising", "dropped", ("segments",), "advertisements, sponsored or affiliate blocks"),
+    Reason("caption", "dropped", ("segments",), "figure captions, photo credits, player overlays"),
+    Reason("not_main_content", "dropped", ("segments",), "outside the page's one <main> (or role=main) element"),
     # segment: the filters (udfs.filters), in the order they run
     Reason("too_short", "dropped", ("segments",), "fewer than segment.min_chars characters"),
     Reason("too_long", "dropped", ("segments",), "more than segment.max_chars and nothing left to split off"),

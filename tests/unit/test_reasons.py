@@ -52,6 +52,9 @@ def test_every_code_the_filters_and_segmenter_write_is_registered():
         "udfs/filters.py", r'"(gopher_[a-z_]+)"'
     )
     written |= _literals("udfs/segment.py", r'(?:DocumentTooComplex|_document_dropped)\("([a-z_]+)"\)')
+    from udfs.main_content import MAIN_CONTENT_REASONS
+
+    written |= set(MAIN_CONTENT_REASONS)
     assert {"too_deep", "parse_timeout", "gopher_enough_stop_words", "high_link_density"} <= written
     missing = sorted(c for c in written if reasons.lookup("segments", f"dropped:{c}") is None)
     assert not missing, missing
