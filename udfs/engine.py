@@ -44,16 +44,16 @@ class EngineConfig:
     # auto: bfloat16 where the device computes it natively, else float32 on CPU, float16 on older GPUs
     # (udfs.hardware.choose_dtype, decided on the machine that serves).
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    max_model_len: int = 4096
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
+    max_model_len: int = 4096  # context length served; a longer prompt is cut or dropped (overflow)
+    tensor_parallel_size: int = 1  # GPUs one engine spans
+    gpu_memory_utilization: float = 0.9  # share of each GPU's memory vLLM may take
     # The KV cache on CPU (null: cpu_memory_plan's, the same tokens whatever the dtype; vLLM would otherwise
     # reserve most of RAM); on GPUs the cache is what gpu_memory_utilization leaves after the weights, and this
     # stays null.
     kv_cache_memory_bytes: int | None = None
-    enforce_eager: bool = False
-    enable_prefix_caching: bool = True
-    max_num_seqs: int = 256
+    enforce_eager: bool = False  # true: no CUDA graphs (slower, starts faster)
+    enable_prefix_caching: bool = True  # the judge's rubric is prefilled once per batch
+    max_num_seqs: int = 256  # sequences vLLM batches at once
     # None: vLLM's default. False on CPU: vLLM-CPU cannot rewind a seeded request's random generator after
     # a partial prefill ("CPU Generator does not use offset"), and per-row seeds are what make retries exact.
     enable_chunked_prefill: bool | None = None
@@ -96,9 +96,9 @@ class EngineConfig:
 class SamplingConfig:
     """Sampling for one stage (paper, self-augmentation: nucleus sampling, T=0.7, top_p=0.9)."""
 
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_tokens: int = 256
+    temperature: float = 0.7  # 0: greedy
+    top_p: float = 0.9  # nucleus sampling's probability mass
+    max_tokens: int = 256  # generated tokens at most; a longer output is cut (finish_reason length)
     # vLLM's repetition penalty (1.0: none). Small models loop ("The answer is: ... The answer is: ...") until
     # max_tokens; above 1.0 tokens already in the prompt or the output are made less likely (copying too).
     repetition_penalty: float = 1.0

@@ -102,13 +102,14 @@ class MainContentConfig:
     must equal a listed one. An empty list turns a reason off; ``enabled: false`` turns the detector off.
     """
 
-    enabled: bool = True
+    enabled: bool = True  # false: no main-content detection (every section is judged as before)
     outside_main: bool = True  # with one <main>/role=main on the page, what is outside it is not_main_content
     max_left_out_share: float = 0.5  # a section whose body is more than this share labelled is left out
     # a block of several lines (a list, a table, a paragraph with line breaks) whose visible characters are
     # more than this share link text is a related_links block wherever it stands (jusText's link density);
     # null: off
     max_block_link_density: float | None = 0.5
+    # class/id words of a comment thread (comments)
     comments: tuple[str, ...] = (
         "comment",
         "comments",
@@ -119,6 +120,7 @@ class MainContentConfig:
         "kommentare",
         "discussion",
     )
+    # class/id words of related or recommended links (related_links)
     related_links: tuple[str, ...] = (
         "related",
         "relatedposts",
@@ -133,10 +135,13 @@ class MainContentConfig:
         "pagination",
         "morestories",
     )
+    # class/id words of sharing buttons (share_bar)
     share_bar: tuple[str, ...] = ("share", "sharing", "sharedaddy", "social", "addthis", "shariff", "sharebar")
+    # class/id words of the page's footer (page_footer)
     page_footer: tuple[str, ...] = ("footer", "prefooter", "subfooter", "colophon", "copyright")
     # not "widget": Blogger and Elementor wrap the post itself in "widget" elements
     sidebar: tuple[str, ...] = ("sidebar", "widgets", "widgetcontainer", "widgetarea", "rail", "aside")
+    # class/id words of ads, sponsored or affiliate blocks (advertising)
     advertising: tuple[str, ...] = (
         "ad",
         "ads",
@@ -147,6 +152,7 @@ class MainContentConfig:
         "disclosure",
         "affiliate",
     )
+    # class/id words of newsletter, registration, cookie boxes (signup_or_consent)
     signup_or_consent: tuple[str, ...] = (
         "newsletter",
         "subscribe",
@@ -162,6 +168,7 @@ class MainContentConfig:
         "cta",
         "promo",
     )
+    # class/id words of bylines, author boxes, dates, tags (page_metadata)
     page_metadata: tuple[str, ...] = (
         "byline",
         "author",
@@ -178,11 +185,12 @@ class MainContentConfig:
     # photo captions and credits ("Mike Blake/Reuters files") and the title a video player shows over its frame;
     # caption_tags: the elements that are a caption whatever their class
     caption: tuple[str, ...] = ("caption", "captions", "figcaption", "credit", "credits", "player")
-    caption_tags: tuple[str, ...] = ("figcaption",)
+    caption_tags: tuple[str, ...] = ("figcaption",)  # tags that are a caption whatever their class (caption)
     # A block of at most max_promo_chars characters holding one of these phrases (lower case) is a call to
     # action ("Do you want to be informed of our actions? Sign up here"): signup_or_consent, left out on its own.
     # An empty list turns the rule off.
     max_promo_chars: int = 160
+    # phrases that make a short block a call to action (signup_or_consent)
     promo_phrases: tuple[str, ...] = (
         "sign up",
         "subscribe to our",

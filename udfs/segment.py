@@ -73,8 +73,9 @@ from udfs.text import REPLACEMENT_CHAR, clean_text, normalize_for_dedup
 class SegmentConfig:
     """Segmentation and filter settings; defaults follow the paper, marked (ours) where it is silent."""
 
-    min_chars: int = 600
-    max_chars: int = 3000
+    min_chars: int = 600  # shorter segments are dropped (too_short)
+    max_chars: int = 3000  # longer sections are split (split_long), or dropped as too_long
+    # lower-cased headers that mark navigation (navigation_header)
     navigation_headers: tuple[str, ...] = (
         "advertisement",
         "forum",
@@ -95,16 +96,17 @@ class SegmentConfig:
     max_depth: int = 512  # element nesting; real pages stay under ~100
     parse_timeout_s: float = 10.0  # per document: extraction, splitting and filters
     max_replacement_fraction: float = 0.01  # U+FFFD per extracted character
-    split_long: Literal["subheaders", "paragraphs", "off"] = "subheaders"
+    split_long: Literal["subheaders", "paragraphs", "off"] = "subheaders"  # how a section over max_chars is cut
     languages: tuple[str, ...] = ("en",)  # ISO 639-1 codes to keep; empty: keep all (still measured)
     language_threshold: float = 0.5  # py3langid probability of a kept language
     gopher: GopherConfig = field(default_factory=GopherConfig)
     boilerplate: BoilerplateConfig = field(default_factory=BoilerplateConfig)
     main_content: MainContentConfig = field(default_factory=MainContentConfig)  # see udfs.main_content
-    mask_pii: bool = True
+    mask_pii: bool = True  # e-mails, phone numbers, public IPs and card numbers masked (udfs.pii)
     phone_region: str = "US"  # how phone numbers without a +country prefix are read
+    # evaluation prompt files: overlapping text is dropped (eval_overlap:<set>)
     decontamination: tuple[EvalSet, ...] = ()
-    decontamination_ngram: int = 13
+    decontamination_ngram: int = 13  # words of an n-gram shared with an evaluation prompt
     decontamination_min_words: int = 5  # shorter evaluation prompts are ignored
 
     def __post_init__(self) -> None:
