@@ -22,8 +22,10 @@ ADAPTER = ast.parse((ROOT / "udfs/vllm_engine.py").read_text())
 
 
 def gpu_pin() -> Requirement:
-    (requirement,) = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
-    return Requirement(requirement)
+    """The gpu extra's vllm requirement (the extra also brings what GPU training needs)."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+    (vllm,) = [r for r in map(Requirement, extra) if r.name == "vllm"]
+    return vllm
 
 
 def keywords_of(callee: str) -> set[str]:
