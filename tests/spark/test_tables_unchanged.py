@@ -6,8 +6,10 @@ training recorded its steps rule (both change the scores and the model ids), and
 added config keys (model ids hash the whole training config) and columns (documents.length without html,
 scores.cascade_probability, curated.rewrite_id). Re-recorded once more when the run moved to a process of its own
 with one torch thread (below), and when model ids came to hash only the recipe in training_meta.json (below); and
-when ``optim.precision: auto`` came to follow the CPU (issue 23): this AVX-512 BF16 CPU now trains in bf16 autocast,
-and a model id hashes the resolved precision (only the model tables changed).
+when a model id came to hash the resolved training precision instead of ``auto`` (issue 23: ``optim.precision:
+auto`` follows the CPU; the tiny model's recipes pin fp32, so its ids are the same on every CPU). Only the model
+tables changed: their rows, columns, statuses and reasons are as before, their ids (and so seeds, text and
+expected scores) are new; the corpus tables are unchanged.
 
 The run: four sample pages through ingest, segment, models, augment, curate and train (one iteration), into a
 fixed directory, so that the documents' source paths are the same on every run. Per table the digest holds
