@@ -161,7 +161,7 @@ def judge_prefix_caching(model: str, engine: EngineConfig, texts: list[str]) -> 
 
 def dtype_comparison(model: str, engine: EngineConfig, texts: list[str], sampling: SamplingConfig) -> None:
     """Augment prompts per second in bfloat16, float32 and auto (what ``choose_dtype`` picks on this CPU)."""
-    device = this_device("cpu")
+    device = this_device()
     flags = sorted(device.cpu_flags & (NATIVE_BF16_FLAGS | {"avx2", "avx512f", "amx_tile"}))
     print(
         f"CPU flags: {' '.join(flags) or 'none of avx2/avx512f/avx512_bf16/amx'}; auto: "

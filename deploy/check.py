@@ -30,7 +30,7 @@ import yaml
 
 from jobs.config import load_pipeline_config
 from jobs.stages import STAGE_NAMES, schedule
-from jobs.stages.base import PROFILE_MIN_SPARK, version_tuple
+from training.spark_profiles import PROFILE_MIN_SPARK, version_tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 DAG = ROOT / "deploy/airflow/humpback_dag.py"

@@ -31,7 +31,6 @@ from jobs.stages import BY_NAME, STAGE_NAMES, Context, MissingInput, active, for
 from jobs.storage import Storage
 from jobs.summary import record_failure, summarize, table_versions
 from udfs.config import ConfigError, to_dict
-from udfs.hardware import this_device
 from udfs.redact import redact
 
 CORPUS_STAGES = frozenset({"ingest", "segment"})  # the stages that use no model
@@ -106,10 +105,9 @@ def run(args: argparse.Namespace, cfg, iterations: list[int], logs: console.RunL
     order = schedule(stages, iterations)
     dtype = None
     if set(stages) - CORPUS_STAGES:  # a stage that serves or trains a model
-        import torch  # the driver has it already (training); only to tell a GPU machine from a CPU one
+        from training.train import torch_device  # the driver trains: torch is loaded anyway
 
-        device = this_device("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = dtype_line(cfg.engine.dtype, spark.sparkContext.master, device)
+        dtype = dtype_line(cfg.engine.dtype, spark.sparkContext.master, torch_device())
         log.info(dtype)
     if args.dry_run:
         plan = redact(make_plan(ctx, order))

@@ -6,7 +6,7 @@ RuntimeError, and a fractional share that lets CPU stages run many tasks per GPU
 "0.0625") raises ValueError in ``int()``. Here the training job has its own integer ``task_gpus``: the barrier
 job has ``num_processes / task_gpus`` tasks and runs under a stage-level profile that gives each task that many
 whole GPUs (each task starts one process per GPU it holds), so the CPU stages keep their share. Where Spark
-cannot schedule a profile (local mode, dynamic allocation, Spark < 4.0: ``jobs.stages.base.profile_unavailable``)
+cannot schedule a profile (local mode, dynamic allocation, Spark < 4.0: ``training.spark_profiles``)
 the tasks run under the default task resources, as TorchDistributor's own would.
 """
 
@@ -18,6 +18,8 @@ import logging
 from pyspark.ml.torch.distributor import TorchDistributor
 from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
 
+from training import spark_profiles
+
 log = logging.getLogger(__name__)
 
 
@@ -28,9 +30,7 @@ class GpuTaskDistributor(TorchDistributor):
         self.task_gpus = task_gpus  # read by _get_num_tasks, which TorchDistributor.__init__ calls
         super().__init__(num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu)
         if use_gpu and not local_mode:
-            from jobs.stages.base import profile_unavailable
-
-            reason = profile_unavailable(self.spark)
+            reason = spark_profiles.profile_unavailable(self.spark)
             if reason is None:
                 self.spark = ProfiledSession(self.spark, task_gpus)
             else:

@@ -76,7 +76,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     lora.check_supported(cfg.lora)
     # auto becomes what this machine computes in before anything hashes the config: the model's id then says
     # how it was trained, and is the same from any machine that trains it the same way.
-    precision = resolve_precision(cfg.optim.precision, this_device("cuda" if torch.cuda.is_available() else "cpu"))
+    precision = resolve_precision(cfg.optim.precision, torch_device())
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, precision=precision))
     examples, provenance = load_examples(cfg)
     curated = tuple(e.score_id for e in examples if e.score_id is not None)
@@ -325,6 +325,14 @@ def load_model(cfg: TrainConfig, device: torch.device, dtype: torch.dtype) -> to
     return AutoModelForCausalLM.from_pretrained(
         cfg.base_model, config=config, dtype=dtype, trust_remote_code=cfg.trust_remote_code
     ).to(device)
+
+
+def torch_device() -> Device:
+    """This machine as torch sees it: its CPU's flags and, where CUDA is up, the current GPU."""
+    if not torch.cuda.is_available():
+        return this_device()
+    index = torch.cuda.current_device()
+    return this_device((torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index)))
 
 
 def resolve_precision(precision: str, device: Device) -> str:

@@ -77,20 +77,18 @@ def cpu_flags(cpuinfo: str) -> frozenset[str]:
     return frozenset()
 
 
-def this_device(kind: Literal["cpu", "cuda"] = "cpu") -> Device:
-    """The facts of this machine: its CPU's flags, and with ``kind="cuda"`` the current GPU's (torch is imported
-    only then: the CPU path must not pay for it)."""
+def this_device(gpu: tuple[str, tuple[int, int]] | None = None) -> Device:
+    """The facts of this machine: its CPU's flags, and the GPU its caller found (name and compute capability, as
+    torch or vLLM report them; None: no GPU). This module imports neither: it is the pure core's."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = cpu_flags(f.read())
     except OSError:  # not Linux: no way to tell, and emulated bf16 is the costly mistake
         flags = frozenset()
-    if kind == "cpu":
+    if gpu is None:
         return Device("cpu", flags)
-    import torch
-
-    index = torch.cuda.current_device()
-    return Device("cuda", flags, torch.cuda.get_device_name(index), tuple(torch.cuda.get_device_capability(index)))
+    name, capability = gpu
+    return Device("cuda", flags, name, tuple(capability))
 
 
 def usable_cores() -> int:

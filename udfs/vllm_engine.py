@@ -37,7 +37,10 @@ class VLLMEngine(TokenizerPrompts):
         """``args`` from ``udfs.engine.engine_args``: the one mapping from our config to vLLM's arguments."""
         self.model_path = args["model"]
         # Decided here, on the machine that serves: a driver without the executors' GPUs cannot tell.
-        self.dtype = choose_dtype(args["dtype"], this_device("cpu" if current_platform.is_cpu() else "cuda"))
+        gpu = None
+        if not current_platform.is_cpu():
+            gpu = (current_platform.get_device_name(), tuple(current_platform.get_device_capability()))
+        self.dtype = choose_dtype(args["dtype"], this_device(gpu))
         log.info("engine %s", self.dtype.describe())
         args = {**args, "dtype": self.dtype.dtype}
         if current_platform.is_cpu():

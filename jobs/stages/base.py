@@ -10,12 +10,10 @@ The stages themselves are the other modules of this package; ``jobs.stages`` lis
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-import pyspark
 from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -24,6 +22,7 @@ from jobs import progress
 from jobs.config import PipelineConfig
 from jobs.storage import Storage, WriteResult
 from training.checkpoint import CHECKPOINT, checkpoint_dir
+from training.spark_profiles import profile_unavailable
 from udfs import reasons
 from udfs.ids import model_fingerprint
 from udfs.tables import TOKEN_COLUMNS, Table, status_key
@@ -191,7 +190,6 @@ def llm_map(ctx: Context, rows: DataFrame, fn, schema: str, order: Sequence[str]
     return rows.mapInPandas(fn, schema, profile=profile) if profile else rows.mapInPandas(fn, schema)
 
 
-PROFILE_MIN_SPARK = (4, 0)  # DataFrame.mapInPandas(profile=) is new in Spark 4.0
 _profile_warned: set[str] = set()
 
 
@@ -240,30 +238,6 @@ def cluster_gpus(spark: SparkSession) -> int:
     else:  # the driver is among the block managers
         executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1
     return max(1, int(per_executor * max(1, executors)))
-
-
-def profile_unavailable(spark: SparkSession) -> str | None:
-    """Why this session cannot run a task-level resource profile, or None when it can."""
-    for side, version in (("pyspark", pyspark.__version__), ("Spark", spark.version)):
-        if version_tuple(version) < PROFILE_MIN_SPARK:
-            return f"{side} {version} has no stage-level profiles for mapInPandas (Spark >= 4.0)"
-    if spark.conf.get("spark.dynamicAllocation.enabled", "false").strip().lower() == "true":
-        # A task-only profile shares the running executors only without dynamic allocation; with it Spark
-        # asks for new executors of that profile, which GPUs held by the idle default executors can block.
-        return "spark.dynamicAllocation.enabled is true"
-    master = spark.conf.get("spark.master", "")
-    if master == "local" or master.startswith("local["):
-        # Spark rejects task profiles in local mode ("only supported for Standalone, Yarn and Kubernetes").
-        return f"master {master} (local mode)"
-    return None
-
-
-def version_tuple(version: str) -> tuple[int, int]:
-    """(major, minor) of a Spark version string such as ``4.0.0``, ``3.5.2-databricks`` or ``4.1.0.dev0``."""
-    match = re.match(r"(\d+)\.(\d+)", version)
-    if match is None:
-        raise ValueError(f"not a Spark version: {version!r}")
-    return int(match[1]), int(match[2])
 
 
 def model_ready(path: str) -> bool:

@@ -12,6 +12,7 @@ import pytest
 from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
 
 from jobs.stages import base
+from training import spark_profiles
 
 
 class FakeSession:
@@ -69,7 +70,8 @@ def test_a_cluster_on_spark_4_without_dynamic_allocation_gets_the_gpu_profile(sp
     profile = base.gpu_profile(FakeSession("4.0.0", **CLUSTER), 0.5)
     assert profile is not None and profile.taskResources["gpu"].amount == 0.5
     assert base.gpu_profile(FakeSession("4.0.0", **CLUSTER), None) is None  # CPU stages: no profile at all
-    assert base.profile_unavailable(FakeSession("4.0.0", **{"spark.master": "local-cluster[2,1,1024]"})) is None
+    local_cluster = FakeSession("4.0.0", **{"spark.master": "local-cluster[2,1,1024]"})
+    assert spark_profiles.profile_unavailable(local_cluster) is None
 
 
 @pytest.mark.parametrize(
@@ -92,8 +94,8 @@ def test_where_spark_cannot_schedule_a_profile_there_is_none_and_a_reason(sessio
 
 def test_pyspark_before_4_gets_no_profile_keyword_at_all(monkeypatch):
     """pyspark 3.5's mapInPandas has no ``profile`` parameter: passing profile=None would raise TypeError."""
-    monkeypatch.setattr(base.pyspark, "__version__", "3.5.2")
-    assert "pyspark 3.5.2" in base.profile_unavailable(FakeSession("4.0.0", **CLUSTER))
+    monkeypatch.setattr(spark_profiles.pyspark, "__version__", "3.5.2")
+    assert "pyspark 3.5.2" in spark_profiles.profile_unavailable(FakeSession("4.0.0", **CLUSTER))
     calls = []
 
     class Rows:
@@ -112,9 +114,9 @@ def test_pyspark_before_4_gets_no_profile_keyword_at_all(monkeypatch):
 
 @pytest.mark.parametrize("text, expected", [("4.0.0", (4, 0)), ("3.5.2-databricks", (3, 5)), ("4.1.0.dev0", (4, 1))])
 def test_version_tuple(text, expected):
-    assert base.version_tuple(text) == expected
+    assert spark_profiles.version_tuple(text) == expected
     with pytest.raises(ValueError, match="not a Spark version"):
-        base.version_tuple("unknown")
+        spark_profiles.version_tuple("unknown")
 
 
 class Rows:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pyspark.ml.torch.distributor import TorchDistributor
 
-from jobs.stages import base
+from training import spark_profiles
 from training.spark_distributor import GpuTaskDistributor, ProfiledSession
 
 KEY = "spark.task.resource.gpu.amount"
@@ -42,7 +42,7 @@ def test_task_gpus_must_divide_the_processes(spark):
 
 
 def test_on_a_cluster_the_barrier_job_runs_under_a_whole_gpu_profile(spark, monkeypatch):
-    monkeypatch.setattr(base, "profile_unavailable", lambda session: None)  # as on a standalone/k8s cluster
+    monkeypatch.setattr(spark_profiles, "profile_unavailable", lambda session: None)  # as on a standalone/k8s cluster
     distributor = GpuTaskDistributor(4, task_gpus=2)
     assert isinstance(distributor.spark, ProfiledSession)
     assert distributor.spark.conf.get("spark.master").startswith("local")  # everything else: the session's

@@ -82,7 +82,7 @@ def test_precision_auto_is_bf16_only_where_the_device_has_it_natively():
 def test_auto_precision_is_resolved_before_the_model_id_is_made(make_config, tmp_path, monkeypatch):
     import training.train as train_module
 
-    monkeypatch.setattr(train_module, "this_device", lambda kind: Device("cpu", frozenset({"avx2"})))
+    monkeypatch.setattr(train_module, "torch_device", lambda: Device("cpu", frozenset({"avx2"})))
     auto = train(make_config(tmp_path / "auto", "optim.max_steps=1", "optim.precision=auto", "optim.max_seq_len=256"))
     meta = json.loads((Path(auto.output_dir) / "training_meta.json").read_text())
     assert meta["precision"] == "fp32" and meta["fingerprint"]["config"]["optim"]["precision"] == "fp32"

@@ -10,7 +10,7 @@ from databricks.bundles.jobs import Job
 from jobs.config import load_pipeline_config
 from jobs.stages import STAGE_NAMES, schedule
 from jobs.notebook import job_args
-from jobs.stages.base import PROFILE_MIN_SPARK
+from training.spark_profiles import PROFILE_MIN_SPARK
 from jobs.storage import parse_catalog_schema
 from tests.conftest import ROOT
 
