@@ -172,6 +172,8 @@ def append_in_chunks(
             tokens = report.extra.get("tokens", {}).get("output_tokens")
             progress.update(table.name, report.rows_written, report.rows_in, tokens=tokens)
             log.info("%s: chunk %d/%d committed (%d rows so far)", table.name, n, len(work.chunks), report.rows_written)
+        if version is None and not work.chunks:  # nothing to do, but the stage ran: its (empty) table exists
+            append(ctx, table, ctx.spark.createDataFrame([], table.schema), report)
     finally:
         ctx.storage.drop_work(work)
 
