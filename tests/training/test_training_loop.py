@@ -109,7 +109,8 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(trained, tiny_base)
     # One batch of the 8 pairs (similar lengths), in micro-batches of 4.
     assert 0 < meta["padding_waste"] <= 0.05 and meta["tokens_per_second"] > 0
     # No temporary directories or checkpoints left; mlruns is the default local MLflow store.
-    assert sorted(p.name for p in Path(result.output_dir).parent.iterdir()) == ["m0", "mlruns"]
+    # the model, its MLflow store and its lock (training.artifacts.exclusive): no staging or checkpoint left
+    assert sorted(p.name for p in Path(result.output_dir).parent.iterdir()) == [".m0.lock", "m0", "mlruns"]
 
 
 def test_the_run_is_recorded_in_mlflow(trained):
@@ -148,7 +149,7 @@ def test_changed_config_retrains(make_config, tmp_path):
     first = train(make_config(out, "optim.max_steps=1"))
     again = train(make_config(out, "optim.max_steps=2"))
     assert (first.steps, again.steps) == (1, 2)
-    assert [p.name for p in tmp_path.iterdir()] == ["m0"]  # tracking off: no MLflow store
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m0.lock", "m0"]  # tracking off: no MLflow store
 
 
 def test_tracking_checkpointing_and_sharding_settings_do_not_make_a_model_stale(trained):
